@@ -1,0 +1,165 @@
+"""The sweep config: fixed settings, search space and baseline, from flags and TOML, with one set of defaults.
+
+The config is stored in the study's user attrs when the study is created, so a worker needs only
+``--study`` and ``--storage``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+
+from sweep import space as space_module
+
+OPTIMIZERS = ("sgd", "adamw")
+PRUNERS = ("median", "hyperband", "patient", "none")
+
+CONFIG_ATTR = "sweep_config"
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A config value or file we cannot accept; the message names the value and what is accepted."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that defines a sweep. Worker-local choices (device, storage) are not part of it."""
+
+    model: str = "resnet50"
+    weights: str = "auto"
+    data: str = "digits"
+    image_size: int = 32
+    max_train: int | None = 512
+    max_val: int | None = 256
+    val_fraction: float = 0.25
+    epochs: int = 8
+    n_trials: int = 12
+    seed: int = 0
+    optimizer: str = "sgd"
+    pruner: str = "median"
+    patience: int = 2
+    min_delta: float = 0.01
+    space: dict[str, BaseDistribution] = field(default_factory=space_module.default_space)
+    baseline: dict[str, Any] = field(default_factory=lambda: dict(space_module.DEFAULT_BASELINE))
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        fixed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fixed["space"] = {name: json.loads(distribution_to_json(d)) for name, d in self.space.items()}
+        fixed["baseline"] = dict(self.baseline)
+        fixed["version"] = CONFIG_VERSION
+        return fixed
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> "SweepConfig":
+        values = {k: v for k, v in stored.items() if k != "version"}
+        values["space"] = {
+            name: json_to_distribution(json.dumps(d)) for name, d in values["space"].items()
+        }
+        return cls(**values)
+
+    def differences(self, other: "SweepConfig", *, ignore: tuple[str, ...] = ("n_trials",)) -> list[str]:
+        """Names of the settings in which two configs differ (the trial budget may change on resume)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [key for key in mine if key not in ignore and mine[key] != theirs.get(key)]
+
+
+FIXED_KEYS = tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not in ("space", "baseline"))
+FILE_KEYS = FIXED_KEYS + ("space", "baseline")
+
+
+def _check(config: SweepConfig) -> None:
+    def need(ok: bool, key: str, accepted: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={getattr(config, key)!r} is not accepted: expected {accepted}")
+
+    need(isinstance(config.epochs, int) and config.epochs >= 1, "epochs", "an integer >= 1")
+    need(isinstance(config.n_trials, int) and config.n_trials >= 1, "n_trials", "an integer >= 1")
+    need(isinstance(config.image_size, int) and 16 <= config.image_size <= 1024, "image_size",
+         "an integer from 16 to 1024")
+    need(config.max_train is None or (isinstance(config.max_train, int) and config.max_train >= 2),
+         "max_train", "an integer >= 2, or 0 for all images")
+    need(config.max_val is None or (isinstance(config.max_val, int) and config.max_val >= 1),
+         "max_val", "an integer >= 1, or 0 for all images")
+    need(0 < config.val_fraction < 1, "val_fraction", "a fraction between 0 and 1")
+    need(config.optimizer in OPTIMIZERS, "optimizer", " or ".join(OPTIMIZERS))
+    need(config.pruner in PRUNERS, "pruner", ", ".join(PRUNERS))
+    need(isinstance(config.patience, int) and config.patience >= 1, "patience", "an integer >= 1")
+    need(0 <= config.min_delta < 1, "min_delta", "a relative improvement in [0, 1), e.g. 0.01")
+    need(isinstance(config.seed, int), "seed", "an integer")
+    unknown = set(config.space) ^ set(space_module.PARAMS)
+    if unknown:
+        raise ConfigError(f"search space must name exactly {', '.join(space_module.PARAMS)} (off: {sorted(unknown)})")
+    for name in config.baseline:
+        if name not in space_module.PARAMS:
+            raise ConfigError(
+                f"unknown baseline parameter {name!r}: accepted are {', '.join(space_module.PARAMS)}"
+            )
+
+
+def _nullable(value: Any) -> Any:
+    # 0 on the command line or in a file means "no cap" for the subset sizes.
+    return None if value in (0, None) else value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML config file as override values (fixed keys, ``space`` and ``baseline`` tables), checked."""
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    unknown = [key for key in document if key not in FILE_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {path}: accepted keys are {', '.join(FILE_KEYS)}"
+        )
+    values: dict[str, Any] = {k: v for k, v in document.items() if k not in ("space", "baseline")}
+    for table in ("space", "baseline"):
+        if table in document and not isinstance(document[table], dict):
+            raise ConfigError(f"{table!r} in {path} must be a table ([{table}])")
+    try:
+        if "space" in document:
+            values["space"] = {
+                name: space_module.parse_param(name, text) for name, text in document["space"].items()
+            }
+        if "baseline" in document:
+            values["baseline"] = {
+                name: space_module.parse_value(name, value)
+                for name, value in document["baseline"].items()
+            }
+    except space_module.SpaceError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return values
+
+
+def build_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> SweepConfig:
+    """Defaults, then the file, then flags: flags override the file, the file overrides defaults.
+
+    ``overrides`` may hold fixed keys, ``space`` (a partial dict of distributions) and
+    ``baseline`` (a partial dict of values); partial tables merge with what is below them.
+    """
+    layers = [read_config_file(file) if file else {}, overrides or {}]
+    defaults = SweepConfig()
+    merged: dict[str, Any] = {name: getattr(defaults, name) for name in FIXED_KEYS}
+    merged["space"] = dict(defaults.space)
+    merged["baseline"] = dict(defaults.baseline)
+    for layer in layers:
+        for key, value in layer.items():
+            if key in ("space", "baseline"):
+                merged[key].update(value)
+            elif value is not None:
+                merged[key] = value
+    merged["max_train"] = _nullable(merged["max_train"])
+    merged["max_val"] = _nullable(merged["max_val"])
+    return SweepConfig(**merged)
