@@ -1,0 +1,19 @@
+"""The analysis of a sweep: verdict per trial, what removed the plateau, and reports of it.
+
+Pure functions over plain records; ``records_from_study`` is the one step that reads a study.
+"""
+
+from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
+from sweep.analysis.records import TrialRecord, records_from_study
+from sweep.analysis.report import render_text
+from sweep.analysis.result import analyze
+
+__all__ = [
+    "VERDICTS",
+    "CurveVerdict",
+    "TrialRecord",
+    "analyze",
+    "classify_curve",
+    "records_from_study",
+    "render_text",
+]

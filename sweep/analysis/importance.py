@@ -1,0 +1,115 @@
+"""Parameter importance from Optuna's own evaluators, run on an in-memory study built from plain records."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Any, Iterator
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.importance import (
+    FanovaImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+    get_param_importances,
+)
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Keep Optuna's info logs and warnings about throw-away studies off the user's terminal."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def covering_distributions(
+    distributions: dict[str, BaseDistribution], params_list: list[dict[str, Any]]
+) -> dict[str, BaseDistribution]:
+    """The space widened to hold every observed value (a baseline may lie outside the swept range)."""
+    covering: dict[str, BaseDistribution] = {}
+    for name, distribution in distributions.items():
+        observed = [params[name] for params in params_list if name in params]
+        if isinstance(distribution, CategoricalDistribution):
+            extra = [value for value in dict.fromkeys(observed) if value not in distribution.choices]
+            covering[name] = CategoricalDistribution(list(distribution.choices) + extra)
+        elif isinstance(distribution, (FloatDistribution, IntDistribution)) and observed:
+            low, high = min([distribution.low, *observed]), max([distribution.high, *observed])
+            if isinstance(distribution, IntDistribution):
+                covering[name] = IntDistribution(int(low), int(high), log=distribution.log)
+            else:
+                covering[name] = FloatDistribution(low, high, log=distribution.log)
+        else:
+            covering[name] = distribution
+    return covering
+
+
+def build_study(
+    params_list: list[dict[str, Any]],
+    values: list[float],
+    distributions: dict[str, BaseDistribution],
+    *,
+    direction: str = "minimize",
+) -> optuna.Study:
+    """An in-memory study holding one complete trial per (params, value): no storage, no sampling."""
+    covering = covering_distributions(distributions, params_list)
+    with quiet_optuna():
+        study = optuna.create_study(direction=direction)
+        study.add_trials(
+            [
+                optuna.trial.create_trial(
+                    params={name: params[name] for name in covering if name in params},
+                    distributions={name: covering[name] for name in covering if name in params},
+                    value=value,
+                )
+                for params, value in zip(params_list, values)
+            ]
+        )
+    return study
+
+
+def _importances(study: optuna.Study, params: list[str], evaluator) -> dict[str, float]:
+    with quiet_optuna():
+        found = get_param_importances(study, evaluator=evaluator, params=params)
+    return {name: round(float(found.get(name, 0.0)), 4) for name in params}
+
+
+def importances(
+    params_list: list[dict[str, Any]],
+    targets: list[float],
+    distributions: dict[str, BaseDistribution],
+    params: list[str],
+    *,
+    binary: bool = False,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """PED-ANOVA and fANOVA importances of ``params`` for a target where lower is better.
+
+    With ``binary`` (0 = plateau removed, 1 = kept), PED-ANOVA's top quantile is set to exactly
+    the trials that reached 0, so it measures what the plateau-free trials have in common.
+    """
+    finite = [(p, t) for p, t in zip(params_list, targets) if t is not None and math.isfinite(t)]
+    if len(finite) < 2 or len({t for _, t in finite}) < 2 or not params:
+        return {"ped_anova": {name: 0.0 for name in params}, "fanova": {name: 0.0 for name in params}}
+    study = build_study([p for p, _ in finite], [t for _, t in finite], distributions)
+    if binary:
+        n_best = sum(1 for _, t in finite if t == min(t for _, t in finite))
+        # Just under n_best/n so that rounding inside the evaluator cannot take one tied trial more.
+        ped_anova = PedAnovaImportanceEvaluator(target_quantile=(n_best - 0.5) / len(finite))
+    else:
+        ped_anova = PedAnovaImportanceEvaluator()
+    return {
+        "ped_anova": _importances(study, params, ped_anova),
+        "fanova": _importances(study, params, FanovaImportanceEvaluator(seed=seed)),
+    }

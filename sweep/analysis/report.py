@@ -1,0 +1,143 @@
+"""The plain-language text report of an analysis result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_TRIAL_ROWS = 40  # beyond this, the table shows the baseline, the best runs and a count per verdict
+
+
+def fmt(value: Any) -> str:
+    """A number the way a person writes it: 3 significant digits, no trailing noise."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3g}"
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
+
+
+def _interval(interval: list[float] | None) -> str:
+    return "" if not interval else f", 95% CI {interval[0]:.0%}–{interval[1]:.0%}"
+
+
+def _params(params: dict) -> str:
+    return ", ".join(f"{name}={fmt(value)}" for name, value in params.items())
+
+
+def region_text(param: str, region: dict) -> str:
+    if "values" in region:
+        values = region["values"]
+        if len(values) == 1:
+            return f"{param} = {fmt(values[0])}"
+        return f"{param} in {{{', '.join(fmt(v) for v in values)}}}"
+    return f"{param} in [{fmt(region['low'])}, {fmt(region['high'])}]"
+
+
+def _setting_text(setting: list, region: dict) -> str:
+    if setting == region.get("values") or len(setting) != 2:
+        return ", ".join(fmt(value) for value in setting)
+    low, high = setting
+    return fmt(low) if low == high else f"{fmt(low)} .. {fmt(high)}"
+
+
+def _baseline_line(result: dict) -> str:
+    baseline = result["baseline"]
+    if baseline["verdict"] is None:
+        return f"Baseline (trial {baseline['number']}): not in this study."
+    line = f"Baseline (trial {baseline['number']}): {baseline['verdict']}"
+    evidence = baseline.get("evidence") or {}
+    if baseline["plateau_epoch"] is not None:
+        line += f" from epoch {baseline['plateau_epoch']}"
+    if evidence.get("reason"):
+        line += f" — {evidence['reason']}"
+    return line + "."
+
+
+def _trial_rows(result: dict) -> list[str]:
+    trials = result["trials"]
+    shown = trials
+    if len(trials) > MAX_TRIAL_ROWS:
+        ranked = sorted((t for t in trials if t["best_val_loss"] is not None), key=lambda t: t["best_val_loss"])
+        keep = {result["baseline"]["number"]} | {t["number"] for t in ranked[: MAX_TRIAL_ROWS - 1]}
+        shown = [t for t in trials if t["number"] in keep]
+    rows = [f"  {'trial':>5}  {'state':<8}  {'verdict':<11}  {'plateau@':>8}  {'best val':>8}  params"]
+    for trial in shown:
+        rows.append(
+            f"  {trial['number']:>5}  {trial['state']:<8}  {trial['verdict']:<11}  "
+            f"{fmt(trial['plateau_epoch']):>8}  {fmt(trial['best_val_loss']):>8}  {_params(trial['params'])}"
+        )
+    if len(shown) < len(trials):
+        counts = ", ".join(f"{n} {verdict}" for verdict, n in result["verdict_counts"].items() if n)
+        rows.append(f"  ({len(shown)} of {len(trials)} trials shown: the baseline and the best; all: {counts})")
+    return rows
+
+
+def _factor_lines(result: dict) -> list[str]:
+    lines = []
+    for rank, factor in enumerate(result["factors"][:5], start=1):
+        lines.append(
+            f"  {rank}. {region_text(factor['param'], factor['removes_plateau'])}: plateau kept in "
+            f"{factor['n_plateau_inside']} of {factor['n_inside']} runs "
+            f"({_percent(factor['plateau_rate_inside'])}{_interval(factor.get('plateau_rate_inside_ci'))}) "
+            f"vs {factor['n_plateau_outside']} of {factor['n_outside']} outside "
+            f"({_percent(factor['plateau_rate_outside'])}{_interval(factor.get('plateau_rate_outside_ci'))}); "
+            f"Fisher p={factor['fisher_p']:.2g}, importance {factor['importance']:.2f}"
+        )
+    return lines
+
+
+def _comparison_lines(result: dict) -> list[str]:
+    shared = [c for c in result.get("baseline_comparison") or [] if c["shared"]]
+    lines = []
+    for change in shared:
+        lines.append(
+            f"  {change['param']} {change['direction']} than the baseline's {fmt(change['baseline_value'])}: "
+            f"{change['n_removed_with_change']} of {change['n_removed']} plateau-free runs "
+            f"(vs {change['n_kept_with_change']} of {change['n_kept']} runs that kept it)"
+        )
+    return lines
+
+
+def render_text(result: dict) -> str:
+    """A short report: baseline verdict, trial table, factors, recommendation, usual suspects."""
+    lines = [
+        f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged, "
+        f"{result['n_plateau_removed']} removed the plateau.",
+        _baseline_line(result),
+        "",
+        "Trials",
+        *_trial_rows(result),
+        "",
+    ]
+    if result.get("message"):
+        lines += [result["message"], ""]
+    if result["factors"]:
+        lines += ["What removed the plateau", *_factor_lines(result), ""]
+    other = [entry["param"] for entry in result.get("other_params") or []]
+    if result["factors"] and other:
+        lines += [f"No clear effect: {', '.join(other)}.", ""]
+    comparison = _comparison_lines(result)
+    if comparison:
+        lines += ["Compared with the baseline, the plateau-free runs share", *comparison, ""]
+    if result["recommendation"]:
+        lines.append("Recommendation")
+        regions = {factor["param"]: factor["removes_plateau"] for factor in result["factors"]}
+        for param, setting in result["recommendation"].items():
+            lines.append(f"  {_setting_text(setting, regions.get(param, {}))} ({param})")
+    best = result.get("best_trial")
+    if best and result.get("evidence") != "insufficient":
+        if not result["recommendation"]:
+            lines.append("Recommendation")
+        lines += [f"  best trial: {best['number']} (best val loss {fmt(best['best_val_loss'])}, "
+                  f"{best['verdict']}): {_params(best['params'])}", ""]
+    suspects = [s for s in result.get("usual_suspects") or [] if s.get("status") != "not swept"]
+    if suspects:
+        lines.append("Usual suspects")
+        lines += [f"  {suspect['name']}: {suspect['sentence']}" for suspect in suspects]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,193 @@
+"""The analysis result: verdicts, factors and recommendation of a sweep, as the plain data of the JSON contract."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+from sweep.analysis.baseline import compare_with_baseline
+from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
+from sweep.analysis.factors import ALPHA, find_factors, is_fixed
+from sweep.analysis.importance import importances
+from sweep.analysis.records import FINISHED_STATES, TrialRecord
+from sweep.analysis.suspects import usual_suspects
+
+# One line, as promised in DESIGN.md: a judged trial removed the plateau when its validation loss
+# was not stuck on a plateau and did not blow up; overfitting and oscillating runs count as removed
+# (the optimisation moved: the stall left is another problem) and are reported separately.
+KEPT_VERDICTS = ("plateau", "diverged")
+PLATEAU_REMOVED = "a finished trial (complete, pruned or failed) long enough to judge whose verdict is not plateau or diverged; overfitting and oscillating count as removed and are reported separately"
+
+
+def _best_val_loss(record: TrialRecord) -> float | None:
+    losses = []
+    for entry in record.history:
+        try:
+            value = float(entry.get("val_loss"))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            losses.append(value)
+    if losses:
+        return min(losses)
+    if record.value is not None and math.isfinite(record.value):
+        return float(record.value)
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, non-finite floats to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _recommended(factor: dict, distribution: BaseDistribution) -> list:
+    region = factor["removes_plateau"]
+    if "values" not in region:
+        return [region["low"], region["high"]]
+    if isinstance(distribution, CategoricalDistribution):
+        return list(region["values"])
+    return [min(region["values"]), max(region["values"])]  # an int range, as in DESIGN.md's example
+
+
+def _trial_entry(record: TrialRecord, verdict: CurveVerdict, judged: bool) -> dict:
+    return {
+        "number": record.number,
+        "state": record.state,
+        "verdict": verdict.verdict,
+        "plateau_epoch": verdict.plateau_epoch,
+        "best_val_loss": _best_val_loss(record),
+        "params": dict(record.params),
+        "judged": judged,
+        "plateau_removed": (verdict.verdict not in KEPT_VERDICTS) if judged else None,
+        "n_epochs": len(record.history),
+        "failure": record.failure,
+        "pruned_at": record.pruned_at,
+        "evidence": verdict.evidence,
+    }
+
+
+def _best_trial(trials: list[dict]) -> dict | None:
+    candidates = [t for t in trials if t["state"] in FINISHED_STATES and t["best_val_loss"] is not None]
+    if not candidates:
+        return None
+    # Prefer a trial that also removed the plateau: the lowest loss of a stalled run is no answer.
+    best = min(candidates, key=lambda t: (not t["plateau_removed"], t["best_val_loss"]))
+    return {key: best[key] for key in ("number", "params", "best_val_loss", "verdict", "plateau_removed")}
+
+
+def _factor_fields(entry: dict, importance: dict) -> dict:
+    param = entry["param"]
+    entry["importance"] = importance["plateau_removed"]["ped_anova"].get(param, 0.0)
+    entry["importance_fanova"] = importance["plateau_removed"]["fanova"].get(param, 0.0)
+    entry["importance_best_val_loss"] = importance["best_val_loss"]["ped_anova"].get(param, 0.0)
+    return entry
+
+
+def analyze(
+    records: list[TrialRecord],
+    distributions: dict[str, BaseDistribution],
+    *,
+    study_name: str,
+    patience: int = 2,
+    min_delta: float = 0.01,
+    baseline_number: int = 0,
+    min_trials: int = 6,
+) -> dict:
+    """Verdict per trial, the parameters that separate plateau-free trials from the rest, and what to run next."""
+    trials = []
+    for record in sorted(records, key=lambda r: r.number):
+        verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
+        judged = record.state in FINISHED_STATES and verdict.verdict != "too_short"
+        trials.append(_trial_entry(record, verdict, judged))
+    judged = [t for t in trials if t["judged"]]
+    n_removed = sum(1 for t in judged if t["plateau_removed"])
+
+    baseline_trial = next((t for t in trials if t["number"] == baseline_number), None)
+    baseline = {
+        "number": baseline_number,
+        "verdict": baseline_trial["verdict"] if baseline_trial else None,
+        "plateau_epoch": baseline_trial["plateau_epoch"] if baseline_trial else None,
+        "best_val_loss": baseline_trial["best_val_loss"] if baseline_trial else None,
+        "params": baseline_trial["params"] if baseline_trial else None,
+        "evidence": baseline_trial["evidence"] if baseline_trial else None,
+    }
+    result: dict[str, Any] = {
+        "study": study_name,
+        "n_trials": len(trials),
+        "n_judged": len(judged),
+        "n_plateau_removed": n_removed,
+        "settings": {"patience": patience, "min_delta": min_delta, "min_trials": min_trials,
+                     "baseline_number": baseline_number},
+        "plateau_removed_means": PLATEAU_REMOVED,
+        "verdict_counts": {verdict: sum(1 for t in trials if t["verdict"] == verdict) for verdict in VERDICTS},
+        "baseline": baseline,
+        "trials": trials,
+        "factors": [],
+        "other_params": [],
+        "recommendation": {},
+        "best_trial": _best_trial(trials),
+        "importance": None,
+        "baseline_comparison": None,
+        "usual_suspects": [],
+    }
+
+    if len(judged) < min_trials:
+        result["evidence"] = "insufficient"
+        result["message"] = (
+            f"Too little evidence: {len(judged)} finished trial(s) could be judged and at least "
+            f"{min_trials} are needed to say which settings remove the plateau. Run more trials."
+        )
+        return _plain(result)
+    if n_removed in (0, len(judged)):
+        result["evidence"] = "no_contrast"
+        result["message"] = (
+            "No judged trial removed the plateau: nothing in this sweep separates better settings "
+            "from worse; widen the search space." if n_removed == 0 else
+            "Every judged trial removed the plateau: no setting in this sweep brings it back, so "
+            "none can be blamed for it."
+        )
+    else:
+        result["evidence"] = "ok"
+
+    varied = [name for name, distribution in distributions.items() if not is_fixed(distribution)]
+    judged_params = [t["params"] for t in judged]
+    kept = [not t["plateau_removed"] for t in judged]
+    with_loss = [t for t in judged if t["best_val_loss"] is not None]
+    importance = {
+        "plateau_removed": importances(judged_params, [float(k) for k in kept], distributions, varied, binary=True),
+        "best_val_loss": importances([t["params"] for t in with_loss], [t["best_val_loss"] for t in with_loss],
+                                     distributions, varied),
+    }
+    result["importance"] = importance
+    judged_tuples = [(t["params"], t["verdict"], t["plateau_removed"]) for t in judged]
+    result["usual_suspects"] = usual_suspects(judged_tuples, distributions)
+    if baseline_trial and baseline_trial["params"]:
+        others = [(t["params"], t["plateau_removed"]) for t in judged if t["number"] != baseline_number]
+        result["baseline_comparison"] = compare_with_baseline(baseline_trial["params"], others, distributions)
+    if result["evidence"] != "ok":
+        return _plain(result)
+
+    factors, others = find_factors(judged_params, kept, distributions, min_trials=min_trials)
+    by_importance = lambda entry: (-entry["importance"], entry["param"])  # noqa: E731
+    result["factors"] = sorted((_factor_fields(e, importance) for e in factors), key=by_importance)
+    result["other_params"] = sorted((_factor_fields(e, importance) for e in others), key=by_importance)
+    result["recommendation"] = {
+        factor["param"]: _recommended(factor, distributions[factor["param"]]) for factor in result["factors"]
+    }
+    if not result["factors"]:
+        result["message"] = (
+            "No parameter separated the plateau-free trials from the others clearly enough "
+            f"(family-wise error {ALPHA:g}); more trials would sharpen the picture."
+        )
+    return _plain(result)

@@ -1,0 +1,88 @@
+"""Synthetic sweeps with a known answer: curves drawn from a rule, for tests, benchmarks and demos."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from sweep.analysis.records import TrialRecord
+
+SPACE: dict[str, BaseDistribution] = {
+    "lr": FloatDistribution(1e-5, 1e-1, log=True),
+    "batch_size": CategoricalDistribution([16, 32, 64]),
+    "dropout": FloatDistribution(0.0, 0.6),
+    "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+    "scheduler": CategoricalDistribution(["none", "cosine", "step", "plateau"]),
+    "frozen_stages": IntDistribution(0, 4),
+}
+BASELINE: dict[str, Any] = {
+    "lr": 1e-4, "batch_size": 32, "dropout": 0.5, "weight_decay": 1e-3, "scheduler": "none", "frozen_stages": 4,
+}
+
+
+def plateau_rule(params: dict[str, Any]) -> bool:
+    """The ground truth of the default synthetic sweep: too many frozen stages or too small a learning rate."""
+    return params["frozen_stages"] >= 3 or params["lr"] < 3e-5
+
+
+def _sample(distribution: BaseDistribution, rng: np.random.Generator) -> Any:
+    if isinstance(distribution, CategoricalDistribution):
+        return distribution.choices[int(rng.integers(len(distribution.choices)))]
+    if isinstance(distribution, IntDistribution):
+        return int(rng.integers(distribution.low, distribution.high + 1))
+    if distribution.log:
+        return float(math.exp(rng.uniform(math.log(distribution.low), math.log(distribution.high))))
+    return float(rng.uniform(distribution.low, distribution.high))
+
+
+def curve(plateau: bool, epochs: int, rng: np.random.Generator, noise: float = 0.003) -> list[dict]:
+    """A history that stalls after two epochs (plateau) or keeps falling (improving), with noise."""
+    start = 2.3 * rng.uniform(0.9, 1.1)
+    floor = rng.uniform(0.55, 0.7) if plateau else rng.uniform(0.1, 0.3)
+    speed = rng.uniform(1.2, 1.8) if plateau else rng.uniform(0.25, 0.4)
+    history = []
+    for epoch in range(1, epochs + 1):
+        shape = floor + (1 - floor) * math.exp(-speed * epoch)
+        val_loss = start * shape * (1 + noise * rng.standard_normal())
+        train_loss = start * shape * 0.95 * (1 + noise * rng.standard_normal())
+        history.append({
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+            "val_acc": max(0.0, 1 - val_loss / start), "lr": None, "seconds": 1.0,
+        })
+    return history
+
+
+def synthetic_records(
+    n_trials: int,
+    *,
+    seed: int = 0,
+    epochs: int = 8,
+    rule: Callable[[dict[str, Any]], bool] = plateau_rule,
+    flip_rate: float = 0.05,
+    pruned_rate: float = 0.1,
+    space: dict[str, BaseDistribution] | None = None,
+) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
+    """Trial 0 is the baseline; the others are drawn at random. A share ``flip_rate`` of runs
+    behaves against the rule (noise), and a share ``pruned_rate`` stops early as pruned."""
+    space = dict(space or SPACE)
+    rng = np.random.default_rng(seed)
+    records = []
+    for number in range(n_trials):
+        params = dict(BASELINE) if number == 0 else {name: _sample(d, rng) for name, d in space.items()}
+        plateau = rule(params) != (rng.uniform() < flip_rate and number != 0)
+        history = curve(plateau, epochs, rng)
+        state, pruned_at = "COMPLETE", None
+        if number and rng.uniform() < pruned_rate:
+            pruned_at = int(rng.integers(1, epochs))
+            history, state = history[:pruned_at], "PRUNED"
+        value = min(entry["val_loss"] for entry in history)
+        records.append(TrialRecord(number, state, params, history, value=value, pruned_at=pruned_at))
+    return records, space
