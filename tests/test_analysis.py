@@ -1,0 +1,287 @@
+"""Analysis: verdicts on hand-made curves, attribution on synthetic sweeps with a known answer, reading a study."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from sweep.analysis import TrialRecord, analyze, classify_curve, records_from_study, render_text
+from sweep.analysis.synthetic import SPACE, synthetic_records
+
+NAN = float("nan")
+
+
+def history(val_losses, train_losses=None):
+    train_losses = train_losses or val_losses
+    return [
+        {"epoch": epoch, "train_loss": train, "val_loss": val, "val_acc": 0.5, "lr": 0.01, "seconds": 1.0}
+        for epoch, (val, train) in enumerate(zip(val_losses, train_losses), start=1)
+    ]
+
+
+def verdict_of(val_losses, train_losses=None, **kwargs):
+    kwargs.setdefault("patience", 2)
+    kwargs.setdefault("min_delta", 0.01)
+    return classify_curve(history(val_losses, train_losses), **kwargs)
+
+
+# --- verdicts on hand-made curves ---------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("val_losses", "train_losses", "expected", "plateau_epoch"),
+    [
+        pytest.param([2.0, 1.6, 1.3, 1.1, 0.95, 0.85], None, "improving", None, id="improving"),
+        pytest.param([2.0, 1.5, 1.4, 1.399, 1.401, 1.398, 1.40], None, "plateau", 3, id="plateau"),
+        pytest.param(
+            [2.0, 1.5, 1.2, 1.21, 1.25, 1.3, 1.36], [2.0, 1.4, 1.0, 0.8, 0.6, 0.45, 0.3],
+            "overfitting", 3, id="overfitting",
+        ),
+        pytest.param(
+            [2.0, 1.5, 1.2, 1.6, 1.25, 1.65, 1.22, 1.7], [2.0, 1.5, 1.3, 1.4, 1.3, 1.4, 1.3, 1.4],
+            "oscillating", 3, id="oscillating",
+        ),
+        pytest.param([2.0, 1.5, 1.2, 2.5, 5.0, 9.0], None, "diverged", None, id="val-loss-blows-up"),
+        pytest.param([2.0, 1.5], None, "too_short", None, id="fewer-than-patience-plus-one"),
+    ],
+)
+def test_each_verdict_on_a_hand_made_curve(val_losses, train_losses, expected, plateau_epoch):
+    verdict = verdict_of(val_losses, train_losses)
+    assert verdict.verdict == expected
+    assert verdict.plateau_epoch == plateau_epoch
+
+
+def test_plateau_evidence_gives_best_loss_before_and_after_and_train_trend():
+    verdict = verdict_of([2.0, 1.5, 1.4, 1.399, 1.401, 1.398, 1.40])
+    assert verdict.evidence["best_val_before"] == pytest.approx(1.4)
+    assert verdict.evidence["best_val_after"] == pytest.approx(1.398)
+    assert verdict.evidence["train_loss_trend"] == "flat"
+    assert verdict.evidence["stalled_epochs"] == 4
+
+
+def test_min_delta_is_relative_like_reduce_lr_on_plateau():
+    # best 1.0; a new best must be below 1.0 * (1 - 0.01) = 0.99 to count as an improvement.
+    assert verdict_of([2.0, 1.0, 0.995, 0.991]).verdict == "plateau"
+    assert verdict_of([2.0, 1.0, 0.995, 0.985]).verdict == "improving"
+    assert verdict_of([2.0, 1.0, 0.995, 0.985], min_delta=0.02).verdict == "plateau"
+
+
+def test_patience_is_the_number_of_epochs_that_must_fail_to_improve():
+    stall_of_two = [2.0, 1.5, 1.2, 1.2, 1.2, 1.0, 0.9, 0.8]
+    assert verdict_of(stall_of_two[:5], patience=2).verdict == "plateau"
+    assert verdict_of(stall_of_two[:5], patience=3).verdict == "improving"
+
+
+def test_a_plateau_that_a_later_improvement_broke_is_improving_with_the_earlier_stall_as_evidence():
+    verdict = verdict_of([2.0, 1.5, 1.2, 1.2, 1.2, 1.2, 1.0, 0.9, 0.8])
+    assert verdict.verdict == "improving"
+    assert verdict.evidence["earlier_plateaus"] == [3]
+
+
+def test_plateau_epoch_is_the_last_epoch_that_set_a_real_best():
+    verdict = verdict_of([2.0, 1.0, 0.9, 0.91, 0.92, 0.80, 0.81, 0.82, 0.805])
+    assert (verdict.verdict, verdict.plateau_epoch) == ("plateau", 6)
+
+
+def test_one_pruned_epoch_is_too_short():
+    assert verdict_of([2.0]).verdict == "too_short"
+    assert classify_curve([], patience=2, min_delta=0.01).verdict == "too_short"
+
+
+def test_failure_nan_loss_is_diverged_even_when_the_run_is_short():
+    assert verdict_of([2.0], failure="nan_loss").verdict == "diverged"
+
+
+@pytest.mark.parametrize(
+    "val_losses",
+    [[2.0, 1.5, 1.2, NAN], [2.0, 1.5, math.inf, 1.0, 0.9], [2.0, 1.5, 1.2, 1.1, NAN, NAN]],
+    ids=["nan-at-the-end", "inf-anywhere", "nan-to-the-end"],
+)
+def test_non_finite_loss_is_diverged(val_losses):
+    assert verdict_of(val_losses).verdict == "diverged"
+
+
+def test_a_nan_gap_followed_by_finite_epochs_is_skipped_not_diverged():
+    verdict = verdict_of([2.0, 1.6, NAN, 1.1, 0.95, 0.85])
+    assert verdict.verdict == "improving"
+    assert verdict.evidence["skipped_epochs"] == [3]
+
+
+def test_nan_gaps_count_against_the_epochs_needed_to_judge():
+    assert verdict_of([2.0, NAN, NAN, 1.9]).verdict == "too_short"
+
+
+def test_missing_train_loss_judges_the_validation_curve_alone():
+    entries = [{"epoch": e, "val_loss": v} for e, v in enumerate([2.0, 1.5, 1.4, 1.4, 1.4], start=1)]
+    verdict = classify_curve(entries, patience=2, min_delta=0.01)
+    assert (verdict.verdict, verdict.plateau_epoch) == ("plateau", 3)
+    assert verdict.evidence["train_loss_trend"] == "unknown"
+
+
+def test_evidence_is_json_serialisable_without_nan():
+    for val_losses in ([2.0, NAN, 1.5, 1.4, 1.4], [2.0, 1.5, NAN]):
+        json.dumps(verdict_of(val_losses).evidence, allow_nan=False)
+
+
+# --- analysis of a sweep ------------------------------------------------------------------------
+
+def test_result_has_every_key_of_the_json_contract_and_is_strict_json():
+    records, space = synthetic_records(60, seed=0)
+    result = analyze(records, space, study_name="resnet-plateau")
+    text = json.dumps(result, allow_nan=False)
+    assert json.loads(text) == result
+    assert result["study"] == "resnet-plateau"
+    assert result["n_trials"] == 60
+    assert set(result["baseline"]) >= {"number", "verdict", "plateau_epoch"}
+    assert (result["baseline"]["number"], result["baseline"]["verdict"]) == (0, "plateau")
+    assert [trial["number"] for trial in result["trials"]] == list(range(60))
+    for trial in result["trials"]:
+        assert set(trial) >= {"number", "state", "verdict", "plateau_epoch", "best_val_loss", "params"}
+    for factor in result["factors"]:
+        assert set(factor) >= {"param", "importance", "removes_plateau", "plateau_rate_inside",
+                               "plateau_rate_outside", "n_inside", "n_outside"}
+    importances = [factor["importance"] for factor in result["factors"]]
+    assert importances == sorted(importances, reverse=True)
+    assert set(result["recommendation"]) == {factor["param"] for factor in result["factors"]}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_ground_truth_the_two_causes_are_named_first_with_the_right_values_and_ranges(seed):
+    records, space = synthetic_records(120, seed=seed)  # plateau iff frozen_stages >= 3 or lr < 3e-5
+    result = analyze(records, space, study_name="synthetic")
+    factors = {factor["param"]: factor for factor in result["factors"]}
+    assert [factor["param"] for factor in result["factors"]][:2] in (["frozen_stages", "lr"], ["lr", "frozen_stages"])
+    assert set(factors) == {"frozen_stages", "lr"}, "an irrelevant parameter was named a factor"
+    assert factors["frozen_stages"]["removes_plateau"] == {"values": [0, 1, 2]}
+    lr_region = factors["lr"]["removes_plateau"]
+    tried = [trial["params"]["lr"] for trial in result["trials"]]
+    assert 2e-5 <= lr_region["low"] <= 6e-5
+    assert lr_region["high"] >= 0.5 * max(tried)
+    assert result["recommendation"]["frozen_stages"] == [0, 2]
+    assert result["recommendation"]["lr"] == [lr_region["low"], lr_region["high"]]
+    for factor in result["factors"]:
+        assert factor["plateau_rate_inside"] < factor["plateau_rate_outside"]
+        assert factor["p_adjusted"] < 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_when_nothing_matters_no_parameter_is_named(seed):
+    import numpy as np
+
+    rng = np.random.default_rng(100 + seed)
+    records, space = synthetic_records(100, seed=seed, rule=lambda params: rng.uniform() < 0.5, flip_rate=0.0)
+    result = analyze(records, space, study_name="noise")
+    assert result["factors"] == []
+    assert result["recommendation"] == {}
+    assert "No parameter separated" in result["message"]
+
+
+def test_three_finished_trials_are_too_little_evidence_and_name_no_factor():
+    records = [
+        TrialRecord(n, "COMPLETE", {"lr": 10 ** -(n + 2), "frozen_stages": n},
+                    history([2.0, 1.5, 1.4, 1.4, 1.4] if n else [2.0, 1.6, 1.3, 1.1]))
+        for n in range(3)
+    ]
+    space = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "frozen_stages": IntDistribution(0, 4)}
+    result = analyze(records, space, study_name="thin")
+    assert result["evidence"] == "insufficient"
+    assert result["factors"] == []
+    assert result["recommendation"] == {}
+    assert "Too little evidence" in result["message"]
+    assert "Too little evidence" in render_text(result)
+    assert [trial["verdict"] for trial in result["trials"]] == ["improving", "plateau", "plateau"]
+
+
+def test_too_short_and_unfinished_trials_are_listed_but_not_judged():
+    records, space = synthetic_records(30, seed=0)
+    records += [
+        TrialRecord(30, "PRUNED", {**records[1].params}, history([2.0]), pruned_at=1),
+        TrialRecord(31, "RUNNING", {**records[2].params}, history([2.0, 1.5, 1.4, 1.4, 1.4])),
+    ]
+    result = analyze(records, space, study_name="s")
+    by_number = {trial["number"]: trial for trial in result["trials"]}
+    assert by_number[30]["verdict"] == "too_short" and not by_number[30]["judged"]
+    assert by_number[31]["verdict"] == "plateau" and not by_number[31]["judged"]
+    assert by_number[31]["plateau_removed"] is None
+    assert result["n_judged"] == sum(1 for trial in result["trials"] if trial["judged"])
+
+
+def test_fixed_parameters_are_never_factors():
+    records, space = synthetic_records(80, seed=0)
+    space = {**space, "batch_size": CategoricalDistribution([32])}
+    records = [TrialRecord(r.number, r.state, {**r.params, "batch_size": 32}, r.history, r.value) for r in records]
+    result = analyze(records, space, study_name="s")
+    assert "batch_size" not in {entry["param"] for entry in result["factors"] + result["other_params"]}
+
+
+def test_a_missing_baseline_is_reported_not_invented():
+    records, space = synthetic_records(40, seed=0)
+    result = analyze(records, space, study_name="s", baseline_number=99)
+    assert result["baseline"] == {**result["baseline"], "number": 99, "verdict": None, "plateau_epoch": None}
+    assert "not in this study" in render_text(result)
+
+
+def test_best_trial_is_the_lowest_loss_among_trials_that_removed_the_plateau():
+    records, space = synthetic_records(60, seed=0)
+    result = analyze(records, space, study_name="s")
+    removed = [t for t in result["trials"] if t["plateau_removed"]]
+    assert result["best_trial"]["number"] == min(removed, key=lambda t: t["best_val_loss"])["number"]
+
+
+def test_text_report_names_baseline_factors_recommendation_and_usual_suspects():
+    records, space = synthetic_records(120, seed=0)
+    result = analyze(records, space, study_name="resnet-plateau")
+    text = render_text(result)
+    assert "Baseline (trial 0): plateau from epoch" in text
+    assert "frozen_stages in {0, 1, 2}: plateau kept in" in text
+    assert "Recommendation" in text and f"best trial: {result['best_trial']['number']}" in text
+    suspect = next(s for s in result["usual_suspects"] if s["param"] == "frozen_stages")
+    having = suspect["having"]
+    assert f"runs with frozen_stages ≥ 3 kept the plateau in {having['n_kept']} of {having['n']}" in text
+    assert having["n_kept"] / having["n"] > 0.8
+
+
+def test_usual_suspect_counts_match_the_trials():
+    records, space = synthetic_records(60, seed=1)
+    result = analyze(records, space, study_name="s")
+    judged = [t for t in result["trials"] if t["judged"]]
+    suspect = next(s for s in result["usual_suspects"] if s["rule"] == "scheduler = none")
+    having = [t for t in judged if t["params"]["scheduler"] == "none"]
+    assert suspect["having"]["n"] == len(having)
+    assert suspect["having"]["n_kept"] == sum(1 for t in having if not t["plateau_removed"])
+
+
+# --- reading a study ----------------------------------------------------------------------------
+
+def test_records_from_study_reads_history_failure_pruned_at_and_the_space():
+    study = optuna.create_study()
+    space = {"lr": SPACE["lr"], "scheduler": SPACE["scheduler"]}
+    for number in range(4):
+        trial = study.ask(space)
+        curve = history([2.0, 1.5, 1.4][: number + 1])
+        for entry in curve:
+            trial.report(entry["val_loss"], entry["epoch"])
+        if number == 0:
+            trial.set_user_attr("history", curve)
+            study.tell(trial, 1.4)
+        elif number == 1:
+            trial.set_user_attr("history", curve)
+            trial.set_user_attr("failure", "nan_loss")
+            trial.set_user_attr("pruned_at", 2)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif number == 2:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)  # no history attr: from reported values
+    records, distributions = records_from_study(study)
+    assert distributions == space
+    assert [r.state for r in records] == ["COMPLETE", "PRUNED", "FAIL", "RUNNING"]
+    assert records[0].history == history([2.0])
+    assert records[0].value == 1.4
+    assert (records[1].failure, records[1].pruned_at) == ("nan_loss", 2)
+    assert records[2].history == [{"epoch": 1, "val_loss": 2.0}, {"epoch": 2, "val_loss": 1.5},
+                                  {"epoch": 3, "val_loss": 1.4}]
+    assert records[3].value is None and set(records[3].params) == {"lr", "scheduler"}
+    result = analyze(records, distributions, study_name="s")
+    assert [t["verdict"] for t in result["trials"]] == ["too_short", "diverged", "improving", "improving"]
