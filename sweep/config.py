@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 
 from sweep import space as space_module
 
@@ -162,4 +167,28 @@ def build_config(file: Path | None = None, overrides: dict[str, Any] | None = No
                 merged[key] = value
     merged["max_train"] = _nullable(merged["max_train"])
     merged["max_val"] = _nullable(merged["max_val"])
+    given = {name for layer in layers for name in layer.get("baseline", {})}
+    merged["baseline"] = _fit_baseline(merged["baseline"], merged["space"], given)
     return SweepConfig(**merged)
+
+
+def _fit_baseline(baseline: dict[str, Any], space: dict[str, BaseDistribution], given: set[str]) -> dict[str, Any]:
+    """Default baseline values follow a parameter the user fixed; a given value must be a listed choice.
+
+    Optuna cannot run a categorical value outside the study's choices; numeric values outside a
+    range are run as given (``space.check_baseline`` warns about them).
+    """
+    fitted = dict(baseline)
+    for name, value in baseline.items():
+        distribution = space[name]
+        if name not in given and distribution.single():
+            fitted[name] = distribution.low if not isinstance(distribution, CategoricalDistribution) else distribution.choices[0]
+        elif isinstance(distribution, CategoricalDistribution) and value not in distribution.choices:
+            if name in given:
+                raise ConfigError(
+                    f"baseline {name}={value} is not one of the sweep's choices "
+                    f"{space_module.format_param(distribution)}: add it to --{name.replace('_', '-')} "
+                    "or change the baseline"
+                )
+            fitted[name] = distribution.choices[0]
+    return fitted

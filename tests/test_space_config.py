@@ -66,7 +66,8 @@ def test_flags_override_file_and_file_overrides_defaults(tmp_path):
     assert config.space["batch_size"] == CategoricalDistribution([8, 16])
     assert config.space["frozen_stages"] == IntDistribution(2, 2)
     assert config.space["dropout"] == SweepConfig().space["dropout"]  # untouched default
-    assert config.baseline["lr"] == 1e-3 and config.baseline["frozen_stages"] == 4
+    assert config.baseline["lr"] == 1e-3  # given in the file
+    assert config.baseline["frozen_stages"] == 2  # default baseline follows the fixed value
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ def test_config_round_trips_through_the_study_form():
     again = SweepConfig.from_dict(config.to_dict())
     assert again == config
     assert config.differences(again) == []
-    assert config.differences(build_config(None, {"epochs": 3})) == ["max_train", "epochs", "space"]
+    assert config.differences(build_config(None, {"epochs": 3})) == ["max_train", "epochs", "space", "baseline"]
 
 
 def test_baseline_parsing_and_range_check():
@@ -103,3 +104,12 @@ def test_baseline_parsing_and_range_check():
         space.parse_baseline("lr")
     narrow = {"lr": space.parse_param("lr", "1e-3:1e-2")}
     assert space.check_baseline({"lr": 1e-4}, narrow) == ["lr=0.0001 is outside 0.001:0.01"]
+
+
+def test_default_baseline_follows_fixed_params_and_given_baseline_must_be_a_choice():
+    config = build_config(None, {"space": {"batch_size": space.parse_param("batch_size", "16"),
+                                           "lr": space.parse_param("lr", "3e-3")}})
+    assert config.baseline["batch_size"] == 16 and config.baseline["lr"] == 3e-3
+    with pytest.raises(ConfigError, match="baseline batch_size=64 is not one of the sweep's choices 16,32"):
+        build_config(None, {"space": {"batch_size": space.parse_param("batch_size", "16,32")},
+                            "baseline": {"batch_size": 64}})
