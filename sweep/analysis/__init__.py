@@ -4,9 +4,12 @@ Pure functions over plain records; ``records_from_study`` is the one step that r
 """
 
 from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
+from sweep.analysis.next_config import emit_config
 from sweep.analysis.records import TrialRecord, records_from_study
 from sweep.analysis.report import render_text
+from sweep.analysis.report_html import render_html
 from sweep.analysis.result import analyze
+from sweep.analysis.schema import json_schema
 
 __all__ = [
     "VERDICTS",
@@ -14,6 +17,9 @@ __all__ = [
     "TrialRecord",
     "analyze",
     "classify_curve",
+    "emit_config",
+    "json_schema",
     "records_from_study",
+    "render_html",
     "render_text",
 ]

@@ -302,7 +302,11 @@ def find_factors(
         remaining = {name: d for name, d in distributions.items() if name not in given}
         entries = attribute([judged_params[i] for i in population], sub_kept, remaining)
     named = {factor["param"] for factor in factors}
-    return factors, [entry for entry in marginal if entry["param"] not in named]
+    others = [entry for entry in marginal if entry["param"] not in named]
+    for entry in others:  # not a factor: its clearest region is shown, not claimed to remove the plateau
+        if "removes_plateau" in entry:
+            entry["clearest_region"] = entry.pop("removes_plateau")
+    return factors, others
 
 
 def _inside(value: Any, region: dict) -> bool:

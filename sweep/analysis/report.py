@@ -81,13 +81,16 @@ def _trial_rows(result: dict) -> list[str]:
 def _factor_lines(result: dict) -> list[str]:
     lines = []
     for rank, factor in enumerate(result["factors"][:5], start=1):
+        given = factor.get("given") or {}
+        among = " among runs with " + ", ".join(region_text(p, r) for p, r in given.items()) if given else ""
         lines.append(
-            f"  {rank}. {region_text(factor['param'], factor['removes_plateau'])}: plateau kept in "
+            f"  {rank}. {region_text(factor['param'], factor['removes_plateau'])}{among}: plateau kept in "
             f"{factor['n_plateau_inside']} of {factor['n_inside']} runs "
             f"({_percent(factor['plateau_rate_inside'])}{_interval(factor.get('plateau_rate_inside_ci'))}) "
             f"vs {factor['n_plateau_outside']} of {factor['n_outside']} outside "
             f"({_percent(factor['plateau_rate_outside'])}{_interval(factor.get('plateau_rate_outside_ci'))}); "
-            f"Fisher p={factor['fisher_p']:.2g}, importance {factor['importance']:.2f}"
+            f"Fisher p={factor['fisher_p']:.2g} (corrected for the search: {factor['p_adjusted']:.2g}), "
+            f"importance {factor['importance']:.2f}"
         )
     return lines
 
@@ -122,6 +125,10 @@ def render_text(result: dict) -> str:
     other = [entry["param"] for entry in result.get("other_params") or []]
     if result["factors"] and other:
         lines += [f"No clear effect: {', '.join(other)}.", ""]
+    overfitting = result["verdict_counts"].get("overfitting", 0)
+    if overfitting and result["n_plateau_removed"]:
+        lines += [f"Of the {result['n_plateau_removed']} runs counted as plateau-free, {overfitting} overfit "
+                  "(training loss fell while validation did not): their stall is regularisation, not optimisation.", ""]
     comparison = _comparison_lines(result)
     if comparison:
         lines += ["Compared with the baseline, the plateau-free runs share", *comparison, ""]
@@ -129,7 +136,7 @@ def render_text(result: dict) -> str:
         lines.append("Recommendation")
         regions = {factor["param"]: factor["removes_plateau"] for factor in result["factors"]}
         for param, setting in result["recommendation"].items():
-            lines.append(f"  {_setting_text(setting, regions.get(param, {}))} ({param})")
+            lines.append(f"  {param}: {_setting_text(setting, regions.get(param, {}))}")
     best = result.get("best_trial")
     if best and result.get("evidence") != "insufficient":
         if not result["recommendation"]:

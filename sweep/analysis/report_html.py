@@ -1,0 +1,179 @@
+"""The HTML report: one self-contained page (plotly inlined, works offline) with the analysis and its plots."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+import plotly.offline
+from optuna.distributions import BaseDistribution
+from plotly.subplots import make_subplots
+
+from sweep.analysis.importance import build_study, quiet_optuna
+from sweep.analysis.records import FINISHED_STATES, TrialRecord
+from sweep.analysis.report import fmt, region_text, render_text
+
+N_BEST_CURVES = 5
+BASELINE_COLOR = "#d62728"
+
+
+def _series(record: TrialRecord, key: str) -> tuple[list[int], list[float | None]]:
+    epochs, values = [], []
+    for index, entry in enumerate(record.history):
+        value = entry.get(key)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = None
+        epochs.append(int(entry.get("epoch", index + 1)))
+        values.append(value if value is not None and math.isfinite(value) else None)
+    return epochs, values
+
+
+def _curves_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure:
+    figure = go.Figure()
+    best_removed = sorted(
+        (t for t in result["trials"] if t["plateau_removed"] and t["best_val_loss"] is not None),
+        key=lambda t: t["best_val_loss"],
+    )[:N_BEST_CURVES]
+    for trial in best_removed:
+        epochs, values = _series(by_number[trial["number"]], "val_loss")
+        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers",
+                                    name=f"trial {trial['number']} ({trial['verdict']})"))
+    baseline = by_number.get(result["baseline"]["number"])
+    if baseline is not None:
+        epochs, values = _series(baseline, "val_loss")
+        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name="baseline",
+                                    line={"color": BASELINE_COLOR, "width": 4}))
+    figure.update_layout(title="Validation loss: the baseline against the best runs that removed the plateau",
+                         xaxis_title="epoch", yaxis_title="validation loss")
+    return figure
+
+
+def _baseline_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure | None:
+    baseline = by_number.get(result["baseline"]["number"])
+    if baseline is None:
+        return None
+    figure = go.Figure()
+    for key, name in (("train_loss", "training loss"), ("val_loss", "validation loss")):
+        epochs, values = _series(baseline, key)
+        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name))
+    if result["baseline"]["plateau_epoch"] is not None:
+        figure.add_vline(x=result["baseline"]["plateau_epoch"], line_dash="dash",
+                         annotation_text=f"{result['baseline']['verdict']} from here")
+    figure.update_layout(title=f"Baseline (trial {result['baseline']['number']}): training against validation loss",
+                         xaxis_title="epoch", yaxis_title="loss")
+    return figure
+
+
+def _importance_figure(result: dict) -> go.Figure | None:
+    importance = result.get("importance")
+    if not importance:
+        return None
+    figure = go.Figure()
+    for target, evaluator, label in (
+        ("plateau_removed", "ped_anova", "removing the plateau (PED-ANOVA)"),
+        ("plateau_removed", "fanova", "removing the plateau (fANOVA)"),
+        ("best_val_loss", "ped_anova", "best validation loss (PED-ANOVA)"),
+    ):
+        values = importance[target][evaluator]
+        params = sorted(values, key=lambda name: importance["plateau_removed"]["ped_anova"].get(name, 0))
+        figure.add_trace(go.Bar(x=[values[p] for p in params], y=params, orientation="h", name=label))
+    figure.update_layout(title="Parameter importance", barmode="group", xaxis_title="importance (normalised)")
+    return figure
+
+
+def _level_label(level: dict) -> str:
+    if "value" in level:
+        return fmt(level["value"])
+    return f"{fmt(level['low'])}–{fmt(level['high'])}"
+
+
+def _rates_figure(result: dict) -> go.Figure | None:
+    entries = [e for e in result["factors"] + result.get("other_params", []) if e.get("levels")]
+    if not entries:
+        return None
+    titles = []
+    for entry in entries:
+        title = f"{entry['param']} (factor)" if entry.get("is_factor") else entry["param"]
+        if entry.get("given"):
+            title += " among runs with " + ", ".join(region_text(p, r) for p, r in entry["given"].items())
+        titles.append(title)
+    figure = make_subplots(rows=len(entries), cols=1, subplot_titles=titles, vertical_spacing=0.35 / len(entries))
+    for row, entry in enumerate(entries, start=1):
+        levels = entry["levels"]
+        rates = [level["plateau_rate"] for level in levels]
+        intervals = [level["plateau_rate_ci"] or [rate, rate] for level, rate in zip(levels, rates)]
+        figure.add_trace(
+            go.Bar(
+                x=[_level_label(level) for level in levels], y=rates, name=entry["param"], showlegend=False,
+                text=[f"{level['n_plateau']}/{level['n']}" for level in levels], textposition="inside",
+                error_y={"type": "data", "array": [hi - r for (lo, hi), r in zip(intervals, rates)],
+                         "arrayminus": [r - lo for (lo, hi), r in zip(intervals, rates)]},
+            ),
+            row=row, col=1,
+        )
+        figure.update_yaxes(range=[0, 1.05], title_text="plateau rate", row=row, col=1)
+    figure.update_layout(title="Plateau rate per value or range, with 95% Wilson intervals",
+                         height=max(400, 280 * len(entries)))
+    return figure
+
+
+def _optuna_figures(result: dict, records: list[TrialRecord], distributions: dict[str, BaseDistribution]) -> list[go.Figure]:
+    """Optuna's own history and parallel-coordinate plots, on best validation loss."""
+    best = {t["number"]: t["best_val_loss"] for t in result["trials"]}
+    finished = [r for r in sorted(records, key=lambda r: r.number)
+                if r.state in FINISHED_STATES and best.get(r.number) is not None]
+    varied = {name: d for name, d in distributions.items() if not d.single()}
+    if len(finished) < 2 or not varied:
+        return []
+    study = build_study([r.params for r in finished], [best[r.number] for r in finished], varied, log_as_linear=False)
+    with quiet_optuna():
+        history = optuna.visualization.plot_optimization_history(study, target_name="best validation loss")
+        parallel = optuna.visualization.plot_parallel_coordinate(study, target_name="best validation loss")
+    history.update_layout(title="Optimisation history (best validation loss per finished trial, in trial order)")
+    return [history, parallel]
+
+
+def _figure_html(figure: go.Figure, div_id: str) -> str:
+    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                          config={"displaylogo": False, "responsive": True})
+
+
+def render_html(result: dict, records: list[TrialRecord], distributions: dict[str, BaseDistribution]) -> str:
+    """One HTML file, no network needed: the text report, then the plots."""
+    by_number = {record.number: record for record in records}
+    figures: list[tuple[str, Any]] = [
+        ("curves", _curves_figure(result, by_number)),
+        ("baseline", _baseline_figure(result, by_number)),
+        ("importance", _importance_figure(result)),
+        ("rates", _rates_figure(result)),
+    ]
+    figures += [(f"optuna-{index}", figure) for index, figure in enumerate(_optuna_figures(result, records, distributions))]
+    sections = "\n".join(
+        f'<section class="plot">{_figure_html(figure, f"plot-{name}")}</section>'
+        for name, figure in figures if figure is not None
+    )
+    title = f"Plateau sweep analysis: {result['study']}"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }}
+pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; font-size: 0.85rem; }}
+section.plot {{ margin: 2rem 0; }}
+</style>
+<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>
+</head>
+<body>
+<h1>{html.escape(title)}</h1>
+<pre id="report">{html.escape(render_text(result))}</pre>
+{sections}
+</body>
+</html>
+"""
