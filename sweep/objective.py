@@ -1,0 +1,108 @@
+"""One trial: build the model and loaders for the suggested params, train, report val loss per epoch."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+from typing import Protocol
+
+import optuna
+import torch
+
+import data
+import models
+from sweep import space
+from sweep.config import SweepConfig
+from sweep.train import EpochRecord, NonFiniteLoss, create_optimizer, create_scheduler, fit
+
+log = logging.getLogger("sweep")
+
+
+class TrialProgress(Protocol):
+    def trial_started(self, number: int, params: dict) -> None: ...
+    def epoch_done(self, number: int, record: EpochRecord, epochs: int) -> None: ...
+
+
+class Objective:
+    """Callable for ``study.optimize``; the data set is prepared once per process, not per trial."""
+
+    def __init__(self, config: SweepConfig, device: torch.device, progress: TrialProgress | None = None):
+        self.config = config
+        self.device = device
+        self.progress = progress
+        self._datasets: data.Datasets | None = None
+
+    def datasets(self) -> data.Datasets:
+        if self._datasets is None:
+            config = self.config
+            # The normalisation comes from the pretrained config, which the head size does not change.
+            probe = models.create_transfer_model(config.model, num_classes=1, weights="none")
+            self._datasets = data.build_datasets(
+                data.parse_data_spec(config.data),
+                image_size=config.image_size,
+                data_config=models.pretrained_data_config(probe),
+                seed=config.seed,
+                val_fraction=config.val_fraction,
+                max_train=config.max_train,
+                max_val=config.max_val,
+            )
+        return self._datasets
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = self.config
+        params = space.suggest(trial, config.space)
+        trial.set_user_attr(
+            "worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)}
+        )
+        if self.progress:
+            self.progress.trial_started(trial.number, params)
+        torch.manual_seed(config.seed + trial.number)
+        datasets = self.datasets()
+        history: list[dict] = []
+
+        def on_epoch(record: EpochRecord) -> None:
+            history.append(record.as_dict())
+            trial.set_user_attr("history", history)
+            trial.report(record.val_loss, step=record.epoch)
+            if self.progress:
+                self.progress.epoch_done(trial.number, record, config.epochs)
+            if record.epoch < config.epochs and trial.should_prune():
+                trial.set_user_attr("pruned_at", record.epoch)
+                raise optuna.TrialPruned(f"val_loss {record.val_loss:.4f} at epoch {record.epoch}")
+
+        model = None
+        try:
+            model = models.create_transfer_model(
+                config.model,
+                num_classes=datasets.num_classes,
+                dropout=params["dropout"],
+                frozen_stages=params["frozen_stages"],
+                weights=config.weights,
+            )
+            train_loader, val_loader = data.build_loaders(
+                datasets, params["batch_size"], device=self.device.type, seed=config.seed + trial.number
+            )
+            optimizer = create_optimizer(model, config.optimizer, params["lr"], params["weight_decay"])
+            scheduler = create_scheduler(optimizer, params["scheduler"], config.epochs, config.min_delta)
+            fit(
+                model, train_loader, val_loader,
+                epochs=config.epochs, optimizer=optimizer, scheduler=scheduler,
+                device=self.device, on_epoch=on_epoch,
+            )
+        except NonFiniteLoss as error:
+            trial.set_user_attr("failure", "nan_loss")
+            trial.set_user_attr("pruned_at", error.epoch)
+            raise optuna.TrialPruned(str(error)) from None
+        except torch.cuda.OutOfMemoryError:
+            # Out of memory says this batch size does not fit, not that the sweep is broken: go on.
+            trial.set_user_attr("failure", "oom")
+            trial.set_user_attr("pruned_at", len(history))
+            raise optuna.TrialPruned(f"out of GPU memory with batch_size={params['batch_size']}") from None
+        finally:
+            del model
+            if self.device.type == "cuda":
+                gc.collect()
+                torch.cuda.empty_cache()
+        return min(record["val_loss"] for record in history)

@@ -1,0 +1,77 @@
+"""Progress of a sweep on stderr: bars on a terminal, one line per finished trial otherwise, nothing with --quiet."""
+
+from __future__ import annotations
+
+import optuna
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sweep.train import EpochRecord
+
+
+def describe_params(params: dict) -> str:
+    parts = []
+    for name, value in params.items():
+        parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(parts)
+
+
+def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
+    history = trial.user_attrs.get("history", [])
+    epochs = len(history)
+    if trial.state == optuna.trial.TrialState.COMPLETE:
+        outcome = f"best val_loss {trial.value:.4f} after {epochs} epochs"
+    elif trial.state == optuna.trial.TrialState.PRUNED:
+        failure = trial.user_attrs.get("failure")
+        at = trial.user_attrs.get("pruned_at", epochs)
+        outcome = f"stopped at epoch {at}: {failure}" if failure else f"pruned at epoch {at}"
+        if history:
+            outcome += f" (val_loss {history[-1]['val_loss']:.4f})"
+    else:
+        outcome = trial.state.name.lower()
+    return f"trial {trial.number} {outcome}"
+
+
+class SweepProgress:
+    """Both an Optuna callback (trial finished) and the objective's progress sink (trial/epoch)."""
+
+    def __init__(self, n_trials: int, done: int, epochs: int, *, quiet: bool = False, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.live = not quiet and self.console.is_terminal
+        self.epochs = epochs
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=self.console,
+            disable=not self.live,
+        )
+        self._trials = self._progress.add_task("trials", total=n_trials, completed=done, note="")
+        self._epochs = self._progress.add_task("epochs", total=epochs, note="")
+
+    def __enter__(self) -> "SweepProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False, soft_wrap=True)
+
+    def trial_started(self, number: int, params: dict) -> None:
+        self._progress.update(self._epochs, description=f"trial {number}", completed=0, note=describe_params(params))
+
+    def epoch_done(self, number: int, record: EpochRecord, epochs: int) -> None:
+        self._progress.update(
+            self._epochs, completed=record.epoch,
+            note=f"val_loss {record.val_loss:.4f} acc {record.val_acc:.2f} ({record.seconds:.1f}s/epoch)",
+        )
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._progress.advance(self._trials)
+        self.log(describe_trial(trial))

@@ -1,0 +1,91 @@
+"""The study as the one source of truth: created with the sweep config and baseline, read back by workers."""
+
+from __future__ import annotations
+
+import optuna
+
+from sweep.config import CONFIG_ATTR, SweepConfig
+from sweep.pruners import create_pruner, create_sampler
+
+BASELINE_ATTR = "baseline"
+
+
+class StudyConfigMismatch(ValueError):
+    """``sweep start`` on an existing study with other settings than it was created with."""
+
+
+class StudyNotFound(LookupError):
+    pass
+
+
+def create_or_resume(
+    storage: optuna.storages.BaseStorage, study_name: str, config: SweepConfig
+) -> tuple[optuna.Study, bool]:
+    """The study, created with ``config`` and the baseline as trial 0, or resumed when the config matches.
+
+    Returns ``(study, created)``. A different trial budget is allowed on resume and updates the study.
+    """
+    names = {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if study_name in names:
+        study = _open(storage, study_name, config)
+        stored = stored_config(study)
+        differences = stored.differences(config)
+        if differences:
+            details = ", ".join(
+                f"{key}: {stored.to_dict()[key]!r} -> {config.to_dict()[key]!r}" for key in differences[:3]
+            )
+            raise StudyConfigMismatch(
+                f"study {study_name!r} exists with a different config ({details}); "
+                "rerun with the same settings to resume, or choose a new --study name"
+            )
+        if stored.n_trials != config.n_trials:
+            study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        return study, False
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="minimize",
+        sampler=create_sampler(config),
+        pruner=create_pruner(config),
+    )
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    study.enqueue_trial(config.baseline, user_attrs={BASELINE_ATTR: True})
+    return study, True
+
+
+def stored_config(study: optuna.Study) -> SweepConfig:
+    try:
+        return SweepConfig.from_dict(study.user_attrs[CONFIG_ATTR])
+    except KeyError:
+        raise StudyNotFound(
+            f"study {study.study_name!r} has no sweep config: it was not created by `sweep start`"
+        ) from None
+
+
+def load(storage: optuna.storages.BaseStorage, study_name: str, worker_index: int = 0) -> tuple[optuna.Study, SweepConfig]:
+    """An existing study with its config, its sampler and pruner: all a worker needs."""
+    try:
+        config = stored_config(optuna.load_study(study_name=study_name, storage=storage))
+    except KeyError:
+        raise StudyNotFound(
+            f"no study named {study_name!r} in this storage: create it with `sweep start --study {study_name}`"
+        ) from None
+    return _open(storage, study_name, config, worker_index), config
+
+
+def _open(storage, study_name: str, config: SweepConfig, worker_index: int = 0) -> optuna.Study:
+    """A handle on the study with the sampler and pruner the config asks for."""
+    return optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=create_sampler(config, worker_index),
+        pruner=create_pruner(config),
+    )
+
+
+def baseline_number(study: optuna.Study) -> int:
+    """Number of the trial that ran the baseline (a retried baseline counts too); 0 if none is marked."""
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(BASELINE_ATTR) and trial.state.is_finished() and trial.state.name != "FAIL":
+            return trial.number
+    return 0
