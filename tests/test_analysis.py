@@ -209,6 +209,24 @@ def test_too_short_and_unfinished_trials_are_listed_but_not_judged():
     assert result["n_judged"] == sum(1 for trial in result["trials"] if trial["judged"])
 
 
+def test_a_run_pruned_while_improving_before_the_baselines_plateau_showed_is_not_judged():
+    records, space = synthetic_records(30, seed=0, pruned_rate=0.0)
+    baseline = classify_curve(records[0].history, patience=2, min_delta=0.01)
+    assert baseline.verdict == "plateau"
+    clear_epoch = baseline.plateau_epoch + 2
+    improving = [2.3, 1.8, 1.4, 1.1, 0.9, 0.75, 0.62, 0.5]
+    records += [
+        TrialRecord(30, "PRUNED", records[1].params, history(improving[: clear_epoch - 1]), pruned_at=clear_epoch - 1),
+        TrialRecord(31, "PRUNED", records[1].params, history(improving[:clear_epoch]), pruned_at=clear_epoch),
+        TrialRecord(32, "COMPLETE", records[1].params, history(improving[: clear_epoch - 1])),
+    ]
+    by_number = {t["number"]: t for t in analyze(records, space, study_name="s")["trials"]}
+    assert by_number[30]["verdict"] == "improving" and not by_number[30]["judged"]
+    assert "before epoch" in by_number[30]["not_judged"]
+    assert by_number[31]["judged"] and by_number[31]["plateau_removed"]
+    assert by_number[32]["judged"]
+
+
 def test_fixed_parameters_are_never_factors():
     records, space = synthetic_records(80, seed=0)
     space = {**space, "batch_size": CategoricalDistribution([32])}

@@ -15,11 +15,13 @@ from sweep.analysis.importance import importances
 from sweep.analysis.records import FINISHED_STATES, TrialRecord
 from sweep.analysis.suspects import usual_suspects
 
-# One line, as promised in DESIGN.md: a judged trial removed the plateau when its validation loss
-# was not stuck on a plateau and did not blow up; overfitting and oscillating runs count as removed
-# (the optimisation moved: the stall left is another problem) and are reported separately.
+# Plateau removed = judged and not plateau/diverged; overfitting counts as removed (the optimisation moved, the stall left is generalisation) and is reported apart.
 KEPT_VERDICTS = ("plateau", "diverged")
-PLATEAU_REMOVED = "a finished trial (complete, pruned or failed) long enough to judge whose verdict is not plateau or diverged; overfitting and oscillating count as removed and are reported separately"
+PLATEAU_REMOVED = (
+    "a judged trial (finished: complete, pruned or failed; long enough for a verdict; if stopped early "
+    "while improving, not before the epoch by which the baseline's plateau showed) whose verdict is not "
+    "plateau or diverged; overfitting and oscillating count as removed and are reported separately"
+)
 
 
 def _best_val_loss(record: TrialRecord) -> float | None:
@@ -60,7 +62,22 @@ def _recommended(factor: dict, distribution: BaseDistribution) -> list:
     return [min(region["values"]), max(region["values"])]  # an int range, as in DESIGN.md's example
 
 
-def _trial_entry(record: TrialRecord, verdict: CurveVerdict, judged: bool) -> dict:
+def _not_judged(record: TrialRecord, verdict: CurveVerdict, clear_epoch: int | None) -> str | None:
+    """Why a trial cannot say whether its settings remove the plateau, or None when it can."""
+    if record.state not in FINISHED_STATES:
+        return f"still {record.state.lower()}"
+    if verdict.verdict == "too_short":
+        return verdict.evidence.get("reason", "too short")
+    last_epoch = int(record.history[-1].get("epoch", len(record.history))) if record.history else 0
+    if verdict.verdict == "improving" and record.state != "COMPLETE" and clear_epoch and last_epoch < clear_epoch:
+        # Early epochs improve in every run: stopping before the baseline's plateau showed proves nothing.
+        return (f"stopped at epoch {last_epoch} while improving, before epoch {clear_epoch} "
+                "by which the baseline's plateau showed")
+    return None
+
+
+def _trial_entry(record: TrialRecord, verdict: CurveVerdict, not_judged: str | None) -> dict:
+    judged = not_judged is None
     return {
         "number": record.number,
         "state": record.state,
@@ -69,6 +86,7 @@ def _trial_entry(record: TrialRecord, verdict: CurveVerdict, judged: bool) -> di
         "best_val_loss": _best_val_loss(record),
         "params": dict(record.params),
         "judged": judged,
+        "not_judged": not_judged,
         "plateau_removed": (verdict.verdict not in KEPT_VERDICTS) if judged else None,
         "n_epochs": len(record.history),
         "failure": record.failure,
@@ -105,11 +123,20 @@ def analyze(
     min_trials: int = 6,
 ) -> dict:
     """Verdict per trial, the parameters that separate plateau-free trials from the rest, and what to run next."""
-    trials = []
-    for record in sorted(records, key=lambda r: r.number):
-        verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
-        judged = record.state in FINISHED_STATES and verdict.verdict != "too_short"
-        trials.append(_trial_entry(record, verdict, judged))
+    ordered = sorted(records, key=lambda r: r.number)
+    verdicts = [
+        classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
+        for record in ordered
+    ]
+    baseline_verdict = next((v for r, v in zip(ordered, verdicts) if r.number == baseline_number), None)
+    clear_epoch = (
+        baseline_verdict.plateau_epoch + patience
+        if baseline_verdict is not None and baseline_verdict.verdict == "plateau" else None
+    )
+    trials = [
+        _trial_entry(record, verdict, _not_judged(record, verdict, clear_epoch))
+        for record, verdict in zip(ordered, verdicts)
+    ]
     judged = [t for t in trials if t["judged"]]
     n_removed = sum(1 for t in judged if t["plateau_removed"])
 
