@@ -131,6 +131,8 @@ def classify_curve(
     validation loss does not improve by ``min_delta`` relative. The verdict describes how the run
     ended: stalled windows that a later improvement broke are reported as ``earlier_plateaus``.
     """
+    if patience < 1:
+        raise ValueError(f"patience must be at least 1 epoch (got {patience})")
     evidence: dict[str, Any] = {"n_epochs": len(history)}
     divergence = _divergence(history, failure)
     if divergence:

@@ -102,7 +102,7 @@ def _rates_figure(result: dict) -> go.Figure | None:
         if entry.get("given"):
             title += " among runs with " + ", ".join(region_text(p, r) for p, r in entry["given"].items())
         titles.append(title)
-    figure = make_subplots(rows=len(entries), cols=1, subplot_titles=titles, vertical_spacing=0.35 / len(entries))
+    figure = make_subplots(rows=len(entries), cols=1, subplot_titles=titles, vertical_spacing=0.5 / len(entries))
     for row, entry in enumerate(entries, start=1):
         levels = entry["levels"]
         rates = [level["plateau_rate"] for level in levels]
@@ -118,7 +118,7 @@ def _rates_figure(result: dict) -> go.Figure | None:
         )
         figure.update_yaxes(range=[0, 1.05], title_text="plateau rate", row=row, col=1)
     figure.update_layout(title="Plateau rate per value or range, with 95% Wilson intervals",
-                         height=max(400, 280 * len(entries)))
+                         height=max(400, 340 * len(entries)))
     return figure
 
 
