@@ -14,12 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from scipy.stats import binomtest, fisher_exact
 
 ALPHA = 0.05  # family-wise error rate for naming a parameter a factor
