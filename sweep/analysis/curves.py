@@ -66,6 +66,44 @@ def _improves(new_best: float, best: float, min_delta: float) -> bool:
     return new_best < best - abs(best) * min_delta
 
 
+def _best_so_far(val: list[float]) -> list[float]:
+    best_so_far: list[float] = []
+    for value in val:
+        best_so_far.append(min(value, best_so_far[-1]) if best_so_far else value)
+    return best_so_far
+
+
+def _stalled(val: list[float], patience: int, min_delta: float) -> list[bool]:
+    """For each epoch with ``patience`` epochs after it: did those epochs fail to beat the best so far?"""
+    best_so_far = _best_so_far(val)
+    return [
+        not _improves(min(val[start + 1 : start + 1 + patience]), best_so_far[start], min_delta)
+        for start in range(len(val) - patience)
+    ]
+
+
+def _stall_start(stalled: list[bool]) -> int:
+    """Index of the first window of the stall that reaches the end, or of the last window if none does."""
+    start = len(stalled) - 1
+    if stalled[start]:
+        while start > 0 and stalled[start - 1]:
+            start -= 1
+    return start
+
+
+def plateau_epoch(val_losses: list[float], *, patience: int, min_delta: float) -> int | None:
+    """Epoch (1-based position in ``val_losses``) from which the curve is still stalled at its end, or None.
+
+    The plateau rule of ``classify_curve`` on validation losses alone, for a pruner that sees only those:
+    None while the curve is too short to judge (fewer than ``patience + 1`` values) or still improving.
+    """
+    val = [float(value) for value in val_losses]
+    if len(val) < patience + 1:
+        return None
+    stalled = _stalled(val, patience, min_delta)
+    return _stall_start(stalled) + 1 if stalled[-1] else None
+
+
 def _divergence(history: list[dict], failure: str | None) -> str | None:
     """Why the run diverged (non-finite loss), or None."""
     if failure == "nan_loss":
@@ -158,18 +196,10 @@ def classify_curve(
         )
         return CurveVerdict("diverged", None, evidence)
 
-    best_so_far = []
-    for value in val:
-        best_so_far.append(min(value, best_so_far[-1]) if best_so_far else value)
+    best_so_far = _best_so_far(val)
     last_window = len(points) - 1 - patience
-    stalled = [
-        not _improves(min(val[start + 1 : start + 1 + patience]), best_so_far[start], min_delta)
-        for start in range(last_window + 1)
-    ]
-    start = last_window
-    if stalled[last_window]:
-        while start > 0 and stalled[start - 1]:
-            start -= 1
+    stalled = _stalled(val, patience, min_delta)
+    start = _stall_start(stalled)
     earlier = [
         points[index].epoch
         for index in range(len(stalled))
