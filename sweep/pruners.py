@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import optuna
 
+from sweep.analysis.curves import plateau_epoch
 from sweep.config import SweepConfig
+
+
+class PlateauPruner(optuna.pruners.BasePruner):
+    """Prunes a trial once its reported validation losses are on a plateau by the analysis's rule.
+
+    Optuna has no pruner that judges a curve against itself by a relative threshold, so this one is
+    written here; it uses ``plateau_epoch`` from the analysis, so a pruned trial gets the same verdict.
+    """
+
+    def __init__(self, patience: int, min_delta: float, n_warmup_steps: int = 0):
+        self.patience = patience
+        self.min_delta = min_delta
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        steps = sorted(trial.intermediate_values)
+        if not steps or steps[-1] < self.n_warmup_steps:
+            return False
+        val_losses = [trial.intermediate_values[step] for step in steps]
+        val_losses = [value for value in val_losses if math.isfinite(value)]
+        return plateau_epoch(val_losses, patience=self.patience, min_delta=self.min_delta) is not None
 
 
 def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
@@ -20,6 +44,8 @@ def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
         )
     if config.pruner == "patient":
         return optuna.pruners.PatientPruner(median, patience=config.patience)
+    if config.pruner == "plateau":
+        return PlateauPruner(config.patience, config.min_delta)
     if config.pruner == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {config.pruner!r}")
