@@ -6,7 +6,9 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
+from sweep import space
 from sweep.cli import main
+from sweep.config import build_config
 
 # A sweep small enough for a test: resnet18 at 32 px on a few dozen built-in images.
 TINY = [
@@ -22,7 +24,7 @@ def run(*args, storage=None):
 
 
 @pytest.mark.slow
-def test_start_then_analyze_json_on_both_storages(storage_url):
+def test_start_then_analyze_json_on_both_storages(storage_url, tmp_path):
     result = run("start", "--study", "tiny", *TINY, storage=storage_url)
     assert result.exit_code == 0, result.output
     assert "baseline" in result.stdout.lower()  # the analysis is printed at the end
@@ -47,6 +49,17 @@ def test_start_then_analyze_json_on_both_storages(storage_url):
         assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds"}
         assert trial.intermediate_values == {row["epoch"]: row["val_loss"] for row in history}
     assert study.user_attrs["sweep_config"]["epochs"] == 3
+
+    # The same result as html, and as the next sweep's config, which `sweep start --config` accepts.
+    report, best = tmp_path / "report.html", tmp_path / "best.toml"
+    result = run("analyze", "--study", "tiny", "--format", "html", "--out", str(report),
+                 "--emit-config", str(best), storage=storage_url)
+    assert result.exit_code == 0, result.output
+    assert "plotly" in report.read_text().lower()
+    assert build_config(best).space.keys() == set(space.PARAMS)
+    params = json.loads((tmp_path / "best.params.json").read_text())
+    assert params["params"] == analysis["best_trial"]["params"]
+    assert params["trial"] == analysis["best_trial"]["number"]
 
     # Same config resumes (budget met: nothing to do); a different one is refused.
     result = run("start", "--study", "tiny", *TINY, storage=storage_url)
