@@ -69,8 +69,11 @@ def build_datasets(
         train_base, val_base = source.train, source.val
     train_indices = _subset(train_indices, train_base.targets, max_train, seed)
     val_indices = _subset(val_indices, val_base.targets, max_val, seed)
+    gentle = spec.kind in ("digits", "synthetic")
     return Datasets(
-        train=TransformedSubset(train_base, train_indices, create_transforms(data_config, image_size, train=True)),
+        train=TransformedSubset(
+            train_base, train_indices, create_transforms(data_config, image_size, train=True, gentle=gentle)
+        ),
         val=TransformedSubset(val_base, val_indices, create_transforms(data_config, image_size, train=False)),
         num_classes=len(source.class_names),
         class_names=list(source.class_names),

@@ -201,3 +201,14 @@ def test_train_loader_order_follows_the_seed_and_never_leaves_a_batch_of_one(dat
     assert label_order(1) != label_order(2)
     assert len(label_order(1)) == 16  # 17 = 8 + 8 + 1: the lone image would break BatchNorm
     assert len(list(build_loaders(datasets, 16, seed=1)[0])) == 1
+
+
+def test_builtin_sets_use_gentle_augmentation_and_folders_use_timms_default():
+    from data.transforms import GENTLE_AUGMENTATION
+
+    config = {"mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    gentle = repr(create_transforms(config, 32, train=True, gentle=True))
+    default = repr(create_transforms(config, 32, train=True))
+    assert f"scale={GENTLE_AUGMENTATION['scale']}" in gentle and "Flip" not in gentle
+    assert "scale=(0.08, 1.0)" in default and "RandomHorizontalFlip" in default
+    assert create_transforms(config, 32, train=False, gentle=True).__repr__() == create_transforms(config, 32, train=False).__repr__()
