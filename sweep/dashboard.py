@@ -1,0 +1,182 @@
+"""optuna-dashboard on the study's storage: a note and train/val curves per finished trial, and the analysis and
+doctor result in the study note."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+
+import optuna
+import optuna_dashboard
+import plotly.graph_objects as go
+
+from sweep.analysis import classify_curve
+
+log = logging.getLogger("sweep")
+
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+# First line of every note we write: a note that starts otherwise was written by a person and is left alone.
+NOTE_MARK = "<!-- written by plateau-sweep -->"
+
+
+@dataclass
+class _TrialRef:
+    """What optuna_dashboard.save_note reads from a trial; an optuna.Trial cannot be made for a finished one."""
+
+    study: optuna.Study
+    _trial_id: int
+
+    @property
+    def storage(self):
+        return self.study._storage
+
+
+def _history(trial: optuna.trial.FrozenTrial) -> list[dict]:
+    """The per-epoch history the objective records; the pruner's val losses where none was written."""
+    history = trial.user_attrs.get("history")
+    if history:
+        return [dict(row) for row in history]
+    return [{"epoch": int(step), "val_loss": value} for step, value in sorted(trial.intermediate_values.items())]
+
+
+def curve_figure(trial: optuna.trial.FrozenTrial, verdict) -> go.Figure:
+    """Train and validation loss per epoch, with the plateau epoch marked."""
+    history = _history(trial)
+    epochs = [row["epoch"] for row in history]
+    figure = go.Figure()
+    if any("train_loss" in row for row in history):
+        figure.add_trace(go.Scatter(x=epochs, y=[row.get("train_loss") for row in history], name="train loss",
+                                    mode="lines+markers"))
+    figure.add_trace(go.Scatter(x=epochs, y=[row.get("val_loss") for row in history], name="validation loss",
+                                mode="lines+markers"))
+    if verdict.plateau_epoch is not None:
+        figure.add_vline(x=verdict.plateau_epoch, line_dash="dash",
+                         annotation_text=f"plateau from epoch {verdict.plateau_epoch}")
+    figure.update_layout(title=f"Trial {trial.number}: {verdict.verdict}", xaxis_title="epoch", yaxis_title="loss")
+    return figure
+
+
+def trial_note(trial: optuna.trial.FrozenTrial, verdict, figure_id: str) -> str:
+    """Markdown: verdict, plateau epoch, why, and the curve as a table (the figure is on the study page)."""
+    history = _history(trial)
+    lines = [
+        NOTE_MARK,
+        f"## Trial {trial.number}: verdict **{verdict.verdict}**",
+        "",
+        f"- plateau epoch: {verdict.plateau_epoch if verdict.plateau_epoch is not None else 'none'}",
+        f"- state: {trial.state.name}"
+        + (f", stopped at epoch {trial.user_attrs['pruned_at']}" if trial.user_attrs.get("pruned_at") else "")
+        + (f" ({trial.user_attrs['failure']})" if trial.user_attrs.get("failure") else ""),
+    ]
+    reason = verdict.evidence.get("reason")
+    if reason:
+        lines.append(f"- why: {reason}")
+    lines += [f"- curves: figure `{figure_id}` on the study page", "",
+              "| epoch | train loss | val loss | val acc | lr |", "|---|---|---|---|---|"]
+    for row in history:
+        cells = [row.get("epoch")] + [row.get(key) for key in ("train_loss", "val_loss", "val_acc", "lr")]
+        marker = " ← plateau" if row.get("epoch") == verdict.plateau_epoch else ""
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + marker + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _is_ours(note: str) -> bool:
+    return note == "" or note.startswith(NOTE_MARK)
+
+
+def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patience: int, min_delta: float) -> bool:
+    """Note and curve figure of one finished trial; False when a person's note is there (left alone)."""
+    if trial.state.name not in FINISHED_STATES:
+        return False
+    reference = _TrialRef(study, trial._trial_id)
+    if not _is_ours(optuna_dashboard.get_note(reference)):
+        return False
+    verdict = classify_curve(_history(trial), patience=patience, min_delta=min_delta,
+                             failure=trial.user_attrs.get("failure"))
+    figure_id = f"trial-{trial.number}-curves"
+    optuna_dashboard.save_plotly_graph_object(study, curve_figure(trial, verdict), graph_object_id=figure_id)
+    optuna_dashboard.save_note(reference, trial_note(trial, verdict, figure_id))
+    return True
+
+
+class TrialNotes:
+    """Optuna callback: writes a trial's note and curves once, when it ends, so the dashboard stays current."""
+
+    def __init__(self, patience: int, min_delta: float):
+        self.patience = patience
+        self.min_delta = min_delta
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            write_trial(study, trial, patience=self.patience, min_delta=self.min_delta)
+        except Exception as error:  # a note is a convenience: it never stops a sweep
+            log.warning("could not write the dashboard note of trial %d: %s", trial.number, error)
+
+
+def write_study_note(study: optuna.Study, config) -> None:
+    """The study note: the analysis summary and the doctor's last result."""
+    from sweep import analysis
+    from sweep.study import baseline_number
+
+    records, distributions = analysis.records_from_study(study)
+    if any(record.state in FINISHED_STATES for record in records):
+        result = analysis.analyze(records, distributions, study_name=study.study_name, patience=config.patience,
+                                  min_delta=config.min_delta, baseline_number=baseline_number(study))
+        summary = analysis.render_text(result)
+    else:
+        summary = "No finished trials yet."
+    doctor = study.user_attrs.get("doctor")
+    if doctor:
+        from sweep.doctor import SYMBOLS
+
+        doctor_lines = [f"**{doctor['verdict']}** ({doctor.get('source', '')}, {doctor.get('at', '')})", ""]
+        doctor_lines += [f"- {SYMBOLS.get(c['verdict'], '?')} `{c['name']}` {c['verdict']}: {c['message']}"
+                         for c in doctor["checks"]]
+    else:
+        doctor_lines = ["Not run on this study yet: `sweep doctor --study " + study.study_name + "`."]
+    body = "\n".join([NOTE_MARK, f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "",
+                      "## sweep doctor", "", *doctor_lines])
+    if _is_ours(optuna_dashboard.get_note(study)):
+        optuna_dashboard.save_note(study, body)
+
+
+def sync(study: optuna.Study, config) -> int:
+    """Notes and curves for every finished trial that lacks ours, then the study note; returns trials written."""
+    written = 0
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    for trial in study.get_trials(deepcopy=False):
+        if f"dashboard:plot_data:trial-{trial.number}-curves:0" in attrs:
+            continue
+        written += write_trial(study, trial, patience=config.patience, min_delta=config.min_delta)
+    write_study_note(study, config)
+    return written
+
+
+def check_bind(host: str, port: int) -> None:
+    """Raise OSError when ``host:port`` cannot be bound (in use, or not an address of this machine)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(storage: optuna.storages.BaseStorage, host: str, port: int) -> None:
+    """optuna-dashboard's own server (blocks until interrupted)."""
+    optuna_dashboard.run_server(storage, host=host, port=port)
