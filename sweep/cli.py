@@ -222,6 +222,9 @@ Examples:
 @click.option("--patience", type=click.IntRange(1), default=None, help=f"Plateau rule: epochs without improvement. {_fixed_default('patience')}")
 @click.option("--min-delta", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"Plateau rule: relative improvement that counts. {_fixed_default('min_delta')}")
+@click.option("--compile/--no-compile", "compile", default=None,
+              help="torch.compile each trial's model; its compile time is recorded apart (history, "
+                   f"user attr compile_seconds). Pays off on GPU with long trials. {_fixed_default('compile')}")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="Where this process trains.")
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
               help="Local worker processes (one GPU each when there are GPUs); 1 trains in this process; "

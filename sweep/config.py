@@ -51,6 +51,7 @@ class SweepConfig:
     pruner: str = "median"
     patience: int = 2
     min_delta: float = 0.01
+    compile: bool = False  # torch.compile the model per trial; pays off on GPU for long trials
     space: dict[str, BaseDistribution] = field(default_factory=space_module.default_space)
     baseline: dict[str, Any] = field(default_factory=lambda: dict(space_module.DEFAULT_BASELINE))
 
@@ -101,6 +102,7 @@ def _check(config: SweepConfig) -> None:
     need(isinstance(config.patience, int) and config.patience >= 1, "patience", "an integer >= 1")
     need(0 <= config.min_delta < 1, "min_delta", "a relative improvement in [0, 1), e.g. 0.01")
     need(isinstance(config.seed, int), "seed", "an integer")
+    need(isinstance(config.compile, bool), "compile", "true or false")
     unknown = set(config.space) ^ set(space_module.PARAMS)
     if unknown:
         raise ConfigError(f"search space must name exactly {', '.join(space_module.PARAMS)} (off: {sorted(unknown)})")

@@ -15,7 +15,7 @@ import data
 import models
 from sweep import space
 from sweep.config import SweepConfig
-from sweep.train import EpochRecord, NonFiniteLoss, create_optimizer, create_scheduler, fit
+from sweep.train import EpochRecord, NonFiniteLoss, acceleration_for, create_optimizer, create_scheduler, fit
 
 log = logging.getLogger("sweep")
 
@@ -61,9 +61,14 @@ class Objective:
         torch.manual_seed(config.seed + trial.number)
         datasets = self.datasets()
         history: list[dict] = []
+        compile_seconds = 0.0
 
         def on_epoch(record: EpochRecord) -> None:
+            nonlocal compile_seconds
             history.append(record.as_dict())
+            if record.compile_seconds:
+                compile_seconds += record.compile_seconds
+                trial.set_user_attr("compile_seconds", round(compile_seconds, 3))
             trial.set_user_attr("history", history)
             trial.report(record.val_loss, step=record.epoch)
             if self.progress:
@@ -90,6 +95,7 @@ class Objective:
                 model, train_loader, val_loader,
                 epochs=config.epochs, optimizer=optimizer, scheduler=scheduler,
                 device=self.device, on_epoch=on_epoch,
+                acceleration=acceleration_for(self.device, compile=config.compile),
             )
         except NonFiniteLoss as error:
             trial.set_user_attr("failure", "nan_loss")

@@ -28,10 +28,35 @@ class EpochRecord:
     val_loss: float
     val_acc: float
     lr: float
-    seconds: float
+    seconds: float  # training and validation, without the time torch.compile spent compiling
+    compile_seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if not self.compile_seconds:
+            del record["compile_seconds"]  # only compiled epochs carry it, so history stays as it was
+        return record
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How the loop uses the device: mixed precision, memory format, compilation."""
+
+    amp_dtype: torch.dtype | None = None  # autocast dtype; float16 also gets a GradScaler
+    channels_last: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
+
+
+def acceleration_for(device: torch.device, *, compile: bool = False) -> Acceleration:
+    """bf16 autocast (fp16 with a GradScaler where bf16 is missing) and channels_last on CUDA; plain fp32 on CPU.
+
+    CPU autocast is left off: on CPUs without bf16 units it is slower than fp32.
+    """
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return Acceleration(amp_dtype=dtype, channels_last=True, compile=compile)
+    return Acceleration(compile=compile)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -68,26 +93,33 @@ def create_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, m
     raise ValueError(f"unknown scheduler {name!r}: expected none, cosine, step or plateau")
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
-def train_one_epoch(model, loader, optimizer, device, scaler=None) -> float:
+def _compile_seconds() -> float:
+    # torch has no public counter of compile time; dynamo's own metrics include recompiles (eval mode, last batch)
+    from torch._dynamo.utils import compilation_time_metrics
+
+    return sum(compilation_time_metrics.get("_compile.compile_inner", []))
+
+
+def train_one_epoch(model, loader, optimizer, device, scaler=None, acceleration: Acceleration | None = None) -> float:
     """Mean training loss over the epoch; summed on the device so that no step waits for a sync."""
+    acceleration = acceleration or acceleration_for(device)
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     total = torch.zeros((), device=device)
     count = 0
-    channels_last = device.type == "cuda"
+    channels_last = acceleration.channels_last
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with _autocast(device, acceleration.amp_dtype):
             loss = loss_fn(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -102,21 +134,22 @@ def train_one_epoch(model, loader, optimizer, device, scaler=None) -> float:
     return (total / max(count, 1)).item()
 
 
-def evaluate(model, loader, device) -> tuple[float, float]:
+def evaluate(model, loader, device, acceleration: Acceleration | None = None) -> tuple[float, float]:
     """Validation loss and accuracy under ``model.eval()`` and inference mode."""
+    acceleration = acceleration or acceleration_for(device)
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     count = 0
-    channels_last = device.type == "cuda"
+    channels_last = acceleration.channels_last
     with torch.inference_mode():
         for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
+            with _autocast(device, acceleration.amp_dtype):
                 logits = model(images)
             total_loss += loss_fn(logits.float(), labels)
             correct += (logits.argmax(dim=1) == labels).sum()
@@ -134,28 +167,40 @@ def fit(
     scheduler=None,
     device: torch.device,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    acceleration: Acceleration | None = None,
 ) -> list[EpochRecord]:
-    """Train for ``epochs``, calling ``on_epoch`` after each (it may raise to stop, e.g. to prune)."""
-    model.to(device)
+    """Train for ``epochs``, calling ``on_epoch`` after each (it may raise to stop, e.g. to prune).
+
+    ``acceleration`` defaults to ``acceleration_for(device)``: AMP and channels_last on CUDA only.
+    """
+    acceleration = acceleration or acceleration_for(device)
     if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size per trial: pick the fastest conv kernels once
+    model.to(device)
+    if acceleration.channels_last:
         model.to(memory_format=torch.channels_last)
-    needs_scaler = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
+    scaler = torch.amp.GradScaler(device.type) if acceleration.amp_dtype == torch.float16 else None
+    # the compiled wrapper shares parameters and train/eval mode with ``model``
+    runner = torch.compile(model, backend=acceleration.compile_backend) if acceleration.compile else model
     records: list[EpochRecord] = []
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
+        compiled_before = _compile_seconds() if acceleration.compile else 0.0
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(model, train_loader, optimizer, device, scaler)
+        train_loss = train_one_epoch(runner, train_loader, optimizer, device, scaler, acceleration)
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(epoch, train_loss)
-        val_loss, val_acc = evaluate(model, val_loader, device)
+        val_loss, val_acc = evaluate(runner, val_loader, device, acceleration)
         if not math.isfinite(val_loss):
             raise NonFiniteLoss(epoch, val_loss)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
-        record = EpochRecord(epoch, train_loss, val_loss, val_acc, lr, time.perf_counter() - started)
+        compile_seconds = _compile_seconds() - compiled_before if acceleration.compile else 0.0
+        record = EpochRecord(
+            epoch, train_loss, val_loss, val_acc, lr, time.perf_counter() - started - compile_seconds, compile_seconds
+        )
         records.append(record)
         if on_epoch is not None:
             on_epoch(record)
