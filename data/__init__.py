@@ -1,6 +1,6 @@
 """Data sets for the sweep: parsing --data, loading images, train-only augmentation, loaders."""
 
-from data.datasets import Datasets, build_datasets
+from data.datasets import Datasets, build_datasets, precompute_val
 from data.loaders import build_loaders
 from data.sources import DataUnavailableError
 from data.spec import DATA_HELP, DataSpec, parse_data_spec
@@ -15,4 +15,5 @@ __all__ = [
     "build_loaders",
     "create_transforms",
     "parse_data_spec",
+    "precompute_val",
 ]

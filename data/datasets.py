@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
@@ -78,6 +80,34 @@ def build_datasets(
         num_classes=len(source.class_names),
         class_names=list(source.class_names),
     )
+
+
+class PrecomputedSet(Dataset):
+    """A deterministic data set with every item computed once: validation without re-decoding each epoch."""
+
+    def __init__(self, dataset: Dataset):
+        items = [dataset[index] for index in range(len(dataset))]
+        self.images = torch.stack([image for image, _ in items])
+        self.targets = [int(label) for _, label in items]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, position: int):
+        return self.images[position], self.targets[position]
+
+
+def precompute_val(datasets: Datasets, max_bytes: int = 512 * 2**20) -> Datasets:
+    """``datasets`` with its validation split computed once when it fits in ``max_bytes``; else unchanged.
+
+    The eval transform has no randomness, so every epoch would decode and resize the same images again.
+    """
+    if len(datasets.val) == 0:
+        return datasets
+    first, _ = datasets.val[0]
+    if first.numel() * first.element_size() * len(datasets.val) > max_bytes:
+        return datasets
+    return dataclasses.replace(datasets, val=PrecomputedSet(datasets.val))
 
 
 def _split(targets: list[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,7 @@ class Objective:
                 max_train=config.max_train,
                 max_val=config.max_val,
             )
+            self._datasets = data.precompute_val(self._datasets)
         return self._datasets
 
     def __call__(self, trial: optuna.Trial) -> float:
