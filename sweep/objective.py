@@ -15,7 +15,7 @@ import data
 import models
 from sweep import space
 from sweep.config import SweepConfig
-from sweep.train import EpochRecord, NonFiniteLoss, acceleration_for, create_optimizer, create_scheduler, fit
+from sweep.train import DivergedLoss, EpochRecord, acceleration_for, create_optimizer, create_scheduler, fit
 
 log = logging.getLogger("sweep")
 
@@ -98,8 +98,8 @@ class Objective:
                 device=self.device, on_epoch=on_epoch,
                 acceleration=acceleration_for(self.device, compile=config.compile),
             )
-        except NonFiniteLoss as error:
-            trial.set_user_attr("failure", "nan_loss")
+        except DivergedLoss as error:
+            trial.set_user_attr("failure", error.failure)
             trial.set_user_attr("pruned_at", error.epoch)
             raise optuna.TrialPruned(str(error)) from None
         except torch.cuda.OutOfMemoryError:

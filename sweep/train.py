@@ -12,13 +12,18 @@ import torch
 from torch import nn
 
 
-class NonFiniteLoss(RuntimeError):
-    """Training loss became NaN or infinite: the run diverged."""
+# A mean training loss this large (logits ~1e4 apart) does not come back; under fp16 it is inf soon after.
+EXPLODED_LOSS = 1e4
+
+
+class DivergedLoss(RuntimeError):
+    """The loss became NaN/infinite (``failure`` nan_loss) or exploded past EXPLODED_LOSS (exploding_loss)."""
 
     def __init__(self, epoch: int, loss: float):
-        super().__init__(f"training loss is {loss} at epoch {epoch}")
+        super().__init__(f"loss is {loss:.4g} at epoch {epoch}")
         self.epoch = epoch
         self.loss = loss
+        self.failure = "nan_loss" if not math.isfinite(loss) else "exploding_loss"
 
 
 @dataclass(frozen=True)
@@ -188,11 +193,11 @@ def fit(
         compiled_before = _compile_seconds() if acceleration.compile else 0.0
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_one_epoch(runner, train_loader, optimizer, device, scaler, acceleration)
-        if not math.isfinite(train_loss):
-            raise NonFiniteLoss(epoch, train_loss)
+        if not math.isfinite(train_loss) or train_loss > EXPLODED_LOSS:
+            raise DivergedLoss(epoch, train_loss)
         val_loss, val_acc = evaluate(runner, val_loader, device, acceleration)
         if not math.isfinite(val_loss):
-            raise NonFiniteLoss(epoch, val_loss)
+            raise DivergedLoss(epoch, val_loss)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
         elif scheduler is not None:

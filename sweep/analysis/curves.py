@@ -104,10 +104,14 @@ def plateau_epoch(val_losses: list[float], *, patience: int, min_delta: float) -
     return _stall_start(stalled) + 1 if stalled[-1] else None
 
 
+# Failures the training loop records when the loss blows up (sweep.train.DivergedLoss).
+DIVERGED_FAILURES = ("nan_loss", "exploding_loss")
+
+
 def _divergence(history: list[dict], failure: str | None) -> str | None:
     """Why the run diverged (non-finite loss), or None."""
-    if failure == "nan_loss":
-        return "the run stopped on a non-finite loss (failure nan_loss)"
+    if failure in DIVERGED_FAILURES:
+        return f"the run stopped on a diverging loss (failure {failure})"
     for index, entry in enumerate(history):
         epoch = entry.get("epoch", index + 1)
         for key in ("val_loss", "train_loss"):

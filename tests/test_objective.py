@@ -1,0 +1,79 @@
+"""One trial through the real objective: history per epoch, pruning, and failures that end a trial, not the sweep."""
+
+import optuna
+import pytest
+import torch
+
+from sweep import space
+from sweep.config import build_config
+from sweep.objective import Objective
+from sweep.pruners import create_pruner
+from sweep.worker import run_trials
+
+
+def tiny_config(**overrides):
+    fixed = {"model": "resnet18", "weights": "none", "data": "synthetic:64", "image_size": 32,
+             "max_train": 32, "max_val": 16, "epochs": 2, "n_trials": 2}
+    space_overrides = overrides.pop("space", {})
+    fixed.update(overrides)
+    space_values = {"batch_size": "16", **space_overrides}
+    fixed["space"] = {name: space.parse_param(name, text) for name, text in space_values.items()}
+    return build_config(None, fixed)
+
+
+def test_diverging_trial_ends_with_a_failure_and_the_sweep_goes_on():
+    # lr=10 with momentum blows a randomly initialised ResNet up within a few steps.
+    config = tiny_config(space={"lr": "10", "weight_decay": "0", "frozen_stages": "0"},
+                         max_train=64, epochs=4, n_trials=2)
+    study = optuna.create_study(pruner=create_pruner(config))
+    run_trials(study, config, torch.device("cpu"))
+    assert len(study.trials) == 2
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        assert trial.user_attrs["failure"] in ("nan_loss", "exploding_loss")
+        assert 1 <= trial.user_attrs["pruned_at"] < 4
+        assert len(trial.user_attrs.get("history", [])) == trial.user_attrs["pruned_at"] - 1
+
+
+def test_divergence_is_told_apart_from_a_large_but_finite_loss():
+    from sweep.train import EXPLODED_LOSS, DivergedLoss
+
+    assert DivergedLoss(2, float("nan")).failure == "nan_loss"
+    assert DivergedLoss(2, float("inf")).failure == "nan_loss"
+    assert DivergedLoss(2, EXPLODED_LOSS * 10).failure == "exploding_loss"
+
+
+def test_every_epoch_is_reported_and_recorded():
+    config = tiny_config(space={"lr": "1e-2", "scheduler": "none"}, epochs=3, n_trials=1)
+    study = optuna.create_study()
+    study.optimize(Objective(config, torch.device("cpu")), n_trials=1)
+    trial = study.trials[0]
+    history = trial.user_attrs["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert trial.intermediate_values == {row["epoch"]: row["val_loss"] for row in history}
+    assert trial.value == min(row["val_loss"] for row in history)
+    assert all(row["lr"] == pytest.approx(1e-2) for row in history)  # no scheduler: lr stays
+    assert trial.user_attrs["worker"]["device"] == "cpu"
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_pruned_trial_keeps_its_history_and_pruned_at():
+    config = tiny_config(epochs=3, n_trials=1, space={"scheduler": "none"})
+    study = optuna.create_study(pruner=AlwaysPrune())
+    study.optimize(Objective(config, torch.device("cpu")), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["pruned_at"] == 1
+    assert len(trial.user_attrs["history"]) == 1
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("median", optuna.pruners.MedianPruner), ("hyperband", optuna.pruners.HyperbandPruner),
+    ("patient", optuna.pruners.PatientPruner), ("none", optuna.pruners.NopPruner),
+])
+def test_pruner_choice(name, kind):
+    assert isinstance(create_pruner(tiny_config(pruner=name)), kind)
