@@ -248,6 +248,7 @@ def start(study_name, storage, config_file, baseline, device, workers, no_doctor
 
     doctor_report = None if no_doctor else _doctor_before_start(config, device, quiet)
 
+    _check_setup(config)
     storage_handle = _open(storage)
     study, created = study_module.create_or_resume(storage_handle, study_name, config)
     if doctor_report is not None:
@@ -282,6 +283,15 @@ def start(study_name, storage, config_file, baseline, device, workers, no_doctor
             sys.exit(130)
     _write_study_note(study, config)
     click.echo(_analysis(study, config, "text"))
+
+
+def _check_setup(config: SweepConfig) -> None:
+    from sweep.objective import check_setup
+
+    try:
+        check_setup(config)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.UsageError(str(error).splitlines()[0]) from None
 
 
 def _build_config(config_file, overrides) -> SweepConfig:

@@ -25,6 +25,30 @@ class TrialProgress(Protocol):
     def epoch_done(self, number: int, record: EpochRecord, epochs: int) -> None: ...
 
 
+def load_datasets(config: SweepConfig) -> data.Datasets:
+    """The sweep's train/validation sets, normalised as the model's pretrained weights expect."""
+    # The normalisation comes from the pretrained config, which the head size does not change.
+    probe = models.create_transfer_model(config.model, num_classes=1, weights="none")
+    return data.build_datasets(
+        data.parse_data_spec(config.data),
+        image_size=config.image_size,
+        data_config=models.pretrained_data_config(probe),
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        max_train=config.max_train,
+        max_val=config.max_val,
+    )
+
+
+def check_setup(config: SweepConfig) -> None:
+    """Load the data and the weights once before any trial, so a bad --data or --weights fails in a line.
+
+    Both are cached per process, so the trials that follow pay nothing for this.
+    """
+    datasets = load_datasets(config)
+    models.create_transfer_model(config.model, num_classes=datasets.num_classes, weights=config.weights)
+
+
 class Objective:
     """Callable for ``study.optimize``; the data set is prepared once per process, not per trial."""
 
@@ -36,19 +60,7 @@ class Objective:
 
     def datasets(self) -> data.Datasets:
         if self._datasets is None:
-            config = self.config
-            # The normalisation comes from the pretrained config, which the head size does not change.
-            probe = models.create_transfer_model(config.model, num_classes=1, weights="none")
-            self._datasets = data.build_datasets(
-                data.parse_data_spec(config.data),
-                image_size=config.image_size,
-                data_config=models.pretrained_data_config(probe),
-                seed=config.seed,
-                val_fraction=config.val_fraction,
-                max_train=config.max_train,
-                max_val=config.max_val,
-            )
-            self._datasets = data.precompute_val(self._datasets)
+            self._datasets = data.precompute_val(load_datasets(self.config))
         return self._datasets
 
     def __call__(self, trial: optuna.Trial) -> float:

@@ -164,3 +164,16 @@ def test_unreachable_database_is_one_line_without_password():
     assert "cannot open storage postgresql+psycopg://sweep:***@127.0.0.1:1/sweep" in result.output
     assert "hunter2" not in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--weights", "/nonexistent/resnet18.safetensors"], "weights file '/nonexistent/resnet18.safetensors' not found"),
+    (["--data", "cifar10:/nonexistent-root"], "/nonexistent-root"),
+])
+def test_unusable_weights_or_data_stop_before_the_study_is_created(tmp_path, args, fragment):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    result = CliRunner().invoke(main, ["start", "--study", "x", "--storage", storage, "--no-doctor",
+                                       "--model", "resnet18", *args])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.db").exists()
