@@ -1,0 +1,99 @@
+"""What the benchmarks share: a small sweep config, the plain timm/PyTorch loop we compare against, peak RSS."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+import optuna
+import torch
+from torch import nn
+
+import data
+import models
+from sweep import space
+from sweep.config import SweepConfig
+from sweep.objective import Objective
+
+
+def add_size_flags(parser, *, model="resnet18", epochs=3, max_train=256, max_val=128, image_size=32):
+    parser.add_argument("--model", default=model)
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--max-train", type=int, default=max_train)
+    parser.add_argument("--max-val", type=int, default=max_val)
+    parser.add_argument("--image-size", type=int, default=image_size)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frozen-stages", type=int, default=0)
+
+
+def config_from(args, **overrides) -> SweepConfig:
+    values = dict(model=args.model, weights="none", data=args.data, epochs=args.epochs, max_train=args.max_train,
+                  max_val=args.max_val, image_size=args.image_size, seed=args.seed)
+    values.update(overrides)
+    return SweepConfig(**values)
+
+
+def new_study(storage_url: str, params: dict, pruner=None) -> optuna.Study:
+    """A fresh study in ``storage_url`` with ``params`` enqueued (creating it is once per sweep, not per trial)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=storage_url, study_name=f"bench-{time.time_ns()}",
+                                pruner=pruner or optuna.pruners.NopPruner())
+    study.enqueue_trial(params)
+    return study
+
+
+def trial_params(args) -> dict:
+    """The baseline's params with the benchmark's ``--frozen-stages`` (0 = the whole network trains)."""
+    return dict(space.DEFAULT_BASELINE, frozen_stages=args.frozen_stages)
+
+
+def plain_trial(config: SweepConfig, datasets, device: torch.device, params: dict | None = None,
+                trial_number: int = 0) -> list[float]:
+    """The same model, data, epochs and seed as our trial, in a loop any timm user would write: val loss per epoch."""
+    params = params or dict(space.DEFAULT_BASELINE)
+    torch.manual_seed(config.seed + trial_number)
+    model = models.create_transfer_model(config.model, num_classes=datasets.num_classes, dropout=params["dropout"],
+                                         frozen_stages=params["frozen_stages"], weights=config.weights).to(device)
+    train_loader, val_loader = data.build_loaders(datasets, params["batch_size"], device=device.type,
+                                                  seed=config.seed + trial_number)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=params["lr"], momentum=0.9, nesterov=True,
+                                weight_decay=params["weight_decay"])
+    loss_fn = nn.CrossEntropyLoss()
+    val_losses = []
+    for _ in range(config.epochs):
+        model.train()
+        for images, labels in train_loader:
+            images, labels = images.to(device), labels.to(device)
+            loss = loss_fn(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for images, labels in val_loader:
+                images, labels = images.to(device), labels.to(device)
+                total += nn.functional.cross_entropy(model(images), labels, reduction="sum").item()
+                count += len(labels)
+        val_losses.append(total / count)
+    return val_losses
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = "unknown CPU"
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{name}, {torch.get_num_threads()} torch threads{gpu}; torch {torch.__version__}"
