@@ -19,8 +19,8 @@ log = logging.getLogger("sweep")
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-# First line of every note we write: a note that starts otherwise was written by a person and is left alone.
-NOTE_MARK = "<!-- written by plateau-sweep -->"
+# Last line of every note we write: a note that ends otherwise was written (or edited) by a person and is left alone.
+NOTE_MARK = "_Written by plateau-sweep; remove this line to keep your edits._"
 
 
 @dataclass
@@ -64,7 +64,6 @@ def trial_note(trial: optuna.trial.FrozenTrial, verdict, figure_id: str) -> str:
     """Markdown: verdict, plateau epoch, why, and the curve as a table (the figure is on the study page)."""
     history = _history(trial)
     lines = [
-        NOTE_MARK,
         f"## Trial {trial.number}: verdict **{verdict.verdict}**",
         "",
         f"- plateau epoch: {verdict.plateau_epoch if verdict.plateau_epoch is not None else 'none'}",
@@ -81,7 +80,7 @@ def trial_note(trial: optuna.trial.FrozenTrial, verdict, figure_id: str) -> str:
         cells = [row.get("epoch")] + [row.get(key) for key in ("train_loss", "val_loss", "val_acc", "lr")]
         marker = " ← plateau" if row.get("epoch") == verdict.plateau_epoch else ""
         lines.append("| " + " | ".join(_cell(cell) for cell in cells) + marker + " |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", NOTE_MARK])
 
 
 def _cell(value) -> str:
@@ -91,7 +90,7 @@ def _cell(value) -> str:
 
 
 def _is_ours(note: str) -> bool:
-    return note == "" or note.startswith(NOTE_MARK)
+    return note == "" or note.rstrip().endswith(NOTE_MARK)
 
 
 def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patience: int, min_delta: float) -> bool:
@@ -144,8 +143,8 @@ def write_study_note(study: optuna.Study, config) -> None:
                          for c in doctor["checks"]]
     else:
         doctor_lines = ["Not run on this study yet: `sweep doctor --study " + study.study_name + "`."]
-    body = "\n".join([NOTE_MARK, f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "",
-                      "## sweep doctor", "", *doctor_lines])
+    body = "\n".join([f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "",
+                      "## sweep doctor", "", *doctor_lines, "", NOTE_MARK])
     if _is_ours(optuna_dashboard.get_note(study)):
         optuna_dashboard.save_note(study, body)
 

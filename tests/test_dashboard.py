@@ -1,0 +1,172 @@
+"""`sweep dashboard`: notes and curves per finished trial, the study note, and the real dashboard in headless Chromium."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+import optuna
+import optuna_dashboard
+import pytest
+from click.testing import CliRunner
+
+from sweep.cli import main
+
+TINY = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
+        "--max-train", "32", "--max-val", "16", "--epochs", "2", "--n-trials", "3", "--batch-size", "16",
+        "--quiet", "--no-doctor"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    storage = f"sqlite:///{tmp_path_factory.mktemp('study') / 'sweep.db'}"
+    result = CliRunner().invoke(main, ["start", "--study", "t", "--storage", storage, *TINY])
+    assert result.exit_code == 0, result.output
+    return storage
+
+
+class _Ref:  # what optuna_dashboard.get_note reads from a trial
+    def __init__(self, study, trial):
+        self.study, self.storage, self._trial_id = study, study._storage, trial._trial_id
+
+
+@pytest.mark.slow
+def test_each_finished_trial_has_its_verdict_note_and_curves(finished_study):
+    study = optuna.load_study(study_name="t", storage=finished_study)
+    analysis = json.loads(CliRunner().invoke(
+        main, ["analyze", "--study", "t", "--storage", finished_study, "--format", "json"]).stdout)
+    verdicts = {trial["number"]: trial for trial in analysis["trials"]}
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    for trial in study.trials:
+        note = optuna_dashboard.get_note(_Ref(study, trial))  # written by the worker's callback at trial end
+        assert f"## Trial {trial.number}: verdict **{verdicts[trial.number]['verdict']}**" in note
+        plateau = verdicts[trial.number]["plateau_epoch"]
+        assert f"- plateau epoch: {plateau if plateau is not None else 'none'}" in note
+        assert f"| 2 | " in note  # the curve, epoch by epoch
+        figure = json.loads("".join(
+            value for key, value in sorted(attrs.items())
+            if key.startswith(f"dashboard:plot_data:trial-{trial.number}-curves:")))
+        assert [trace["name"] for trace in figure["data"]] == ["train loss", "validation loss"]
+        history = trial.user_attrs["history"]
+        assert figure["data"][1]["y"] == [row["val_loss"] for row in history]
+    study_note = optuna_dashboard.get_note(study)
+    assert "## Analysis" in study_note and "Study t: 3 trials" in study_note
+    assert "## sweep doctor" in study_note
+
+
+def test_dashboard_port_in_use_is_a_usage_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["dashboard", "--study", "t", "--storage", f"sqlite:///{tmp_path / 'x.db'}",
+                                           "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"--port {port}: cannot listen there" in result.output
+
+
+def test_dashboard_never_prints_the_database_password():
+    storage = "postgresql+psycopg://sweep:s3cret-pw@127.0.0.1:1/sweep"
+    result = CliRunner().invoke(main, ["dashboard", "--study", "t", "--storage", storage, "--port", str(free_port())])
+    assert result.exit_code != 0
+    assert "s3cret-pw" not in result.output and "***" in result.output
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of the LISTEN sockets on ``port``, read from /proc/net/tcp{,6}."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                if len(address) == 8:
+                    found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1]))
+                else:
+                    words = [bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, 32, 8)]
+                    found.add(socket.inet_ntop(socket.AF_INET6, b"".join(words)))
+    return found
+
+
+def _chromium(profile):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_study, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "dashboard", "--study", "t", "--storage", finished_study, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    browser = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "dashboard did not start listening within 60 s"
+                time.sleep(0.3)
+        assert _listening_addresses(port) == {"127.0.0.1"}
+
+        browser = _chromium(tmp_path / "profile")
+        wait = WebDriverWait(browser, 30)
+        browser.get(f"http://127.0.0.1:{port}/dashboard")
+        wait.until(lambda b: "1. t\n" in b.find_element(By.TAG_NAME, "body").text)  # the study list
+        browser.get(f"http://127.0.0.1:{port}/dashboard/studies/1/trials")
+        wait.until(lambda b: "verdict" in b.find_element(By.TAG_NAME, "body").text)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        study = optuna.load_study(study_name="t", storage=finished_study)
+        analysis = json.loads(CliRunner().invoke(
+            main, ["analyze", "--study", "t", "--storage", finished_study, "--format", "json"]).stdout)
+        shown = next(trial for trial in analysis["trials"] if f"Trial {trial['number']}: verdict" in body)
+        assert f"Trial {shown['number']}: verdict {shown['verdict']}" in body
+        assert len(study.trials) == 3
+        screenshot = tmp_path / "dashboard.png"
+        assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+        hosts = set()
+        for entry in browser.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                url = urlsplit(message["params"]["request"]["url"])
+                if url.scheme in ("http", "https", "ws", "wss"):
+                    hosts.add(url.hostname)
+        assert hosts == {"127.0.0.1"}
+    finally:
+        if browser is not None:
+            browser.quit()
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "optuna-dashboard for sqlite:///" in output and "127.0.0.1" in output
