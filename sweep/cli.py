@@ -443,7 +443,7 @@ def worker(study_name, storage, device, max_trials, until_done, worker_index, qu
     with SweepProgress(config.n_trials, done, config.epochs, quiet=quiet, console=console) as progress:
         try:
             ran = run_trials(study, config, device, storage=storage_handle, progress=progress,
-                             max_trials=max_trials, until_done=until_done)
+                             max_trials=max_trials, until_done=until_done, callbacks=(_trial_notes(config),))
         except KeyboardInterrupt:
             log.warning("worker pid %d interrupted: its running trial is failed and queued again", pid)
             sys.exit(130)
