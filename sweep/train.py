@@ -118,12 +118,8 @@ def train_one_epoch(model, loader, optimizer, device, scaler=None, acceleration:
     loss_fn = nn.CrossEntropyLoss()
     total = torch.zeros((), device=device)
     count = 0
-    channels_last = acceleration.channels_last
     for images, labels in loader:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, labels = _to_device(images, labels, device, acceleration.channels_last)
         with _autocast(device, acceleration.amp_dtype):
             loss = loss_fn(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -139,6 +135,13 @@ def train_one_epoch(model, loader, optimizer, device, scaler=None, acceleration:
     return (total / max(count, 1)).item()
 
 
+def _to_device(images, labels, device, channels_last: bool):
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True)
+
+
 def evaluate(model, loader, device, acceleration: Acceleration | None = None) -> tuple[float, float]:
     """Validation loss and accuracy under ``model.eval()`` and inference mode."""
     acceleration = acceleration or acceleration_for(device)
@@ -147,13 +150,9 @@ def evaluate(model, loader, device, acceleration: Acceleration | None = None) ->
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     count = 0
-    channels_last = acceleration.channels_last
     with torch.inference_mode():
         for images, labels in loader:
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images, labels = _to_device(images, labels, device, acceleration.channels_last)
             with _autocast(device, acceleration.amp_dtype):
                 logits = model(images)
             total_loss += loss_fn(logits.float(), labels)
