@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
+from datetime import datetime
 
 import optuna
 import sqlalchemy.exc
@@ -16,6 +19,13 @@ STORAGE_ENV = "SWEEP_STORAGE"
 HEARTBEAT_INTERVAL = int(os.environ.get("SWEEP_HEARTBEAT_INTERVAL", "10"))
 GRACE_PERIOD = int(os.environ.get("SWEEP_GRACE_PERIOD", "60"))
 MAX_RETRY = 2
+# A worker that loses the database waits this long for it (retrying with backoff) before it gives up.
+STORAGE_RETRY_LIMIT = float(os.environ.get("SWEEP_STORAGE_RETRY_LIMIT", "300"))
+
+# What SQLAlchemy and Optuna raise when the database is unreachable (server down, connection dropped).
+OUTAGE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, optuna.exceptions.StorageInternalError)
+
+log = logging.getLogger("sweep")
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
 
@@ -76,7 +86,79 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
         else {}
     )
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
+        return _SweepRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as error:
         reason = mask_secrets(str(getattr(error, "orig", None) or error).strip().splitlines()[0])
         raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
+
+
+class _SweepRDBStorage(optuna.storages.RDBStorage):
+    """RDBStorage whose heartbeat survives a database outage: one log line, then it beats again next interval."""
+
+    _outage_logged = False
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except OUTAGE_ERRORS as error:
+            # Optuna's heartbeat thread would die on the first error and leave the trial to go stale.
+            if not self._outage_logged:
+                log.warning("heartbeat for trial id %s not recorded: %s", trial_id, describe_error(error))
+                self._outage_logged = True
+        else:
+            self._outage_logged = False
+
+
+def describe_error(error: BaseException) -> str:
+    """One line saying why a database call failed, with any password masked."""
+    cause = getattr(error, "orig", None) or error.__cause__ or error
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    return mask_secrets(lines[0])
+
+
+def wait_for_storage(storage: optuna.storages.RDBStorage, reason: str, limit: float = STORAGE_RETRY_LIMIT) -> None:
+    """Block until the database answers again, retrying with backoff; StorageError after ``limit`` seconds."""
+    url = mask_url(storage.url)
+    start = time.monotonic()
+    delay = 1.0
+    while True:
+        waited = time.monotonic() - start
+        if waited >= limit:
+            raise StorageError(f"storage {url} unreachable for {waited:.0f}s (limit {limit:.0f}s): {reason}")
+        log.warning("storage %s unreachable (%s); retrying in %.0fs, giving up after %.0fs", url, reason, delay, limit)
+        time.sleep(min(delay, max(0.0, limit - waited)))
+        try:
+            with storage.engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT 1"))
+        except (sqlalchemy.exc.SQLAlchemyError, OSError) as error:
+            reason = describe_error(error)
+            delay = min(delay * 2, 30.0)
+            continue
+        log.warning("storage %s reachable again after %.0fs; going on", url, time.monotonic() - start)
+        return
+
+
+def heartbeat_ages(storage: optuna.storages.BaseStorage, study: optuna.Study) -> dict[int, float]:
+    """Seconds since the last heartbeat of each trial of ``study`` that has one, by trial number.
+
+    Optuna has no public getter for heartbeats; this reads its ``trial_heartbeats`` table the way
+    its own ``_get_stale_trial_ids`` does, with the database's clock on both sides.
+    """
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return {}
+    query = sqlalchemy.text(
+        "SELECT t.number, h.heartbeat FROM trial_heartbeats h JOIN trials t ON t.trial_id = h.trial_id "
+        "JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = :name"
+    )
+    with storage.engine.connect() as connection:
+        now = connection.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        rows = connection.execute(query, {"name": study.study_name}).all()
+    if isinstance(now, str):  # SQLite returns its CURRENT_TIMESTAMP as text
+        now = datetime.fromisoformat(now)
+    now = now.replace(tzinfo=None)
+    ages = {}
+    for number, beat in rows:
+        if isinstance(beat, str):
+            beat = datetime.fromisoformat(beat)
+        ages[number] = max(0.0, (now - beat.replace(tzinfo=None)).total_seconds())
+    return ages
