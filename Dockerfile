@@ -1,0 +1,20 @@
+# The sweep worker image: the project installed with the README's own set-up command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY sweep ./sweep
+COPY models ./models
+COPY data ./data
+RUN python3 -m venv .venv && .venv/bin/pip install -e .
+ENV PATH=/app/.venv/bin:$PATH
+
+RUN useradd --create-home sweep
+USER sweep
+WORKDIR /home/sweep
+
+CMD ["sweep", "worker", "--help"]
