@@ -116,6 +116,15 @@ def describe_error(error: BaseException) -> str:
     return mask_secrets(lines[0])
 
 
+def storage_reachable(storage: optuna.storages.RDBStorage) -> bool:
+    try:
+        with storage.engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+        return True
+    except (sqlalchemy.exc.SQLAlchemyError, OSError):
+        return False
+
+
 def wait_for_storage(storage: optuna.storages.RDBStorage, reason: str, limit: float = STORAGE_RETRY_LIMIT) -> None:
     """Block until the database answers again, retrying with backoff; StorageError after ``limit`` seconds."""
     url = mask_url(storage.url)

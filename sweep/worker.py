@@ -13,7 +13,9 @@ from optuna.trial import TrialState
 from sweep.admission import BudgetGate
 from sweep.config import SweepConfig
 from sweep.objective import Objective
-from sweep.storage import HEARTBEAT_INTERVAL, MAX_RETRY, OUTAGE_ERRORS, describe_error, wait_for_storage
+from sweep.storage import (
+    HEARTBEAT_INTERVAL, MAX_RETRY, OUTAGE_ERRORS, describe_error, storage_reachable, wait_for_storage,
+)
 
 log = logging.getLogger("sweep")
 
@@ -106,8 +108,10 @@ def run_trials(
         except KeyboardInterrupt:
             _requeue_interrupted(study, current.get("number"))
             raise
-        except OUTAGE_ERRORS as error:
-            if storage is None:
+        except Exception as error:
+            # Optuna's own error handling can fail with another exception type while the database is
+            # down (e.g. its tell of the abandoned trial), so ask the database, not the exception.
+            if storage is None or (not isinstance(error, OUTAGE_ERRORS) and storage_reachable(storage)):
                 raise
             wait_for_storage(storage, describe_error(error))
             continue

@@ -1,0 +1,132 @@
+"""Trials per minute with 1, 2 and 4 local workers on one PostgreSQL study, and per-trial storage cost vs study size.
+
+    .venv/bin/python benchmarks/workers.py            # needs PostgreSQL at SWEEP_TEST_PG (default 127.0.0.1:5432)
+
+Throughput is counted from the trials' own start/end times, so process start-up (importing torch) is left out.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import optuna
+import psycopg
+
+ADMIN = os.environ.get("SWEEP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TINY = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
+        "--max-train", "32", "--max-val", "16", "--epochs", "2", "--batch-size", "16"]
+
+
+def fresh_database() -> tuple[str, str]:
+    name = f"sweep_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg://{urlsplit(ADMIN).netloc}/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def trials_per_minute(url: str, study_name: str) -> float:
+    trials = [t for t in optuna.load_study(study_name=study_name, storage=url).trials if t.datetime_complete]
+    span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    return len(trials) / span * 60
+
+
+def trivial_worker(url: str, study_name: str, n_trials: int) -> None:
+    """The same budget gate and optimize call as `sweep worker`, with an objective that costs nothing."""
+    from sweep.admission import BudgetGate
+    from sweep.storage import open_storage
+    from sweep.worker import _room
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
+    gate = BudgetGate(storage, study_name)
+
+    def objective(trial):
+        gate.release()
+        return trial.suggest_float("x", 0, 1) ** 2
+
+    while True:
+        with gate:
+            finished, running = _room(study, n_trials)
+            if finished + running >= n_trials:
+                return
+            study.optimize(objective, n_trials=1)
+
+
+def trivial(n_workers: int, n_trials: int = 200) -> float:
+    name, url = fresh_database()
+    try:
+        optuna.create_study(study_name="bench", storage=url)
+        processes = [multiprocessing.Process(target=trivial_worker, args=(url, "bench", n_trials)) for _ in range(n_workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        return trials_per_minute(url, "bench")
+    finally:
+        drop_database(name)
+
+
+def tiny_real(n_workers: int, trials_per_worker: int = 4) -> float:
+    name, url = fresh_database()
+    env = {**os.environ, "SWEEP_STORAGE": url, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n_workers))}
+    try:
+        n_trials = str(n_workers * trials_per_worker)
+        subprocess.run([sys.executable, "-m", "sweep.cli", "start", "--study", "bench", *TINY, "--n-trials", n_trials,
+                        "--pruner", "none", "--workers", "0"], env=env, check=True, capture_output=True)
+        workers = [subprocess.Popen([sys.executable, "-m", "sweep.cli", "worker", "--study", "bench", "--quiet",
+                                     "--worker-index", str(i), "--device", "cpu"], env=env) for i in range(n_workers)]
+        for worker in workers:
+            worker.wait()
+        return trials_per_minute(url, "bench")
+    finally:
+        drop_database(name)
+
+
+def per_trial_cost(prefill: int, measured: int = 20) -> float:
+    """Seconds per trivial trial (random sampler: storage cost, not TPE's) in a study already holding ``prefill``."""
+    from sweep.storage import open_storage
+
+    name, url = fresh_database()
+    try:
+        storage = open_storage(url)
+        study = optuna.create_study(study_name="bench", storage=storage, sampler=optuna.samplers.RandomSampler())
+        distribution = optuna.distributions.FloatDistribution(0, 1)
+        study.add_trials([optuna.trial.create_trial(params={"x": i / prefill}, distributions={"x": distribution}, value=i)
+                          for i in range(prefill)])
+        start = time.perf_counter()
+        study.optimize(lambda trial: trial.suggest_float("x", 0, 1) ** 2, n_trials=measured)
+        return (time.perf_counter() - start) / measured
+    finally:
+        drop_database(name)
+
+
+def main() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"optuna {optuna.__version__}, PostgreSQL at {urlsplit(ADMIN).hostname}")
+    for label, run in (("trivial objective", trivial), ("tiny real trials", tiny_real)):
+        base = None
+        for n in (1, 2, 4):
+            rate = run(n)
+            base = base or rate
+            print(f"{label:18s} {n} worker(s): {rate:8.1f} trials/min  ratio {rate / base:4.2f} (ideal {n})", flush=True)
+    for size in (10, 2000):
+        print(f"per-trial cost with {size:5d} trials in the study: {per_trial_cost(size) * 1000:6.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
