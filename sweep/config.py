@@ -45,7 +45,7 @@ class SweepConfig:
     max_val: int | None = 256
     val_fraction: float = 0.25
     epochs: int = 8
-    n_trials: int = 12
+    n_trials: int = 16
     seed: int = 0
     optimizer: str = "sgd"
     pruner: str = "median"

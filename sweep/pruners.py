@@ -33,8 +33,9 @@ class PlateauPruner(optuna.pruners.BasePruner):
 
 def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     """The pruner named by ``config.pruner``; validation loss is reported once per epoch (step = epoch)."""
-    # Judge nobody before a third of the epochs: early epochs of fine-tuning are noisy.
-    warmup_epochs = max(1, config.epochs // 3)
+    # Early epochs are noisy, and a run pruned before the plateau rule can judge it (patience + 1
+    # epochs) gets no verdict: wait for both.
+    warmup_epochs = min(config.epochs, max(config.patience + 1, config.epochs // 3))
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_epochs)
     if config.pruner == "median":
         return median

@@ -77,3 +77,20 @@ def test_pruned_trial_keeps_its_history_and_pruned_at():
 ])
 def test_pruner_choice(name, kind):
     assert isinstance(create_pruner(tiny_config(pruner=name)), kind)
+
+
+def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
+    config = tiny_config(pruner="median", epochs=8, patience=2)
+    study = optuna.create_study(pruner=create_pruner(config))
+    for _ in range(3):  # the startup trials: good runs
+        trial = study.ask()
+        for epoch in range(1, 9):
+            trial.report(1.0, epoch)
+        study.tell(trial, 1.0)
+    hopeless = study.ask()
+    decisions = []
+    for epoch in range(1, 5):
+        hopeless.report(5.0, epoch)
+        decisions.append(hopeless.should_prune())
+    # patience + 1 = 3 epochs before the first prune: a pruned run still gets a verdict.
+    assert decisions == [False, False, True, True]
