@@ -14,7 +14,6 @@ import data
 import models
 from sweep import space
 from sweep.config import SweepConfig
-from sweep.objective import Objective
 
 
 def add_size_flags(parser, *, model="resnet18", epochs=3, max_train=256, max_val=128, image_size=32):

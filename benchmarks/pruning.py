@@ -16,7 +16,6 @@ import optuna
 import torch
 
 from _common import add_size_flags, config_from, machine
-from sweep import space
 from sweep.config import SweepConfig
 from sweep.objective import Objective
 from sweep.pruners import create_pruner, create_sampler

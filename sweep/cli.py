@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
@@ -279,7 +278,7 @@ def start(study_name, storage, config_file, baseline, device, workers, no_doctor
             run_trials(study, config, device, storage=storage_handle, progress=progress,
                        callbacks=(_trial_notes(config),))
         except KeyboardInterrupt:
-            progress.log(f"interrupted: finished trials are kept; run the same command to resume")
+            progress.log("interrupted: finished trials are kept; run the same command to resume")
             sys.exit(130)
     _write_study_note(study, config)
     click.echo(_analysis(study, config, "text"))

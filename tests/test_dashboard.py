@@ -52,7 +52,7 @@ def test_each_finished_trial_has_its_verdict_note_and_curves(finished_study):
         assert f"## Trial {trial.number}: verdict **{verdicts[trial.number]['verdict']}**" in note
         plateau = verdicts[trial.number]["plateau_epoch"]
         assert f"- plateau epoch: {plateau if plateau is not None else 'none'}" in note
-        assert f"| 2 | " in note  # the curve, epoch by epoch
+        assert "| 2 | " in note  # the curve, epoch by epoch
         figure = json.loads("".join(
             value for key, value in sorted(attrs.items())
             if key.startswith(f"dashboard:plot_data:trial-{trial.number}-curves:")))
