@@ -182,3 +182,19 @@ def test_start_with_zero_workers_only_creates_the_study(pg_url):
     study = optuna.load_study(study_name="zero", storage=pg_url)
     assert [t.state.name for t in study.trials] == ["WAITING"]  # the baseline, queued for the workers
     assert study.user_attrs["sweep_config"]["n_trials"] == 3
+
+
+@pytest.mark.slow
+def test_local_workers_on_the_embedded_store_meet_the_budget_exactly(tmp_path):
+    # Several processes on one SQLite file: the budget check is held under a file lock beside it.
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "start", "--study", "local", *TINY, "--n-trials", "4",
+         "--workers", "2", "--no-doctor", "--quiet"],
+        env=sweep_env(storage), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Study local: 4 trials" in result.stdout  # the analysis at the end
+    done = trials(storage, "local")
+    assert len(by_state(done, "COMPLETE", "PRUNED")) == 4
+    assert by_state(done, "RUNNING", "WAITING", "FAIL") == []
