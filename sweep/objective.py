@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import random
 import socket
 from typing import Protocol
 
+import numpy as np
 import optuna
 import torch
 
@@ -23,6 +25,13 @@ log = logging.getLogger("sweep")
 class TrialProgress(Protocol):
     def trial_started(self, number: int, params: dict) -> None: ...
     def epoch_done(self, number: int, record: EpochRecord, epochs: int) -> None: ...
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same trial: timm's train transforms draw from Python's ``random``, not torch's."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def load_datasets(config: SweepConfig) -> data.Datasets:
@@ -71,7 +80,7 @@ class Objective:
         )
         if self.progress:
             self.progress.trial_started(trial.number, params)
-        torch.manual_seed(config.seed + trial.number)
+        seed_everything(config.seed + trial.number)
         datasets = self.datasets()
         history: list[dict] = []
         compile_seconds = 0.0

@@ -94,3 +94,14 @@ def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
         decisions.append(hopeless.should_prune())
     # patience + 1 = 3 epochs before the first prune: a pruned run still gets a verdict.
     assert decisions == [False, False, True, True]
+
+
+def test_the_same_trial_trains_the_same_twice():
+    # Augmentation draws from Python's random: unseeded, two runs of one trial would differ.
+    config = tiny_config(epochs=2, n_trials=1, space={"lr": "1e-2", "scheduler": "none", "frozen_stages": "0"})
+    curves = []
+    for _ in range(2):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+        study.optimize(Objective(config, torch.device("cpu")), n_trials=1)
+        curves.append([(row["train_loss"], row["val_loss"]) for row in study.trials[0].user_attrs["history"]])
+    assert curves[0] == curves[1]
