@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import optuna
 
@@ -44,7 +45,9 @@ def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
             min_resource=1, max_resource=config.epochs, reduction_factor=3
         )
     if config.pruner == "patient":
-        return optuna.pruners.PatientPruner(median, patience=config.patience)
+        with warnings.catch_warnings():  # stable for years; the "experimental" notice only alarms users
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.PatientPruner(median, patience=config.patience)
     if config.pruner == "plateau":
         return PlateauPruner(config.patience, config.min_delta)
     if config.pruner == "none":
