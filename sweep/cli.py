@@ -245,9 +245,11 @@ def start(study_name, storage, config_file, baseline, device, workers, no_doctor
     for problem in space.check_baseline(config.baseline, config.space):
         log.warning("baseline %s: it runs as given, but the sweep won't sample there", problem)
 
-    doctor_report = None if no_doctor else _doctor_before_start(config, device, quiet)
-
-    _check_setup(config)
+    if no_doctor:
+        _check_setup(config)
+        doctor_report = None
+    else:  # the doctor's setup loads the same data and weights, so a bad one fails there
+        doctor_report = _doctor_before_start(config, device, quiet)
     storage_handle = _open(storage)
     study, created = study_module.create_or_resume(storage_handle, study_name, config)
     if doctor_report is not None:
@@ -280,8 +282,12 @@ def start(study_name, storage, config_file, baseline, device, workers, no_doctor
         except KeyboardInterrupt:
             progress.log("interrupted: finished trials are kept; run the same command to resume")
             sys.exit(130)
-    _write_study_note(study, config)
-    click.echo(_analysis(study, config, "text"))
+    from sweep import analysis
+    from sweep.study import analyze_study
+
+    result, _, _ = analyze_study(study, config)
+    _write_study_note(study, config, result)
+    click.echo(analysis.render_text(result))
 
 
 def _check_setup(config: SweepConfig) -> None:
@@ -308,16 +314,9 @@ def _build_config(config_file, overrides) -> SweepConfig:
 def _analysis(study, config: SweepConfig, output_format: str, patience=None, min_delta=None, emit_config=None) -> str:
     """The analysis of ``study`` rendered as text, json or html; optionally the next sweep's config files."""
     from sweep import analysis
-    from sweep.study import baseline_number
+    from sweep.study import analyze_study
 
-    records, distributions = analysis.records_from_study(study)
-    result = analysis.analyze(
-        records, distributions,
-        study_name=study.study_name,
-        patience=patience or config.patience,
-        min_delta=config.min_delta if min_delta is None else min_delta,
-        baseline_number=baseline_number(study),
-    )
+    result, records, distributions = analyze_study(study, config, patience=patience, min_delta=min_delta)
     if emit_config is not None:
         config_text, params_text = analysis.emit_config(result, distributions)
         params_path = emit_config.with_name(emit_config.stem + ".params.json")
@@ -475,11 +474,11 @@ def _store_doctor(study, config, report) -> None:
     _write_study_note(study, config)
 
 
-def _write_study_note(study, config) -> None:
+def _write_study_note(study, config, result: dict | None = None) -> None:
     from sweep.dashboard import write_study_note
 
     try:
-        write_study_note(study, config)
+        write_study_note(study, config, result)
     except Exception as error:  # the note is a convenience: never fail a command over it
         log.warning("could not write the dashboard's study note: %s", mask_secrets(str(error)).splitlines()[0])
 

@@ -122,15 +122,14 @@ class TrialNotes:
             log.warning("could not write the dashboard note of trial %d: %s", trial.number, error)
 
 
-def write_study_note(study: optuna.Study, config) -> None:
-    """The study note: the analysis summary and the doctor's last result."""
+def write_study_note(study: optuna.Study, config, result: dict | None = None) -> None:
+    """The study note: the analysis summary (``result`` when the caller has it) and the doctor's last result."""
     from sweep import analysis
-    from sweep.study import baseline_number
+    from sweep.study import analyze_study
 
-    records, distributions = analysis.records_from_study(study)
-    if any(record.state in FINISHED_STATES for record in records):
-        result = analysis.analyze(records, distributions, study_name=study.study_name, patience=config.patience,
-                                  min_delta=config.min_delta, baseline_number=baseline_number(study))
+    if result is None:
+        result, _, _ = analyze_study(study, config)
+    if any(trial["state"] in FINISHED_STATES for trial in result["trials"]):
         summary = analysis.render_text(result)
     else:
         summary = "No finished trials yet."

@@ -757,15 +757,12 @@ def setup_from_config(config, device: torch.device) -> Setup:
 
     import data
     import models
+    from sweep.objective import load_datasets, model_data_config
     from sweep.train import create_optimizer, create_scheduler
 
     params = config.baseline
-    probe = models.create_transfer_model(config.model, num_classes=1, weights="none")
-    data_config = models.pretrained_data_config(probe)
-    datasets = data.build_datasets(
-        data.parse_data_spec(config.data), image_size=config.image_size, data_config=data_config, seed=config.seed,
-        val_fraction=config.val_fraction, max_train=config.max_train, max_val=config.max_val,
-    )
+    data_config = model_data_config(config.model)
+    datasets = load_datasets(config)
     torch.manual_seed(config.seed)
     model = models.create_transfer_model(
         config.model, num_classes=datasets.num_classes, dropout=params["dropout"],

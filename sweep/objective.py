@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -34,14 +35,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@functools.lru_cache(maxsize=None)
+def model_data_config(model_name: str) -> dict:
+    """Mean/std/interpolation the model's pretrained weights expect (the head size does not change them)."""
+    probe = models.create_transfer_model(model_name, num_classes=1, weights="none")
+    return models.pretrained_data_config(probe)
+
+
 def load_datasets(config: SweepConfig) -> data.Datasets:
     """The sweep's train/validation sets, normalised as the model's pretrained weights expect."""
-    # The normalisation comes from the pretrained config, which the head size does not change.
-    probe = models.create_transfer_model(config.model, num_classes=1, weights="none")
     return data.build_datasets(
         data.parse_data_spec(config.data),
         image_size=config.image_size,
-        data_config=models.pretrained_data_config(probe),
+        data_config=model_data_config(config.model),
         seed=config.seed,
         val_fraction=config.val_fraction,
         max_train=config.max_train,

@@ -83,9 +83,26 @@ def _open(storage, study_name: str, config: SweepConfig, worker_index: int = 0) 
     )
 
 
-def baseline_number(study: optuna.Study) -> int:
+def baseline_number(trials: list[optuna.trial.FrozenTrial]) -> int:
     """Number of the trial that ran the baseline (a retried baseline counts too); 0 if none is marked."""
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         if trial.user_attrs.get(BASELINE_ATTR) and trial.state.is_finished() and trial.state.name != "FAIL":
             return trial.number
     return 0
+
+
+def analyze_study(study: optuna.Study, config: SweepConfig, *, patience: int | None = None,
+                  min_delta: float | None = None):
+    """The analysis of the study, its trials read once: ``(result, records, distributions)``."""
+    from sweep import analysis
+
+    trials = study.get_trials(deepcopy=False)
+    records, distributions = analysis.records_from_trials(trials)
+    result = analysis.analyze(
+        records, distributions,
+        study_name=study.study_name,
+        patience=patience or config.patience,
+        min_delta=config.min_delta if min_delta is None else min_delta,
+        baseline_number=baseline_number(trials),
+    )
+    return result, records, distributions

@@ -5,7 +5,7 @@ Pure functions over plain records; ``records_from_study`` is the one step that r
 
 from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
 from sweep.analysis.next_config import emit_config
-from sweep.analysis.records import TrialRecord, records_from_study
+from sweep.analysis.records import TrialRecord, records_from_study, records_from_trials
 from sweep.analysis.report import render_text
 from sweep.analysis.report_html import render_html
 from sweep.analysis.result import analyze
@@ -20,6 +20,7 @@ __all__ = [
     "emit_config",
     "json_schema",
     "records_from_study",
+    "records_from_trials",
     "render_html",
     "render_text",
 ]

@@ -53,7 +53,13 @@ def records_from_study(
     study: optuna.Study,
 ) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
     """Every trial of ``study`` as a record, and the search space the trials were drawn from."""
-    trials = study.get_trials(deepcopy=False)
+    return records_from_trials(study.get_trials(deepcopy=False))
+
+
+def records_from_trials(
+    trials: list[optuna.trial.FrozenTrial],
+) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
+    """Trials already read from a study as records, and their search space."""
     distributions: dict[str, BaseDistribution] = {}
     for trial in trials:  # later trials win: they saw the space as it is now
         distributions.update(trial.distributions)
