@@ -38,6 +38,9 @@ def test_start_then_analyze_json_on_both_storages(storage_url, tmp_path):
     assert numbers == [0, 1, 2]
     verdicts = {"improving", "plateau", "overfitting", "oscillating", "diverged", "too_short"}
     assert all(trial["verdict"] in verdicts for trial in analysis["trials"])
+    # 3 trials are too few to name factors: said plainly, not invented.
+    assert analysis["evidence"] == "insufficient" and analysis["factors"] == []
+    assert "Too little evidence" in run("analyze", "--study", "tiny", storage=storage_url).stdout
 
     study = optuna.load_study(study_name="tiny", storage=storage_url)
     baseline = study.trials[0]
