@@ -98,7 +98,12 @@ def test_restart_mid_sweep_keeps_finished_trials_and_workers_go_on(server):
     # Keep the database away until the worker has run into it, however its epochs fall.
     wait_for(lambda: lines.contains("unreachable"), 120, "the worker to notice the outage")
     server.start()
-    out, _ = worker.communicate(timeout=240)
+    # Only the reader thread may read stderr: communicate() would take lines from under it
+    # (the worker writes next to nothing to stdout, so that pipe cannot fill while we wait).
+    try:
+        worker.wait(timeout=240)
+    finally:
+        worker.kill()
     lines.thread.join(timeout=10)
     err = lines.text()
     assert worker.returncode == 0, err
