@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
 from sweep import space
 from sweep.config import OPTIMIZERS, PRUNERS, ConfigError, SweepConfig
+from sweep.logs import setup_logging
 from sweep.storage import DEFAULT_STORAGE, STORAGE_ENV, StorageError, check_url, mask_secrets, mask_url, open_storage
 
 log = logging.getLogger("sweep")
@@ -121,15 +121,6 @@ def _open(storage_url: str):
         raise click.ClickException(str(error)) from None
 
 
-def _setup_logging(quiet: bool) -> None:
-    import optuna
-
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.captureWarnings(True)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 class SweepGroup(click.Group):
     """Known user errors become one line and exit 2, never a traceback."""
 
@@ -236,7 +227,7 @@ def start(study_name, storage, config_file, baseline, device, workers, no_doctor
     from sweep.progress import SweepProgress
     from sweep.worker import finished_count, run_trials
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     space_overrides = {name: settings.pop(name) for name in space.PARAMS if settings.get(name) is not None}
     for name in space.PARAMS:
         settings.pop(name, None)
@@ -357,7 +348,7 @@ def analyze(study_name, storage, output_format, out, emit_config, patience, min_
     """Give every trial a verdict and say which settings removed the baseline's plateau."""
     from sweep import study as study_module
 
-    _setup_logging(quiet=True)
+    setup_logging(quiet=True)
     study, config = study_module.load(_open(storage), study_name)
     if output_format == "html" and out is None:
         raise click.UsageError("--format html needs --out FILE (e.g. --out report.html)")
@@ -377,7 +368,7 @@ def status(study_name, storage):
     from sweep import study as study_module
     from sweep.status import render_status, study_status
 
-    _setup_logging(quiet=True)
+    setup_logging(quiet=True)
     storage_handle = _open(storage)
     study, config = study_module.load(storage_handle, study_name)
     click.echo(render_status(study_status(study, config, storage=storage_handle)))
@@ -418,7 +409,7 @@ def worker(study_name, storage, device, max_trials, until_done, worker_index, qu
     from sweep.progress import SweepProgress
     from sweep.worker import finished_count, run_trials
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
 
     def interrupt_once(signum, frame):
         # Optuna marks the running trial FAIL on KeyboardInterrupt; a second signal must not cut that short.
@@ -558,7 +549,7 @@ def doctor(study_name, storage, module_target, config_file, baseline, output_for
     from sweep import doctor as doctor_module
     from sweep import study as study_module
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     given = [f"--{name.replace('_', '-')}" for name, value in settings.items() if value is not None]
     given += ["--config"] * bool(config_file) + ["--baseline"] * bool(baseline)
     if module_target and given:
@@ -618,7 +609,7 @@ def dashboard(study_name, storage, host, port):
     from sweep import dashboard as dashboard_module
     from sweep import study as study_module
 
-    _setup_logging(quiet=False)
+    setup_logging(quiet=False)
     try:
         dashboard_module.check_bind(host, port)
     except OSError as error:

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.admission import BudgetGate
 from sweep.config import SweepConfig
+from sweep.logs import NoTracebackOnInterrupt
 from sweep.objective import Objective
 from sweep.storage import (
     HEARTBEAT_INTERVAL, MAX_RETRY, OUTAGE_ERRORS, describe_error, storage_reachable, wait_for_storage,
@@ -40,19 +41,9 @@ def _fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-class _NoTracebackOnInterrupt(logging.Filter):
-    """Optuna logs a stopped trial with its traceback; for Ctrl-C/SIGTERM the one-line warning says it all."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
 _optuna_optimize_log = logging.getLogger("optuna.study._optimize")
-if not any(isinstance(f, _NoTracebackOnInterrupt) for f in _optuna_optimize_log.filters):
-    _optuna_optimize_log.addFilter(_NoTracebackOnInterrupt())
+if not any(isinstance(f, NoTracebackOnInterrupt) for f in _optuna_optimize_log.filters):
+    _optuna_optimize_log.addFilter(NoTracebackOnInterrupt())
 
 
 def run_trials(

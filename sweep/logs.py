@@ -1,0 +1,30 @@
+"""Log output of the commands: stderr, one line per event, no traceback for a Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+
+class NoTracebackOnInterrupt(logging.Filter):
+    """Optuna and SQLAlchemy log an interrupted call with its traceback; for Ctrl-C the message says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def setup_logging(quiet: bool) -> None:
+    import optuna
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # On the handlers, not a logger: SQLAlchemy logs through per-pool child loggers.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, NoTracebackOnInterrupt) for f in handler.filters):
+            handler.addFilter(NoTracebackOnInterrupt())
