@@ -40,9 +40,15 @@ def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_epochs)
     if config.pruner == "median":
         return median
+    if config.pruner == "asha":
+        # Asynchronous successive halving: at epochs r, 3r, 9r ... only the best third of the
+        # trials that got there go on. First rung r = patience + 1, so each pruned run has a verdict.
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=config.patience + 1, reduction_factor=3, min_early_stopping_rate=0
+        )
     if config.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=config.epochs, reduction_factor=3
+            min_resource=min(config.epochs, config.patience + 1), max_resource=config.epochs, reduction_factor=3
         )
     if config.pruner == "patient":
         with warnings.catch_warnings():  # stable for years; the "experimental" notice only alarms users

@@ -72,7 +72,8 @@ def test_pruned_trial_keeps_its_history_and_pruned_at():
 
 
 @pytest.mark.parametrize("name, kind", [
-    ("median", optuna.pruners.MedianPruner), ("hyperband", optuna.pruners.HyperbandPruner),
+    ("median", optuna.pruners.MedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
+    ("hyperband", optuna.pruners.HyperbandPruner),
     ("patient", optuna.pruners.PatientPruner), ("none", optuna.pruners.NopPruner),
 ])
 def test_pruner_choice(name, kind):
@@ -94,6 +95,31 @@ def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
         decisions.append(hopeless.should_prune())
     # patience + 1 = 3 epochs before the first prune: a pruned run still gets a verdict.
     assert decisions == [False, False, True, True]
+
+
+@pytest.mark.parametrize("pruner", ["asha", "hyperband"])
+def test_halving_pruners_first_cut_comes_after_patience_plus_one_epochs(pruner):
+    config = tiny_config(pruner=pruner, epochs=12, patience=2)
+    study = optuna.create_study(pruner=create_pruner(config))
+    for _ in range(6):  # good runs that reach the end (halving pruners record rungs in should_prune)
+        trial = study.ask()
+        for epoch in range(1, 13):
+            trial.report(1.0, epoch)
+            assert not trial.should_prune()
+        study.tell(trial, 1.0)
+    decisions = []
+    for _ in range(3):  # hopeless runs: hyperband sends each to one of its brackets
+        hopeless = study.ask()
+        for epoch in range(1, 13):
+            hopeless.report(5.0, epoch)
+            if hopeless.should_prune():
+                decisions.append(epoch)
+                study.tell(hopeless, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(hopeless, 5.0)
+    # Never before patience + 1 = 3 epochs (the plateau rule's minimum), and each hopeless run is cut.
+    assert len(decisions) == 3 and min(decisions) >= 3, decisions
 
 
 def test_the_same_trial_trains_the_same_twice():
