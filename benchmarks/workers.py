@@ -1,6 +1,7 @@
 """Trials per minute with 1, 2 and 4 local workers on one PostgreSQL study, and per-trial storage cost vs study size.
 
-    .venv/bin/python benchmarks/workers.py            # needs PostgreSQL at SWEEP_TEST_PG (default 127.0.0.1:5432)
+    .venv/bin/python benchmarks/workers.py                       # needs PostgreSQL at SWEEP_TEST_PG (default 127.0.0.1:5432)
+    .venv/bin/python benchmarks/workers.py --only storage-cost   # per-trial cost vs study size only
 
 Throughput is counted from the trials' own start/end times, so process start-up (importing torch) is left out.
 """
@@ -96,36 +97,77 @@ def tiny_real(n_workers: int, trials_per_worker: int = 4) -> float:
         drop_database(name)
 
 
-def per_trial_cost(prefill: int, measured: int = 20) -> float:
-    """Seconds per trivial trial (random sampler: storage cost, not TPE's) in a study already holding ``prefill``."""
+def per_trial_cost(prefill: int, measured: int = 40) -> tuple[float, float]:
+    """(first trial, then seconds per trivial trial) of one worker joining a study already holding ``prefill``.
+
+    The loop is `sweep worker`'s own (budget lock, stale-trial check, budget count, one
+    ``optimize`` per trial) with the random sampler, so the time is storage cost, not TPE's. The
+    first trial is timed apart: it is when the worker's process reads the study's existing trials
+    once (Optuna's per-process trial cache); every later trial reads only what changed.
+    """
+    from sweep.admission import BudgetGate
     from sweep.storage import open_storage
+    from sweep.worker import _fail_stale_trials, _room
 
     name, url = fresh_database()
     try:
-        storage = open_storage(url)
-        study = optuna.create_study(study_name="bench", storage=storage, sampler=optuna.samplers.RandomSampler())
         distribution = optuna.distributions.FloatDistribution(0, 1)
-        study.add_trials([optuna.trial.create_trial(params={"x": i / prefill}, distributions={"x": distribution}, value=i)
-                          for i in range(prefill)])
+        optuna.create_study(study_name="bench", storage=url).add_trials(
+            [optuna.trial.create_trial(params={"x": i / prefill}, distributions={"x": distribution}, value=i)
+             for i in range(prefill)])
+        storage = open_storage(url)  # a worker process starting now: nothing of the study cached yet
+        study = optuna.load_study(study_name="bench", storage=storage, sampler=optuna.samplers.RandomSampler())
+        gate = BudgetGate(storage, "bench")
+        budget = prefill + 1 + measured
+
+        def objective(trial):
+            gate.release()
+            return trial.suggest_float("x", 0, 1) ** 2
+
+        def one_trial() -> None:
+            with gate:
+                _fail_stale_trials(study)
+                finished, running = _room(study, budget)
+                assert finished + running < budget
+                study.optimize(objective, n_trials=1, gc_after_trial=False)
+
         start = time.perf_counter()
-        study.optimize(lambda trial: trial.suggest_float("x", 0, 1) ** 2, n_trials=measured)
-        return (time.perf_counter() - start) / measured
+        one_trial()
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(measured):
+            one_trial()
+        return first, (time.perf_counter() - start) / measured
     finally:
         drop_database(name)
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("throughput", "storage-cost"), help="run one part only")
+    parser.add_argument("--sizes", default="10,500,2000", help="study sizes for the storage cost (default: %(default)s)")
+    args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"optuna {optuna.__version__}, PostgreSQL at {urlsplit(ADMIN).hostname}")
-    for label, run in (("trivial objective", trivial), ("tiny real trials", tiny_real)):
-        base = None
-        for n in (1, 2, 4):
-            rate = run(n)
-            base = base or rate
-            print(f"{label:18s} {n} worker(s): {rate:8.1f} trials/min  ratio {rate / base:4.2f} (ideal {n})", flush=True)
-    for size in (10, 2000):
-        print(f"per-trial cost with {size:5d} trials in the study: {per_trial_cost(size) * 1000:6.1f} ms", flush=True)
+    if args.only != "storage-cost":
+        for label, run in (("trivial objective", trivial), ("tiny real trials", tiny_real)):
+            base = None
+            for n in (1, 2, 4):
+                rate = run(n)
+                base = base or rate
+                print(f"{label:18s} {n} worker(s): {rate:8.1f} trials/min  ratio {rate / base:4.2f} (ideal {n})",
+                      flush=True)
+    if args.only != "throughput":
+        costs = {}
+        for size in (int(s) for s in args.sizes.split(",")):
+            first, costs[size] = per_trial_cost(size)
+            print(f"study holding {size:5d} trials: first trial of a new worker {first * 1000:7.1f} ms, "
+                  f"then {costs[size] * 1000:5.1f} ms per trial", flush=True)
+        smallest, largest = min(costs), max(costs)
+        print(f"per-trial cost, {largest} vs {smallest} trials: {costs[largest] / costs[smallest]:.2f}x (flat: 1.00x)")
 
 
 if __name__ == "__main__":
