@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 import warnings
 
@@ -20,6 +22,7 @@ class NoTracebackOnInterrupt(logging.Filter):
 def setup_logging(quiet: bool) -> None:
     import optuna
 
+    enable_stack_dumps()
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -28,3 +31,12 @@ def setup_logging(quiet: bool) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, NoTracebackOnInterrupt) for f in handler.filters):
             handler.addFilter(NoTracebackOnInterrupt())
+
+
+def enable_stack_dumps() -> None:
+    """``kill -USR1 PID`` makes a running command print every thread's stack to stderr and go on.
+
+    For a worker that seems stuck: the dump says where it waits (a lock, the database, a loader).
+    """
+    if hasattr(signal, "SIGUSR1"):  # not on Windows
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)

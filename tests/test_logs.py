@@ -1,6 +1,8 @@
-"""Command logs: a Ctrl-C inside SQLAlchemy or Optuna is one line, other errors keep their traceback."""
+"""Command logs: a Ctrl-C inside SQLAlchemy or Optuna is one line, other errors keep their traceback, SIGUSR1 dumps stacks."""
 
 import io
+import subprocess
+import sys
 import logging
 
 from sweep.logs import setup_logging
@@ -29,3 +31,19 @@ def test_interrupt_inside_a_library_is_logged_without_traceback():
 
 def test_other_errors_keep_their_traceback():
     assert "Traceback" in _logged(RuntimeError("boom"))
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_command_goes_on():
+    code = (
+        "import os, signal, threading, time\n"
+        "from sweep.logs import setup_logging\n"
+        "setup_logging(quiet=True)\n"
+        "threading.Thread(target=time.sleep, args=(5,), name='loader', daemon=True).start()\n"
+        "os.kill(os.getpid(), signal.SIGUSR1)\n"
+        "print('still running')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "still running"
+    assert "Current thread" in result.stderr
+    assert result.stderr.count("Thread 0x") >= 1  # the other thread's stack too
+    assert 'File "<string>", line 5' in result.stderr

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -102,11 +104,15 @@ def test_restart_mid_sweep_keeps_finished_trials_and_workers_go_on(server):
     # (the worker writes next to nothing to stdout, so that pipe cannot fill while we wait).
     try:
         worker.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        worker.send_signal(signal.SIGUSR1)  # the worker prints every thread's stack: where it hangs
+        time.sleep(3)
     finally:
         worker.kill()
+        worker.wait()
     lines.thread.join(timeout=10)
     err = lines.text()
-    assert worker.returncode == 0, err
+    assert worker.returncode == 0, f"worker did not finish after the restart:\n{err}"
     assert "reachable again" in err
     done = trials(server.url, "restart")
     for trial in before:
