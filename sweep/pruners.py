@@ -32,6 +32,25 @@ class PlateauPruner(optuna.pruners.BasePruner):
         return plateau_epoch(val_losses, patience=self.patience, min_delta=self.min_delta) is not None
 
 
+class StartupPruner(optuna.pruners.BasePruner):
+    """Lets ``inner`` judge every step but cuts nothing until ``n_startup_trials`` trials have finished.
+
+    Successive halving on its own promotes the second trial only if it beats the first at the first
+    rung, and so on: with the sweep's baseline (a plateaued run) as the first trial, runs that start
+    slower than it are cut before there is anything to compare them with. ``inner.prune`` is still
+    called, because successive halving records each rung's value inside it.
+    """
+
+    def __init__(self, inner: optuna.pruners.BasePruner, n_startup_trials: int):
+        self.inner = inner
+        self.n_startup_trials = n_startup_trials
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        decision = self.inner.prune(study, trial)
+        finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return decision and len(finished) >= self.n_startup_trials
+
+
 def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     """The pruner named by ``config.pruner``; validation loss is reported once per epoch (step = epoch)."""
     # Early epochs are noisy, and a run pruned before the plateau rule can judge it (patience + 1
@@ -43,13 +62,15 @@ def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     if config.pruner == "asha":
         # Asynchronous successive halving: at epochs r, 3r, 9r ... only the best third of the
         # trials that got there go on. First rung r = patience + 1, so each pruned run has a verdict.
-        return optuna.pruners.SuccessiveHalvingPruner(
+        halving = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=config.patience + 1, reduction_factor=3, min_early_stopping_rate=0
         )
+        return StartupPruner(halving, n_startup_trials=3)
     if config.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
+        hyperband = optuna.pruners.HyperbandPruner(
             min_resource=min(config.epochs, config.patience + 1), max_resource=config.epochs, reduction_factor=3
         )
+        return StartupPruner(hyperband, n_startup_trials=3)
     if config.pruner == "patient":
         with warnings.catch_warnings():  # stable for years; the "experimental" notice only alarms users
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -7,7 +7,7 @@ import torch
 from sweep import space
 from sweep.config import build_config
 from sweep.objective import Objective
-from sweep.pruners import create_pruner
+from sweep.pruners import StartupPruner, create_pruner
 from sweep.worker import run_trials
 
 
@@ -77,7 +77,8 @@ def test_pruned_trial_keeps_its_history_and_pruned_at():
     ("patient", optuna.pruners.PatientPruner), ("none", optuna.pruners.NopPruner),
 ])
 def test_pruner_choice(name, kind):
-    assert isinstance(create_pruner(tiny_config(pruner=name)), kind)
+    pruner = create_pruner(tiny_config(pruner=name))
+    assert isinstance(pruner.inner if isinstance(pruner, StartupPruner) else pruner, kind)
 
 
 def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
@@ -100,8 +101,9 @@ def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
 @pytest.mark.parametrize("pruner", ["asha", "hyperband"])
 def test_halving_pruners_first_cut_comes_after_patience_plus_one_epochs(pruner):
     config = tiny_config(pruner=pruner, epochs=12, patience=2)
-    study = optuna.create_study(pruner=create_pruner(config))
-    for _ in range(6):  # good runs that reach the end (halving pruners record rungs in should_prune)
+    # Hyperband puts each trial in a bracket by a hash of study name and trial number: fix the name.
+    study = optuna.create_study(study_name="halving", pruner=create_pruner(config))
+    for _ in range(12):  # good runs that reach the end (halving pruners record rungs in should_prune)
         trial = study.ask()
         for epoch in range(1, 13):
             trial.report(1.0, epoch)
@@ -120,6 +122,23 @@ def test_halving_pruners_first_cut_comes_after_patience_plus_one_epochs(pruner):
             study.tell(hopeless, 5.0)
     # Never before patience + 1 = 3 epochs (the plateau rule's minimum), and each hopeless run is cut.
     assert len(decisions) == 3 and min(decisions) >= 3, decisions
+
+
+def test_asha_cuts_nothing_before_three_trials_have_finished():
+    # Alone, successive halving would cut trial 1 at epoch 3 for being worse than trial 0 (the baseline).
+    study = optuna.create_study(pruner=create_pruner(tiny_config(pruner="asha", epochs=12, patience=2)))
+    cut = []
+    for number, loss in enumerate([1.0, 2.0, 3.0, 4.0]):
+        trial = study.ask()
+        for epoch in range(1, 13):
+            trial.report(loss, epoch)
+            if trial.should_prune():
+                cut.append((number, epoch))
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, loss)
+    assert cut == [(3, 3)]
 
 
 def test_the_same_trial_trains_the_same_twice():
