@@ -10,6 +10,7 @@ Everything is measured in this one run, so ratios compare runs on the same machi
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import optuna
@@ -21,9 +22,12 @@ from sweep.objective import Objective
 from sweep.pruners import create_pruner, create_sampler
 
 
-def run_sweep(config: SweepConfig, device: torch.device, datasets) -> dict:
+def run_sweep(config: SweepConfig, device: torch.device, datasets, sampler: str = "tpe") -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=create_sampler(config), pruner=create_pruner(config))
+    # random: every pruner sees the same proposals, so only its own decisions differ (an ablation);
+    # tpe: the sweep's own sampler, which also learns from the pruned trials and so proposes differently.
+    chosen = optuna.samplers.RandomSampler(seed=config.seed) if sampler == "random" else create_sampler(config)
+    study = optuna.create_study(sampler=chosen, pruner=create_pruner(config))
     study.enqueue_trial(dict(config.baseline))
     objective = Objective(config, device)
     objective._datasets = datasets  # same prepared data for every pruner
@@ -43,26 +47,38 @@ def main() -> None:
     add_size_flags(parser, epochs=6)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--pruners", default="none,median,plateau")
+    parser.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
+                        help="random: the same proposals for every pruner, so the best trial is the same unless pruned")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one sweep per pruner each (default: --seed)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
+    pruners = args.pruners.split(",")
     print(machine())
-    results = {}
-    datasets = None
-    for pruner in args.pruners.split(","):
-        config = config_from(args, pruner=pruner, n_trials=args.trials)
-        if datasets is None:
-            datasets = Objective(config, device).datasets()
-        results[pruner] = run_sweep(config, device, datasets)
-        r = results[pruner]
-        print(f"{pruner:>9}: best val loss {r['best']:.4f}, epochs {r['epochs']}/{args.trials * args.epochs}, "
-              f"pruned {r['pruned']}/{args.trials}, {r['seconds']:.0f} s", flush=True)
+    results: dict[str, list[dict]] = {pruner: [] for pruner in pruners}
+    for seed in seeds:
+        datasets = None
+        for pruner in pruners:
+            config = config_from(args, pruner=pruner, n_trials=args.trials, seed=seed)
+            if datasets is None:
+                datasets = Objective(config, device).datasets()
+            r = run_sweep(config, device, datasets, args.sampler)
+            results[pruner].append(r)
+            print(f"seed {seed} {pruner:>9}: best val loss {r['best']:.4f}, epochs {r['epochs']}/{args.trials * args.epochs}, "
+                  f"pruned {r['pruned']}/{args.trials}, {r['seconds']:.0f} s", flush=True)
     if "none" in results:
         none = results["none"]
-        for pruner, r in results.items():
-            if pruner != "none":
-                print(f"{pruner} vs none: best val loss {r['best'] / none['best']:.3f}x, "
-                      f"epochs {r['epochs'] / none['epochs']:.2f}x, wall {r['seconds'] / none['seconds']:.2f}x")
-    print(f"config: {config.model}, {args.trials} trials x {args.epochs} epochs, seed {args.seed}, "
+        for pruner, runs in results.items():
+            if pruner == "none":
+                continue
+            ratios = [r["best"] / n["best"] for r, n in zip(runs, none)]
+            epochs = sum(r["epochs"] for r in runs) / sum(n["epochs"] for n in none)
+            wall = sum(r["seconds"] for r in runs) / sum(n["seconds"] for n in none)
+            within = sum(ratio <= 1.01 for ratio in ratios)
+            print(f"{pruner} vs none over {len(seeds)} seed(s): best val loss "
+                  f"{', '.join(f'{ratio:.3f}x' for ratio in ratios)} (median {statistics.median(ratios):.3f}x, "
+                  f"{within}/{len(ratios)} within 1 %), epochs {epochs:.2f}x, wall {wall:.2f}x")
+    print(f"config: {config.model}, {args.trials} trials x {args.epochs} epochs, {args.sampler} sampler, seeds {seeds}, "
           f"patience {config.patience}, min_delta {config.min_delta}; default search space")
 
 
