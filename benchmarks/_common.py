@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
+import uuid
+from urllib.parse import urlsplit
 
 import optuna
 import torch
@@ -33,6 +36,28 @@ def config_from(args, **overrides) -> SweepConfig:
                   max_val=args.max_val, image_size=args.image_size, seed=args.seed)
     values.update(overrides)
     return SweepConfig(**values)
+
+
+# The PostgreSQL server the benchmarks create throw-away databases on (as the tests do).
+PG_ADMIN = os.environ.get("SWEEP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def fresh_database() -> tuple[str, str]:
+    """A new, empty PostgreSQL database: (its name, its SQLAlchemy URL)."""
+    import psycopg
+
+    name = f"sweep_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg://{urlsplit(PG_ADMIN).netloc}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def new_study(storage_url: str, params: dict, pruner=None) -> optuna.Study:

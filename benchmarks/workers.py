@@ -14,28 +14,14 @@ import platform
 import subprocess
 import sys
 import time
-import uuid
 from urllib.parse import urlsplit
 
 import optuna
-import psycopg
 
-ADMIN = os.environ.get("SWEEP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from _common import PG_ADMIN, drop_database, fresh_database
+
 TINY = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
         "--max-train", "32", "--max-val", "16", "--epochs", "2", "--batch-size", "16"]
-
-
-def fresh_database() -> tuple[str, str]:
-    name = f"sweep_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, f"postgresql+psycopg://{urlsplit(ADMIN).netloc}/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def trials_per_minute(url: str, study_name: str) -> float:
@@ -151,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"optuna {optuna.__version__}, PostgreSQL at {urlsplit(ADMIN).hostname}")
+          f"optuna {optuna.__version__}, PostgreSQL at {urlsplit(PG_ADMIN).hostname}")
     if args.only != "storage-cost":
         for label, run in (("trivial objective", trivial), ("tiny real trials", tiny_real)):
             base = None

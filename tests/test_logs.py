@@ -1,9 +1,9 @@
 """Command logs: a Ctrl-C inside SQLAlchemy or Optuna is one line, other errors keep their traceback, SIGUSR1 dumps stacks."""
 
 import io
+import logging
 import subprocess
 import sys
-import logging
 
 from sweep.logs import setup_logging
 
