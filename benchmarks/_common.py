@@ -60,10 +60,10 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-def new_study(storage_url: str, params: dict, pruner=None) -> optuna.Study:
-    """A fresh study in ``storage_url`` with ``params`` enqueued (creating it is once per sweep, not per trial)."""
+def new_study(storage, params: dict, pruner=None) -> optuna.Study:
+    """A fresh study in ``storage`` (a URL or a storage object) with ``params`` enqueued (creating it is once per sweep, not per trial)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=storage_url, study_name=f"bench-{time.time_ns()}",
+    study = optuna.create_study(storage=storage, study_name=f"bench-{time.time_ns()}",
                                 pruner=pruner or optuna.pruners.NopPruner())
     study.enqueue_trial(params)
     return study

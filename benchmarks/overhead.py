@@ -2,7 +2,8 @@
 history) vs. a plain timm/PyTorch loop with the same model, data, epochs and seed. Target: <= 1.02x.
 
     .venv/bin/python benchmarks/overhead.py                    # resnet18, 3 epochs, 256/128 digits images
-    .venv/bin/python benchmarks/overhead.py --model resnet50 --epochs 8 --pairs 5
+    .venv/bin/python benchmarks/overhead.py --model resnet50 --epochs 8 --max-train 512 --max-val 256 --frozen-stages 4
+                                                               # one trial of the default sweep (its baseline)
 
 Runs plain and ours in turn (A B A B ...) in one process and prints the ratio of each pair and their median,
 so a machine whose speed drifts (other processes on a shared CPU) skews both sides alike.
@@ -20,6 +21,8 @@ import torch
 
 from _common import add_size_flags, config_from, machine, new_study, plain_trial, trial_params
 from sweep.objective import Objective
+from sweep.pruners import create_pruner
+from sweep.storage import open_storage
 
 
 def main() -> None:
@@ -37,15 +40,19 @@ def main() -> None:
     print(f"{config.model}, {args.epochs} epochs, {len(datasets.train)} train / {len(datasets.val)} val images, "
           f"{config.image_size}px, frozen_stages={args.frozen_stages}")
     params = trial_params(args)
-    plain_trial(config, datasets, device, params)  # warm-up: first-touch allocations, oneDNN kernel selection
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'overhead.db'}" if args.storage == "sqlite" else None
+        # One storage for the whole run, heartbeats on, as a sweep's process holds it: its connection
+        # and SQLAlchemy's compiled statements are set up once per process, not once per trial.
+        storage = open_storage(f"sqlite:///{Path(tmp) / 'overhead.db'}") if args.storage == "sqlite" else None
+        # Warm-up of both sides: first-touch allocations, oneDNN kernel selection, the first queries.
+        plain_trial(config, datasets, device, params)
+        new_study(storage, params, create_pruner(config)).optimize(objective, n_trials=1)
         for pair in range(1, args.pairs + 1):
             started = time.perf_counter()
             plain_losses = plain_trial(config, datasets, device, params)
             plain = time.perf_counter() - started
-            study = new_study(url, params)
+            study = new_study(storage, params, create_pruner(config))  # the sweep's default pruner asks each epoch
             started = time.perf_counter()
             study.optimize(objective, n_trials=1)
             ours = time.perf_counter() - started
