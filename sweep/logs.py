@@ -38,5 +38,13 @@ def enable_stack_dumps() -> None:
 
     For a worker that seems stuck: the dump says where it waits (a lock, the database, a loader).
     """
-    if hasattr(signal, "SIGUSR1"):  # not on Windows
-        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    if not hasattr(signal, "SIGUSR1"):  # not on Windows
+        return
+    # The process's own stderr (fd 2): faulthandler writes to a file descriptor, and a replaced
+    # sys.stderr (a test runner's, an embedding's) may have none.
+    stream = sys.__stderr__
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True)
