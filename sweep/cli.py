@@ -259,6 +259,10 @@ def start(study_name, storage, config_file, baseline, device, workers, no_doctor
         try:
             code = run_local_workers(study_name, storage, workers, device, quiet)
         except KeyboardInterrupt:
+            code = 130
+        if code == 130:
+            # The workers were interrupted. A terminal's Ctrl-C reaches them and this process alike, but
+            # Python may not raise it here: a signal taken by another thread does not wake waitpid.
             log.warning("interrupted: finished trials are kept; run the same command to resume")
             sys.exit(130)
         if code:
