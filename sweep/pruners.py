@@ -46,9 +46,10 @@ class StartupPruner(optuna.pruners.BasePruner):
         self.n_startup_trials = n_startup_trials
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        decision = self.inner.prune(study, trial)
+        if not self.inner.prune(study, trial):
+            return False
         finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        return decision and len(finished) >= self.n_startup_trials
+        return len(finished) >= self.n_startup_trials
 
 
 def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
