@@ -45,7 +45,13 @@ def start_worker(storage_url: str, name: str, *args: str, **popen) -> subprocess
 
 
 def trials(storage_url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=storage_url).get_trials()
+    # Polled every 0.2 s: an engine left to the garbage collector keeps its connection open, and
+    # a few hundred of them run the server out of connections (seen in CI: "too many clients").
+    storage = optuna.storages.RDBStorage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
+    finally:
+        storage.engine.dispose()
 
 
 def wait_for(predicate, timeout: float, what: str):
