@@ -116,10 +116,15 @@ def describe_error(error: BaseException) -> str:
     return mask_secrets(lines[0])
 
 
+def _ping(storage: optuna.storages.RDBStorage) -> None:
+    """One round trip to the database; raises what SQLAlchemy raises when it does not answer."""
+    with storage.engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT 1"))
+
+
 def storage_reachable(storage: optuna.storages.RDBStorage) -> bool:
     try:
-        with storage.engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
+        _ping(storage)
         return True
     except (sqlalchemy.exc.SQLAlchemyError, OSError):
         return False
@@ -137,8 +142,7 @@ def wait_for_storage(storage: optuna.storages.RDBStorage, reason: str, limit: fl
         log.warning("storage %s unreachable (%s); retrying in %.0fs, giving up after %.0fs", url, reason, delay, limit)
         time.sleep(min(delay, max(0.0, limit - waited)))
         try:
-            with storage.engine.connect() as connection:
-                connection.execute(sqlalchemy.text("SELECT 1"))
+            _ping(storage)
         except (sqlalchemy.exc.SQLAlchemyError, OSError) as error:
             reason = describe_error(error)
             delay = min(delay * 2, 30.0)
