@@ -30,27 +30,40 @@ def trials_per_minute(url: str, study_name: str) -> float:
     return len(trials) / span * 60
 
 
-def trivial_worker(url: str, study_name: str, n_trials: int) -> None:
-    """The same budget gate and optimize call as `sweep worker`, with an objective that costs nothing."""
-    from sweep.admission import BudgetGate
-    from sweep.storage import open_storage
-    from sweep.worker import _room
+class TrivialWorker:
+    """`sweep worker`'s loop (budget lock, stale-trial check, budget count, one ``optimize`` per trial)
+    with an objective that costs nothing and the random sampler: what is timed is storage cost."""
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(url)
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
-    gate = BudgetGate(storage, study_name)
+    def __init__(self, url: str, study_name: str):
+        from sweep.admission import BudgetGate
+        from sweep.storage import open_storage
 
-    def objective(trial):
-        gate.release()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(url)  # a worker process starting: nothing of the study cached yet
+        self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
+        self.gate = BudgetGate(storage, study_name)
+
+    def _objective(self, trial) -> float:
+        self.gate.release()
         return trial.suggest_float("x", 0, 1) ** 2
 
-    while True:
-        with gate:
-            finished, running = _room(study, n_trials)
-            if finished + running >= n_trials:
-                return
-            study.optimize(objective, n_trials=1)
+    def step(self, budget: int) -> bool:
+        """Run one trial if the study has room for it; False once the budget is handed out."""
+        from sweep.worker import _fail_stale_trials, _room
+
+        with self.gate:
+            _fail_stale_trials(self.study)
+            finished, running = _room(self.study, budget)
+            if finished + running >= budget:
+                return False
+            self.study.optimize(self._objective, n_trials=1, gc_after_trial=False)
+            return True
+
+
+def trivial_worker(url: str, study_name: str, n_trials: int) -> None:
+    worker = TrivialWorker(url, study_name)
+    while worker.step(n_trials):
+        pass
 
 
 def trivial(n_workers: int, n_trials: int = 200) -> float:
@@ -86,43 +99,23 @@ def tiny_real(n_workers: int, trials_per_worker: int = 4) -> float:
 def per_trial_cost(prefill: int, measured: int = 40) -> tuple[float, float]:
     """(first trial, then seconds per trivial trial) of one worker joining a study already holding ``prefill``.
 
-    The loop is `sweep worker`'s own (budget lock, stale-trial check, budget count, one
-    ``optimize`` per trial) with the random sampler, so the time is storage cost, not TPE's. The
-    first trial is timed apart: it is when the worker's process reads the study's existing trials
+    The first trial is timed apart: it is when the worker's process reads the study's existing trials
     once (Optuna's per-process trial cache); every later trial reads only what changed.
     """
-    from sweep.admission import BudgetGate
-    from sweep.storage import open_storage
-    from sweep.worker import _fail_stale_trials, _room
-
     name, url = fresh_database()
     try:
         distribution = optuna.distributions.FloatDistribution(0, 1)
         optuna.create_study(study_name="bench", storage=url).add_trials(
             [optuna.trial.create_trial(params={"x": i / prefill}, distributions={"x": distribution}, value=i)
              for i in range(prefill)])
-        storage = open_storage(url)  # a worker process starting now: nothing of the study cached yet
-        study = optuna.load_study(study_name="bench", storage=storage, sampler=optuna.samplers.RandomSampler())
-        gate = BudgetGate(storage, "bench")
+        worker = TrivialWorker(url, "bench")
         budget = prefill + 1 + measured
-
-        def objective(trial):
-            gate.release()
-            return trial.suggest_float("x", 0, 1) ** 2
-
-        def one_trial() -> None:
-            with gate:
-                _fail_stale_trials(study)
-                finished, running = _room(study, budget)
-                assert finished + running < budget
-                study.optimize(objective, n_trials=1, gc_after_trial=False)
-
         start = time.perf_counter()
-        one_trial()
+        worker.step(budget)
         first = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(measured):
-            one_trial()
+            assert worker.step(budget)
         return first, (time.perf_counter() - start) / measured
     finally:
         drop_database(name)
