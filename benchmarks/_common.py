@@ -29,10 +29,12 @@ def add_size_flags(parser, *, model="resnet18", epochs=3, max_train=256, max_val
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frozen-stages", type=int, default=0)
+    parser.add_argument("--weights", default="none",
+                        help="none (random init), auto (hub) or a local weights file, e.g. from benchmarks/pretrain.py")
 
 
 def config_from(args, **overrides) -> SweepConfig:
-    values = dict(model=args.model, weights="none", data=args.data, epochs=args.epochs, max_train=args.max_train,
+    values = dict(model=args.model, weights=args.weights, data=args.data, epochs=args.epochs, max_train=args.max_train,
                   max_val=args.max_val, image_size=args.image_size, seed=args.seed)
     values.update(overrides)
     return SweepConfig(**values)
@@ -81,6 +83,12 @@ def plain_trial(config: SweepConfig, datasets, device: torch.device, params: dic
     torch.manual_seed(config.seed + trial_number)
     model = models.create_transfer_model(config.model, num_classes=datasets.num_classes, dropout=params["dropout"],
                                          frozen_stages=params["frozen_stages"], weights=config.weights).to(device)
+    return plain_fit(model, config, datasets, device, params, trial_number)
+
+
+def plain_fit(model: nn.Module, config: SweepConfig, datasets, device: torch.device, params: dict,
+              trial_number: int = 0) -> list[float]:
+    """Trains ``model`` for ``config.epochs`` with SGD + Nesterov as the sweep does: val loss per epoch."""
     train_loader, val_loader = data.build_loaders(datasets, params["batch_size"], device=device.type,
                                                   seed=config.seed + trial_number)
     trainable = [p for p in model.parameters() if p.requires_grad]

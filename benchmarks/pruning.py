@@ -10,8 +10,10 @@ Everything is measured in this one run, so ratios compare runs on the same machi
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import optuna
 import torch
@@ -34,7 +36,11 @@ def run_sweep(config: SweepConfig, device: torch.device, datasets, sampler: str 
     started = time.perf_counter()
     study.optimize(objective, n_trials=config.n_trials)
     histories = [trial.user_attrs.get("history", []) for trial in study.trials]
+    curves = [{"number": trial.number, "params": trial.params, "failure": trial.user_attrs.get("failure"),
+               "val_losses": [entry["val_loss"] for entry in history]}
+              for trial, history in zip(study.trials, histories)]
     return {
+        "curves": curves,
         "best": min(entry["val_loss"] for history in histories for entry in history),
         "epochs": sum(len(history) for history in histories),
         "pruned": sum(trial.state == optuna.trial.TrialState.PRUNED for trial in study.trials),
@@ -50,6 +56,9 @@ def main() -> None:
     parser.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
                         help="random: the same proposals for every pruner, so the best trial is the same unless pruned")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, one sweep per pruner each (default: --seed)")
+    parser.add_argument("--save-curves", type=Path, default=None,
+                        help="write every trial's val loss per epoch of the unpruned sweeps (JSON) for "
+                             "benchmarks/pruning_replay.py; use with --sampler random")
     args = parser.parse_args()
     device = torch.device(args.device)
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
@@ -66,6 +75,13 @@ def main() -> None:
             results[pruner].append(r)
             print(f"seed {seed} {pruner:>9}: best val loss {r['best']:.4f}, epochs {r['epochs']}/{args.trials * args.epochs}, "
                   f"pruned {r['pruned']}/{args.trials}, {r['seconds']:.0f} s", flush=True)
+    if args.save_curves and "none" in results:
+        stored = {"sampler": args.sampler, "model": args.model, "weights": args.weights, "data": args.data,
+                  "epochs": args.epochs, "trials": args.trials, "patience": config.patience,
+                  "min_delta": config.min_delta,
+                  "sweeps": [{"seed": seed, "trials": run["curves"]} for seed, run in zip(seeds, results["none"])]}
+        args.save_curves.write_text(json.dumps(stored, indent=1))
+        print(f"wrote the unpruned sweeps' curves to {args.save_curves}")
     if "none" in results:
         none = results["none"]
         for pruner, runs in results.items():
@@ -78,7 +94,7 @@ def main() -> None:
             print(f"{pruner} vs none over {len(seeds)} seed(s): best val loss "
                   f"{', '.join(f'{ratio:.3f}x' for ratio in ratios)} (median {statistics.median(ratios):.3f}x, "
                   f"{within}/{len(ratios)} within 1 %), epochs {epochs:.2f}x, wall {wall:.2f}x")
-    print(f"config: {config.model}, {args.trials} trials x {args.epochs} epochs, {args.sampler} sampler, seeds {seeds}, "
+    print(f"config: {config.model} ({args.weights} weights), {args.trials} trials x {args.epochs} epochs, {args.sampler} sampler, seeds {seeds}, "
           f"patience {config.patience}, min_delta {config.min_delta}; default search space")
 
 

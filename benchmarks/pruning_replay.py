@@ -1,0 +1,87 @@
+"""Pruners replayed on stored learning curves: many seeds and pruners for the cost of one unpruned sweep each.
+
+With the random sampler, a sweep proposes the same trials whatever its pruner does, and a trial
+trains the same way up to the epoch it is cut at (it is seeded by its number). So the unpruned
+sweep's curves say what every pruned sweep would have seen: replaying them through a pruner, trial
+after trial as one worker runs them, gives the epochs it would have spent and the best loss it
+would have kept, without training again.
+
+    .venv/bin/python benchmarks/pruning.py --sampler random --pruners none --trials 24 --epochs 12 \\
+        --seeds 0,1,2,3,4 --save-curves /tmp/curves.json
+    .venv/bin/python benchmarks/pruning_replay.py /tmp/curves.json --pruners median,asha,plateau
+
+Issue target for the default pruner: best val loss within 1 % of no pruning with <= 35 % of its epochs.
+The replay checks the pruners' decisions, not the sampler's: on TPE a pruned sweep also proposes
+differently (benchmarks/pruning.py measures that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import optuna
+
+from sweep.config import PRUNERS, SweepConfig
+from sweep.pruners import create_pruner
+
+
+def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int) -> dict:
+    """One worker's sweep with ``pruner`` over the stored curves: epochs spent, best val loss kept, winner kept."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(pruner=pruner)
+    spent, best, pruned = 0, math.inf, 0
+    for stored in trials:
+        trial = study.ask()
+        curve = stored["val_losses"]
+        state = optuna.trial.TrialState.COMPLETE
+        for epoch, value in enumerate(curve, start=1):
+            spent += 1
+            best = min(best, value)
+            trial.report(value, step=epoch)
+            if epoch < epochs and trial.should_prune():
+                state = optuna.trial.TrialState.PRUNED
+                break
+        if stored.get("failure"):  # diverged or out of memory: the objective itself ended it there
+            state = optuna.trial.TrialState.PRUNED
+        pruned += state == optuna.trial.TrialState.PRUNED
+        study.tell(trial, state=state, values=None if state == optuna.trial.TrialState.PRUNED else min(curve))
+    return {"epochs": spent, "best": best, "pruned": pruned}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("curves", type=Path, help="JSON written by benchmarks/pruning.py --save-curves")
+    parser.add_argument("--pruners", default="median,asha,hyperband,patient,plateau")
+    args = parser.parse_args()
+    stored = json.loads(args.curves.read_text())
+    if stored["sampler"] != "random":
+        sys.exit(f"{args.curves}: curves of a {stored['sampler']} sweep; replay needs --sampler random, whose "
+                 "proposals do not depend on the pruner")
+    unknown = [name for name in args.pruners.split(",") if name not in PRUNERS]
+    if unknown:
+        sys.exit(f"--pruners {','.join(unknown)}: expected some of {', '.join(PRUNERS)}")
+    epochs = stored["epochs"]
+    print(f"curves: {stored['model']} ({stored['weights']} weights) on {stored['data']}, {stored['trials']} trials x "
+          f"{epochs} epochs, seeds {[sweep['seed'] for sweep in stored['sweeps']]}")
+    for name in args.pruners.split(","):
+        ratios, shares, kept = [], [], 0
+        for sweep in stored["sweeps"]:
+            config = SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"], min_delta=stored["min_delta"])
+            unpruned_best = min(v for trial in sweep["trials"] for v in trial["val_losses"])
+            result = replay(create_pruner(config), sweep["trials"], epochs)
+            total = sum(len(trial["val_losses"]) for trial in sweep["trials"])
+            ratios.append(result["best"] / unpruned_best)
+            shares.append(result["epochs"] / total)
+            kept += ratios[-1] <= 1.01
+        print(f"{name:>9}: best {', '.join(f'{r:.3f}x' for r in ratios)} (median {statistics.median(ratios):.3f}x, "
+              f"{kept}/{len(ratios)} within 1 %), epochs {statistics.mean(shares):.0%} "
+              f"({', '.join(f'{s:.0%}' for s in shares)})")
+
+
+if __name__ == "__main__":
+    main()
