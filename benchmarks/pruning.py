@@ -21,7 +21,7 @@ import torch
 from _common import add_size_flags, config_from, machine
 from sweep.config import SweepConfig
 from sweep.objective import Objective
-from sweep.pruners import create_pruner, create_sampler
+from sweep.pruners import INIT_ATTR, create_pruner, create_sampler
 
 
 def run_sweep(config: SweepConfig, device: torch.device, datasets, sampler: str = "tpe") -> dict:
@@ -37,6 +37,7 @@ def run_sweep(config: SweepConfig, device: torch.device, datasets, sampler: str 
     study.optimize(objective, n_trials=config.n_trials)
     histories = [trial.user_attrs.get("history", []) for trial in study.trials]
     curves = [{"number": trial.number, "params": trial.params, "failure": trial.user_attrs.get("failure"),
+               "init": trial.user_attrs.get(INIT_ATTR),
                "val_losses": [entry["val_loss"] for entry in history]}
               for trial, history in zip(study.trials, histories)]
     return {

@@ -27,16 +27,21 @@ from pathlib import Path
 import optuna
 
 from sweep.config import PRUNERS, SweepConfig
-from sweep.pruners import create_pruner
+from sweep.pruners import INIT_ATTR, create_pruner
 
 
-def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int) -> dict:
-    """One worker's sweep with ``pruner`` over the stored curves: epochs spent, best val loss kept, winner kept."""
+def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, init: str) -> dict:
+    """One worker's sweep with ``pruner`` over the stored curves: epochs spent, best val loss kept.
+
+    ``init`` ("pretrained" or "random") stands for the trials' own record of their initial weights where
+    the curves were saved without it.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(pruner=pruner)
     spent, best, pruned = 0, math.inf, 0
     for stored in trials:
         trial = study.ask()
+        trial.set_user_attr(INIT_ATTR, stored.get("init") or init)
         curve = stored["val_losses"]
         state = optuna.trial.TrialState.COMPLETE
         for epoch, value in enumerate(curve, start=1):
@@ -66,6 +71,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"--pruners {','.join(unknown)}: expected some of {', '.join(PRUNERS)}")
     epochs = stored["epochs"]
+    init = "random" if stored["weights"] == "none" else "pretrained"
     print(f"curves: {stored['model']} ({stored['weights']} weights) on {stored['data']}, {stored['trials']} trials x "
           f"{epochs} epochs, seeds {[sweep['seed'] for sweep in stored['sweeps']]}")
     for name in args.pruners.split(","):
@@ -73,7 +79,7 @@ def main() -> None:
         for sweep in stored["sweeps"]:
             config = SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"], min_delta=stored["min_delta"])
             unpruned_best = min(v for trial in sweep["trials"] for v in trial["val_losses"])
-            result = replay(create_pruner(config), sweep["trials"], epochs)
+            result = replay(create_pruner(config), sweep["trials"], epochs, init)
             total = sum(len(trial["val_losses"]) for trial in sweep["trials"])
             ratios.append(result["best"] / unpruned_best)
             shares.append(result["epochs"] / total)

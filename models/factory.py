@@ -67,6 +67,15 @@ def create_transfer_model(
     return model
 
 
+def starts_pretrained(name: str, weights: str | None = "auto") -> bool:
+    """Whether `create_transfer_model(name, weights=weights)` starts from pretrained weights, not a random init.
+
+    False for "none", and for "auto" when the hub cannot be reached and nothing is cached (the fallback
+    to random init). Reads the per-process cache that model creation fills, so it costs nothing after it.
+    """
+    return pretrained_backbone_state(name, normalize_weights(weights)) is not None
+
+
 def pretrained_data_config(model: nn.Module) -> dict:
     """Mean, std, interpolation and crop_pct the model's pretrained weights expect."""
     config = resolve_data_config({}, model=model)

@@ -18,6 +18,7 @@ import data
 import models
 from sweep import space
 from sweep.config import SweepConfig
+from sweep.pruners import INIT_ATTR
 from sweep.train import DivergedLoss, EpochRecord, acceleration_for, create_optimizer, create_scheduler, fit
 
 log = logging.getLogger("sweep")
@@ -114,6 +115,9 @@ class Objective:
                 frozen_stages=params["frozen_stages"],
                 weights=config.weights,
             )
+            # The default pruner's warm-up depends on it, and it says which trials fell back to random init.
+            trial.set_user_attr(INIT_ATTR, "pretrained" if models.starts_pretrained(config.model, config.weights)
+                                else "random")
             train_loader, val_loader = data.build_loaders(
                 datasets, params["batch_size"], device=self.device.type, seed=config.seed + trial.number
             )

@@ -32,6 +32,33 @@ class PlateauPruner(optuna.pruners.BasePruner):
         return plateau_epoch(val_losses, patience=self.patience, min_delta=self.min_delta) is not None
 
 
+# Trial user attr the objective sets once the model is built: "pretrained" or "random" (the initial weights).
+INIT_ATTR = "init"
+
+
+class InitAwareMedianPruner(optuna.pruners.BasePruner):
+    """Optuna's median rule, with a warm-up that depends on whether the trial started from pretrained weights.
+
+    Fine-tuned from pretrained weights, a run's rank settles within a few epochs: in every sweep of
+    BENCHMARKS.md the eventual best run was already among the best 6 of 24 at epoch 3, so the warm-up
+    is ``patience + 1`` epochs, the least that gives a pruned run its plateau verdict. From a random
+    init the runs that end best (high learning rates) were often the worst at epoch 3, so the warm-up
+    is a third of the epochs (at least ``patience + 1``). A trial that has not said (no ``init`` attr)
+    gets the longer one.
+    """
+
+    def __init__(self, patience: int, epochs: int, n_startup_trials: int = 3):
+        self.pretrained = optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials,
+                                                      n_warmup_steps=min(epochs, patience + 1))
+        self.random_init = optuna.pruners.MedianPruner(
+            n_startup_trials=n_startup_trials, n_warmup_steps=min(epochs, max(patience + 1, epochs // 3))
+        )
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        chosen = self.pretrained if trial.user_attrs.get(INIT_ATTR) == "pretrained" else self.random_init
+        return chosen.prune(study, trial)
+
+
 class StartupPruner(optuna.pruners.BasePruner):
     """Lets ``inner`` judge every step but cuts nothing until ``n_startup_trials`` trials have finished.
 
@@ -54,10 +81,9 @@ class StartupPruner(optuna.pruners.BasePruner):
 
 def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     """The pruner named by ``config.pruner``; validation loss is reported once per epoch (step = epoch)."""
-    # Early epochs are noisy, and a run pruned before the plateau rule can judge it (patience + 1
-    # epochs) gets no verdict: wait for both.
-    warmup_epochs = min(config.epochs, max(config.patience + 1, config.epochs // 3))
-    median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_epochs)
+    # A run pruned before the plateau rule can judge it (patience + 1 epochs) gets no verdict; from a
+    # random init early epochs say little more, so those runs wait longer (see InitAwareMedianPruner).
+    median = InitAwareMedianPruner(config.patience, config.epochs)
     if config.pruner == "median":
         return median
     if config.pruner == "asha":

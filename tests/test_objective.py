@@ -7,7 +7,7 @@ import torch
 from sweep import space
 from sweep.config import build_config
 from sweep.objective import Objective
-from sweep.pruners import StartupPruner, create_pruner
+from sweep.pruners import INIT_ATTR, InitAwareMedianPruner, StartupPruner, create_pruner
 from sweep.worker import run_trials
 
 
@@ -72,7 +72,7 @@ def test_pruned_trial_keeps_its_history_and_pruned_at():
 
 
 @pytest.mark.parametrize("name, kind", [
-    ("median", optuna.pruners.MedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
+    ("median", InitAwareMedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
     ("hyperband", optuna.pruners.HyperbandPruner),
     ("patient", optuna.pruners.PatientPruner), ("none", optuna.pruners.NopPruner),
 ])
@@ -96,6 +96,46 @@ def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
         decisions.append(hopeless.should_prune())
     # patience + 1 = 3 epochs before the first prune: a pruned run still gets a verdict.
     assert decisions == [False, False, True, True]
+
+
+def first_cut(study, init, epochs):
+    """The epoch at which a hopeless trial (started from ``init`` weights, or unsaid) is pruned."""
+    trial = study.ask()
+    if init is not None:
+        trial.set_user_attr(INIT_ATTR, init)
+    for epoch in range(1, epochs + 1):
+        trial.report(5.0, epoch)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return epoch
+    study.tell(trial, 5.0)
+    return None
+
+
+def test_median_pruner_waits_longer_for_runs_from_a_random_init():
+    config = tiny_config(pruner="median", epochs=24, patience=2)
+    study = optuna.create_study(pruner=create_pruner(config))
+    for _ in range(3):
+        trial = study.ask()
+        for epoch in range(1, 25):
+            trial.report(1.0, epoch)
+        study.tell(trial, 1.0)
+    # Pretrained: as soon as the plateau rule can judge (patience + 1); random init or unsaid: a third of 24.
+    assert [first_cut(study, init, 24) for init in ("pretrained", "random", None)] == [3, 8, 8]
+
+
+def test_trial_records_whether_it_started_from_pretrained_weights(tmp_path):
+    import timm
+
+    path = tmp_path / "backbone.pth"
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), path)
+    inits = {}
+    for weights in ("none", str(path)):
+        config = tiny_config(weights=weights, epochs=1, n_trials=1)
+        study = optuna.create_study()
+        study.optimize(Objective(config, torch.device("cpu")), n_trials=1)
+        inits[weights] = study.trials[0].user_attrs[INIT_ATTR]
+    assert inits == {"none": "random", str(path): "pretrained"}
 
 
 @pytest.mark.parametrize("pruner", ["asha", "hyperband"])
