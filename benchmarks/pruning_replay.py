@@ -30,14 +30,16 @@ from sweep.config import PRUNERS, SweepConfig
 from sweep.pruners import INIT_ATTR, create_pruner
 
 
-def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, init: str) -> dict:
+def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, init: str,
+           study_name: str = "replay") -> dict:
     """One worker's sweep with ``pruner`` over the stored curves: epochs spent, best val loss kept.
 
     ``init`` ("pretrained" or "random") stands for the trials' own record of their initial weights where
-    the curves were saved without it.
+    the curves were saved without it. ``study_name`` is fixed because hyperband brackets trials by a
+    hash of it: the same name, the same replay.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(pruner=pruner)
+    study = optuna.create_study(study_name=study_name, pruner=pruner)
     spent, best, pruned = 0, math.inf, 0
     for stored in trials:
         trial = study.ask()
@@ -79,7 +81,7 @@ def main() -> None:
         for sweep in stored["sweeps"]:
             config = SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"], min_delta=stored["min_delta"])
             unpruned_best = min(v for trial in sweep["trials"] for v in trial["val_losses"])
-            result = replay(create_pruner(config), sweep["trials"], epochs, init)
+            result = replay(create_pruner(config), sweep["trials"], epochs, init, f"replay-seed-{sweep['seed']}")
             total = sum(len(trial["val_losses"]) for trial in sweep["trials"])
             ratios.append(result["best"] / unpruned_best)
             shares.append(result["epochs"] / total)
