@@ -43,9 +43,12 @@ def pretrained_backbone_state(name: str, weights: str) -> dict[str, torch.Tensor
     """
     if weights == NONE:
         return None
-    if weights == AUTO:
-        return _hub_backbone(name)
-    return _file_backbone(name, weights)
+    # Building the model to load into draws its random init from torch's global generator: fork it, so
+    # that the first trial of a process (which fills this cache) trains as it would in any other order.
+    with torch.random.fork_rng(devices=[]):
+        if weights == AUTO:
+            return _hub_backbone(name)
+        return _file_backbone(name, weights)
 
 
 def hub_unreachable_reason() -> str | None:

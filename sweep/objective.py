@@ -39,7 +39,8 @@ def seed_everything(seed: int) -> None:
 @functools.lru_cache(maxsize=None)
 def model_data_config(model_name: str) -> dict:
     """Mean/std/interpolation the model's pretrained weights expect (the head size does not change them)."""
-    probe = models.create_transfer_model(model_name, num_classes=1, weights="none")
+    with torch.random.fork_rng(devices=[]):  # the probe's random init must not shift the trial's seeded draws
+        probe = models.create_transfer_model(model_name, num_classes=1, weights="none")
     return models.pretrained_data_config(probe)
 
 
@@ -87,8 +88,8 @@ class Objective:
         )
         if self.progress:
             self.progress.trial_started(trial.number, params)
+        datasets = self.datasets()  # once per process; before seeding, so every trial draws the same from its seed
         seed_everything(config.seed + trial.number)
-        datasets = self.datasets()
         history: list[dict] = []
         compile_seconds = 0.0
 

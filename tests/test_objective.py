@@ -138,6 +138,25 @@ def test_trial_records_whether_it_started_from_pretrained_weights(tmp_path):
     assert inits == {"none": "random", str(path): "pretrained"}
 
 
+def test_first_trial_of_a_process_trains_as_it_would_later(tmp_path):
+    # The first trial fills the per-process caches (weights file, data); loading them must not draw
+    # from the trial's seeded generators, or the same trial gives another curve in another order.
+    import timm
+
+    from models.weights import pretrained_backbone_state
+
+    path = tmp_path / "backbone.pth"
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), path)
+    config = tiny_config(weights=str(path), epochs=2, n_trials=1, space={"lr": "1e-2", "frozen_stages": "0"})
+    pretrained_backbone_state.cache_clear()
+    curves = []
+    for _ in range(2):  # cold caches, then warm ones
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))  # the same params twice
+        study.optimize(Objective(config, torch.device("cpu")), n_trials=1)
+        curves.append([row["val_loss"] for row in study.trials[0].user_attrs["history"]])
+    assert curves[0] == curves[1]
+
+
 @pytest.mark.parametrize("pruner", ["asha", "hyperband"])
 def test_halving_pruners_first_cut_comes_after_patience_plus_one_epochs(pruner):
     config = tiny_config(pruner=pruner, epochs=12, patience=2)
