@@ -49,6 +49,12 @@ def run_sweep(config: SweepConfig, device: torch.device, datasets, sampler: str 
     }
 
 
+def best_within(curves: list[dict], epochs: int) -> float:
+    """The best val loss a sweep had seen after its first ``epochs`` epochs (trials run one after another)."""
+    seen = [value for curve in curves for value in curve["val_losses"]][:epochs]
+    return min(seen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_size_flags(parser, epochs=6)
@@ -92,9 +98,13 @@ def main() -> None:
             epochs = sum(r["epochs"] for r in runs) / sum(n["epochs"] for n in none)
             wall = sum(r["seconds"] for r in runs) / sum(n["seconds"] for n in none)
             within = sum(ratio <= 1.01 for ratio in ratios)
+            # The same GPU budget instead of the same trial budget: what the unpruned sweep had found
+            # after as many epochs as the pruned one spent in all.
+            same_epochs = [r["best"] / best_within(n["curves"], r["epochs"]) for r, n in zip(runs, none)]
             print(f"{pruner} vs none over {len(seeds)} seed(s): best val loss "
                   f"{', '.join(f'{ratio:.3f}x' for ratio in ratios)} (median {statistics.median(ratios):.3f}x, "
-                  f"{within}/{len(ratios)} within 1 %), epochs {epochs:.2f}x, wall {wall:.2f}x")
+                  f"{within}/{len(ratios)} within 1 %), epochs {epochs:.2f}x, wall {wall:.2f}x; "
+                  f"vs none stopped at the same epochs: {', '.join(f'{ratio:.3f}x' for ratio in same_epochs)}")
     print(f"config: {config.model} ({args.weights} weights), {args.trials} trials x {args.epochs} epochs, {args.sampler} sampler, seeds {seeds}, "
           f"patience {config.patience}, min_delta {config.min_delta}; default search space")
 
