@@ -124,6 +124,24 @@ def test_median_pruner_waits_longer_for_runs_from_a_random_init():
     assert [first_cut(study, init, 24) for init in ("pretrained", "random", None)] == [3, 8, 8]
 
 
+def test_median_pruner_does_not_cut_a_run_coming_down_from_a_spike():
+    config = tiny_config(pruner="median", epochs=12, patience=2)
+    study = optuna.create_study(pruner=create_pruner(config))
+    for _ in range(3):
+        trial = study.ask()
+        for epoch in range(1, 13):
+            trial.report(1.0, epoch)
+        study.tell(trial, 1.0)
+    spiky = study.ask()
+    spiky.set_user_attr(INIT_ATTR, "pretrained")
+    decisions = []
+    # Worse than the median throughout; at epoch 3 it fell 27 % in one epoch, at epoch 4 it stalls.
+    for epoch, value in enumerate([2.2, 5.0, 3.6, 3.6], start=1):
+        spiky.report(value, epoch)
+        decisions.append(spiky.should_prune())
+    assert decisions == [False, False, False, True]
+
+
 def test_trial_records_whether_it_started_from_pretrained_weights(tmp_path):
     import timm
 
