@@ -93,10 +93,13 @@ def test_three_workers_finish_the_global_budget_exactly(pg_url):
 @pytest.mark.slow
 def test_worker_killed_mid_trial_is_failed_and_its_params_retried(pg_url):
     create_study(pg_url, "kill", "--n-trials", "2", "--pruner", "none")
-    survivor = start_worker(pg_url, "kill", "--worker-index", "1", "--until-done")
+    # The victim starts alone: with both started at once, a fast survivor could run both trials
+    # before the victim asked for one (seen once in CI).
     victim = start_worker(pg_url, "kill", "--worker-index", "0")
 
     def victims_trial():
+        if victim.poll() is not None:
+            raise AssertionError(f"victim exited {victim.returncode} before its trial: {victim.stderr.read()}")
         return [t for t in by_state(trials(pg_url, "kill"), "RUNNING")
                 if t.user_attrs.get("worker", {}).get("pid") == victim.pid]
 
@@ -104,6 +107,7 @@ def test_worker_killed_mid_trial_is_failed_and_its_params_retried(pg_url):
     killed = wait_for(victims_trial, 120, "the victim's running trial")[0]
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
+    survivor = start_worker(pg_url, "kill", "--worker-index", "1", "--until-done")
 
     out, err = survivor.communicate(timeout=240)
     assert survivor.returncode == 0, err
