@@ -81,14 +81,19 @@ def test_pruner_choice(name, kind):
     assert isinstance(pruner.inner if isinstance(pruner, StartupPruner) else pruner, kind)
 
 
-def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
-    config = tiny_config(pruner="median", epochs=8, patience=2)
-    study = optuna.create_study(pruner=create_pruner(config))
-    for _ in range(3):  # the startup trials: good runs
+def median_study_after_startup(epochs: int) -> optuna.Study:
+    """A study with the default median pruner whose 3 startup trials finished as good runs (1.0 each epoch)."""
+    study = optuna.create_study(pruner=create_pruner(tiny_config(pruner="median", epochs=epochs, patience=2)))
+    for _ in range(3):
         trial = study.ask()
-        for epoch in range(1, 9):
+        for epoch in range(1, epochs + 1):
             trial.report(1.0, epoch)
         study.tell(trial, 1.0)
+    return study
+
+
+def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
+    study = median_study_after_startup(epochs=8)
     hopeless = study.ask()
     decisions = []
     for epoch in range(1, 5):
@@ -113,25 +118,13 @@ def first_cut(study, init, epochs):
 
 
 def test_median_pruner_waits_longer_for_runs_from_a_random_init():
-    config = tiny_config(pruner="median", epochs=24, patience=2)
-    study = optuna.create_study(pruner=create_pruner(config))
-    for _ in range(3):
-        trial = study.ask()
-        for epoch in range(1, 25):
-            trial.report(1.0, epoch)
-        study.tell(trial, 1.0)
+    study = median_study_after_startup(epochs=24)
     # Pretrained: as soon as the plateau rule can judge (patience + 1); random init or unsaid: a third of 24.
     assert [first_cut(study, init, 24) for init in ("pretrained", "random", None)] == [3, 8, 8]
 
 
 def test_median_pruner_does_not_cut_a_run_coming_down_from_a_spike():
-    config = tiny_config(pruner="median", epochs=12, patience=2)
-    study = optuna.create_study(pruner=create_pruner(config))
-    for _ in range(3):
-        trial = study.ask()
-        for epoch in range(1, 13):
-            trial.report(1.0, epoch)
-        study.tell(trial, 1.0)
+    study = median_study_after_startup(epochs=12)
     spiky = study.ask()
     spiky.set_user_attr(INIT_ATTR, "pretrained")
     decisions = []
