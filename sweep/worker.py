@@ -75,8 +75,8 @@ def run_trials(
 
     def admitted(trial: optuna.Trial) -> float:
         # The trial now exists as RUNNING, so every other worker counts it: let them check.
-        gate.release()
         current["number"] = trial.number
+        gate.release()
         return objective(trial)
 
     def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -95,7 +95,13 @@ def run_trials(
                 has_room = finished + running < config.n_trials
                 if has_room:
                     waiting_logged = False
-                    study.optimize(admitted, n_trials=1, callbacks=all_callbacks, gc_after_trial=False)
+                    running_before = _running_numbers(study)
+                    try:
+                        study.optimize(admitted, n_trials=1, callbacks=all_callbacks, gc_after_trial=False)
+                    except KeyboardInterrupt:
+                        if "number" not in current:  # between Optuna's ask and our objective: the gate is still ours
+                            _fail_unadmitted(study, running_before)
+                        raise
         except KeyboardInterrupt:
             _requeue_interrupted(study, current.get("number"))
             raise
@@ -114,6 +120,24 @@ def run_trials(
                 waiting_logged = True
             time.sleep(poll_seconds)
     return ran
+
+
+def _running_numbers(study: optuna.Study) -> set[int]:
+    return {trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+
+def _fail_unadmitted(study: optuna.Study, running_before: set[int]) -> None:
+    """Fail the trial a Ctrl-C caught after Optuna made it RUNNING but before our objective ran.
+
+    Optuna fails a trial interrupted inside the objective; one interrupted in between has neither a
+    heartbeat (so no worker would ever fail it as stale) nor params. While this worker holds the
+    budget gate no other worker creates or starts a trial, so every trial RUNNING now that was not
+    before is this worker's.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.number not in running_before:
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            log.warning("trial %d interrupted before it started: marked failed", trial.number)
 
 
 def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:

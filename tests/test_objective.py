@@ -35,6 +35,21 @@ def test_diverging_trial_ends_with_a_failure_and_the_sweep_goes_on():
         assert len(trial.user_attrs.get("history", [])) == trial.user_attrs["pruned_at"] - 1
 
 
+class InterruptedSampler(optuna.samplers.RandomSampler):
+    """Ctrl-C right after Optuna has made the new trial RUNNING, before the objective runs."""
+
+    def before_trial(self, study, trial):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_before_the_objective_starts_leaves_no_trial_running():
+    config = tiny_config(epochs=1, n_trials=2)
+    study = optuna.create_study(sampler=InterruptedSampler(seed=0))
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, config, torch.device("cpu"))
+    assert [trial.state.name for trial in study.trials] == ["FAIL"]
+
+
 def test_divergence_is_told_apart_from_a_large_but_finite_loss():
     from sweep.train import EXPLODED_LOSS, DivergedLoss
 
