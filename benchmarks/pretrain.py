@@ -39,8 +39,8 @@ def main() -> None:
     params = {"lr": args.lr, "batch_size": 64, "weight_decay": 1e-4}
     val_losses = plain_fit(model, config, datasets, device, params)
     print("source task val loss per epoch:", " ".join(f"{loss:.3f}" for loss in val_losses))
-    head = model.pretrained_cfg.get("classifier") or "fc"
-    backbone = {key: value.cpu() for key, value in model.state_dict().items() if not key.startswith(f"{head}.")}
+    model.reset_classifier(0)  # timm drops the head; what is left is the backbone the sweep's --weights loads
+    backbone = {key: value.cpu() for key, value in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(backbone, args.out)
     print(f"wrote {args.out} ({len(backbone)} tensors of {args.model}, head left out)")

@@ -53,8 +53,8 @@ class TrivialWorker:
 
         with self.gate:
             _fail_stale_trials(self.study)
-            finished, running = _room(self.study, budget)
-            if finished + running >= budget:
+            finished, running = _room(self.study)
+            if finished + len(running) >= budget:
                 return False
             self.study.optimize(self._objective, n_trials=1, gc_after_trial=False)
             return True

@@ -28,11 +28,11 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=BUDGET_STATES))
 
 
-def _room(study: optuna.Study, n_trials: int) -> tuple[int, int]:
-    """(finished, running): a new trial may start only while their sum is below the budget."""
+def _room(study: optuna.Study) -> tuple[int, set[int]]:
+    """(finished count, numbers of the running trials): a new trial may start only while finished + running < budget."""
     trials = study.get_trials(deepcopy=False, states=(*BUDGET_STATES, TrialState.RUNNING))
-    running = sum(trial.state == TrialState.RUNNING for trial in trials)
-    return len(trials) - running, running
+    running = {trial.number for trial in trials if trial.state == TrialState.RUNNING}
+    return len(trials) - len(running), running
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
@@ -89,13 +89,13 @@ def run_trials(
         try:
             with gate:
                 _fail_stale_trials(study)
-                finished, running = _room(study, config.n_trials)
+                finished, running_before = _room(study)
+                running = len(running_before)
                 if finished >= config.n_trials:
                     break
                 has_room = finished + running < config.n_trials
                 if has_room:
                     waiting_logged = False
-                    running_before = _running_numbers(study)
                     try:
                         study.optimize(admitted, n_trials=1, callbacks=all_callbacks, gc_after_trial=False)
                     except KeyboardInterrupt:
@@ -120,10 +120,6 @@ def run_trials(
                 waiting_logged = True
             time.sleep(poll_seconds)
     return ran
-
-
-def _running_numbers(study: optuna.Study) -> set[int]:
-    return {trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
 
 
 def _fail_unadmitted(study: optuna.Study, running_before: set[int]) -> None:
