@@ -60,10 +60,24 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
     return {"epochs": spent, "best": best, "pruned": pruned}
 
 
+def tail_wander(trials: list[dict]) -> float:
+    """How much the unpruned best run's val loss moves epoch to epoch over its last third, relative to its level.
+
+    The standard deviation of the epoch-to-epoch changes over sqrt(2) (the noise of one epoch's value
+    if the trend were flat), over the mean: the scale below which "the same best" cannot be told apart.
+    """
+    curve = min(trials, key=lambda trial: min(trial["val_losses"]))["val_losses"]
+    tail = curve[len(curve) * 2 // 3:]
+    if len(tail) < 3:
+        return math.nan
+    steps = [later - earlier for earlier, later in zip(tail, tail[1:])]
+    return statistics.pstdev(steps) / math.sqrt(2) / statistics.mean(tail)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("curves", type=Path, help="JSON written by benchmarks/pruning.py --save-curves")
-    parser.add_argument("--pruners", default="median,asha,hyperband,patient,plateau")
+    parser.add_argument("--pruners", default="catch-up,median,asha,hyperband,patient,plateau")
     args = parser.parse_args()
     stored = json.loads(args.curves.read_text())
     if stored["sampler"] != "random":
@@ -76,6 +90,9 @@ def main() -> None:
     init = "random" if stored["weights"] == "none" else "pretrained"
     print(f"curves: {stored['model']} ({stored['weights']} weights) on {stored['data']}, {stored['trials']} trials x "
           f"{epochs} epochs, seeds {[sweep['seed'] for sweep in stored['sweeps']]}")
+    wander = [tail_wander(sweep["trials"]) for sweep in stored["sweeps"]]
+    print(f"the unpruned best run's val loss wanders {', '.join(f'{w:.0%}' for w in wander)} epoch to epoch over "
+          "its last third: a best within 1 % is a finer difference than one epoch's noise where that is above 1 %")
     for name in args.pruners.split(","):
         ratios, shares, kept = [], [], 0
         for sweep in stored["sweeps"]:

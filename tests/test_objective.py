@@ -7,7 +7,7 @@ import torch
 from sweep import space
 from sweep.config import build_config
 from sweep.objective import Objective
-from sweep.pruners import INIT_ATTR, InitAwareMedianPruner, StartupPruner, create_pruner
+from sweep.pruners import INIT_ATTR, CatchUpPruner, InitAwareMedianPruner, StartupPruner, create_pruner
 from sweep.worker import run_trials
 
 
@@ -87,7 +87,7 @@ def test_pruned_trial_keeps_its_history_and_pruned_at():
 
 
 @pytest.mark.parametrize("name, kind", [
-    ("median", InitAwareMedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
+    ("catch-up", CatchUpPruner), ("median", InitAwareMedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
     ("hyperband", optuna.pruners.HyperbandPruner),
     ("patient", optuna.pruners.PatientPruner), ("none", optuna.pruners.NopPruner),
 ])

@@ -114,3 +114,65 @@ def test_pruned_trial_keeps_history_pruned_at_and_its_plateau_verdict(monkeypatc
     assert [entry["val_loss"] for entry in trial.user_attrs["history"]] == pytest.approx(curve[:5])
     verdict = classify_curve(trial.user_attrs["history"], patience=config.patience, min_delta=config.min_delta)
     assert (verdict.verdict, verdict.plateau_epoch) == ("plateau", 3)
+
+
+# --- catch-up pruner -----------------------------------------------------------------------------
+
+def _catch_up_study(finished_curves, pruned_curves=()):
+    """An in-memory study with the catch-up pruner (patience 2) whose pruned, then finished runs had these val losses."""
+    study = optuna.create_study(pruner=create_pruner(SweepConfig(pruner="catch-up", patience=2, epochs=6)))
+    for curve, state in [(c, TrialState.PRUNED) for c in pruned_curves] + [(c, TrialState.COMPLETE) for c in finished_curves]:
+        trial = study.ask()
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch)
+        study.tell(trial, min(curve) if state == TrialState.COMPLETE else None, state=state)
+    return study
+
+
+def _catch_up_decisions(study, curve):
+    trial = study.ask()
+    decisions = []
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+        decisions.append(trial.should_prune())
+    return decisions
+
+
+# Three finished runs; the steepest (the first) halves its val loss after epoch 3 (2.0 -> 1.0), after
+# epoch 4 it falls by a third (1.5 -> 1.0); the sweep's best is 0.9.
+STARTUP = [[3.0, 2.5, 2.0, 1.5, 1.2, 1.0], [1.5, 1.3, 1.1, 1.0, 0.95, 0.9], [2.0, 1.9, 1.8, 1.8, 1.8, 1.8]]
+
+
+def test_catch_up_cuts_a_run_that_could_not_reach_the_best_even_at_the_steepest_pace_seen():
+    # At epoch 3 its best, 1.9, halved would be 0.95, above 0.9: it cannot catch up.
+    assert _catch_up_decisions(_catch_up_study(STARTUP), [2.1, 2.0, 1.9]) == [False, False, True]
+
+
+def test_catch_up_keeps_a_run_that_could_still_win_at_the_steepest_pace_seen():
+    # At epoch 3: 1.7 halved is 0.85 < 0.9; at epoch 4: 1.3 less a third is 0.87 < 0.9; at epoch 5 the
+    # steepest finished run fell by 1/1.2 after epoch 5: 1.05 / 1.2 = 0.875 < 0.9. It is never cut.
+    assert _catch_up_decisions(_catch_up_study(STARTUP), [2.4, 2.0, 1.7, 1.3, 1.05, 0.85]) == [False] * 6
+
+
+def test_catch_up_waits_for_a_verdict_and_for_three_finished_runs():
+    hopeless = [9.0] * 5
+    assert _catch_up_decisions(_catch_up_study(STARTUP), hopeless) == [False, False, True, True, True]
+    # Two finished runs: nothing to learn the pace from yet; pruned runs do not count as finished.
+    assert _catch_up_decisions(_catch_up_study(STARTUP[:2], pruned_curves=[[9.0] * 3]), hopeless) == [False] * 5
+
+
+def test_catch_up_measures_against_the_best_val_loss_of_any_run_pruned_ones_included():
+    # A pruned run reached 0.5 before it was cut: 1.7 halved (0.85) can no longer catch up.
+    decisions = _catch_up_decisions(_catch_up_study(STARTUP, pruned_curves=[[0.8, 0.6, 0.5, 0.7]]), [2.4, 2.0, 1.7])
+    assert decisions == [False, False, True]
+
+
+def test_catch_up_does_not_cut_a_run_coming_down_from_a_spike():
+    # 3.6 after 5.0 is a fall of 28 % in one epoch: not cut then, though 3.6 halved is far above 0.9.
+    assert _catch_up_decisions(_catch_up_study(STARTUP), [2.2, 5.0, 3.6, 3.6]) == [False, False, False, True]
+
+
+def test_catch_up_ignores_the_non_finite_val_losses_of_diverged_runs():
+    # A NaN first would make min() NaN and every comparison False: the run below would never be cut.
+    diverged = [[float("nan"), float("nan")], [float("inf")]]
+    assert _catch_up_decisions(_catch_up_study(STARTUP, pruned_curves=diverged), [2.1, 2.0, 1.9]) == [False, False, True]
