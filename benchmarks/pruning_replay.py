@@ -26,6 +26,7 @@ from pathlib import Path
 
 import optuna
 
+from rejected_pruners import REJECTED
 from sweep.config import PRUNERS, SweepConfig
 from sweep.pruners import INIT_ATTR, create_pruner
 
@@ -77,15 +78,16 @@ def tail_wander(trials: list[dict]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("curves", type=Path, help="JSON written by benchmarks/pruning.py --save-curves")
-    parser.add_argument("--pruners", default="catch-up,median,asha,hyperband,patient,plateau")
+    parser.add_argument("--pruners", default="median,asha,hyperband,patient,plateau",
+                        help="the sweep's pruners, and catch-up (tried and rejected: benchmarks/rejected_pruners.py)")
     args = parser.parse_args()
     stored = json.loads(args.curves.read_text())
     if stored["sampler"] != "random":
         sys.exit(f"{args.curves}: curves of a {stored['sampler']} sweep; replay needs --sampler random, whose "
                  "proposals do not depend on the pruner")
-    unknown = [name for name in args.pruners.split(",") if name not in PRUNERS]
+    unknown = [name for name in args.pruners.split(",") if name not in PRUNERS and name not in REJECTED]
     if unknown:
-        sys.exit(f"--pruners {','.join(unknown)}: expected some of {', '.join(PRUNERS)}")
+        sys.exit(f"--pruners {','.join(unknown)}: expected some of {', '.join(PRUNERS + tuple(REJECTED))}")
     epochs = stored["epochs"]
     init = "random" if stored["weights"] == "none" else "pretrained"
     print(f"curves: {stored['model']} ({stored['weights']} weights) on {stored['data']}, {stored['trials']} trials x "
@@ -96,9 +98,11 @@ def main() -> None:
     for name in args.pruners.split(","):
         ratios, shares, kept = [], [], 0
         for sweep in stored["sweeps"]:
-            config = SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"], min_delta=stored["min_delta"])
+            config = SweepConfig(epochs=epochs, pruner=name if name in PRUNERS else "none", patience=stored["patience"],
+                                 min_delta=stored["min_delta"])
+            pruner = REJECTED[name](config) if name in REJECTED else create_pruner(config)
             unpruned_best = min(v for trial in sweep["trials"] for v in trial["val_losses"])
-            result = replay(create_pruner(config), sweep["trials"], epochs, init, f"replay-seed-{sweep['seed']}")
+            result = replay(pruner, sweep["trials"], epochs, init, f"replay-seed-{sweep['seed']}")
             total = sum(len(trial["val_losses"]) for trial in sweep["trials"])
             ratios.append(result["best"] / unpruned_best)
             shares.append(result["epochs"] / total)

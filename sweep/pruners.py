@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 import warnings
 
@@ -38,18 +36,19 @@ class PlateauPruner(optuna.pruners.BasePruner):
 INIT_ATTR = "init"
 
 
-# A run whose val loss just fell by this share or more in one epoch is not cut at that epoch.
+# A run whose val loss fell by this share or more in one epoch is not cut for ``patience`` epochs from then.
 RECOVERING_DROP = 0.2
 
 
-def coming_down_from_a_spike(trial: optuna.trial.FrozenTrial) -> bool:
-    """Did the trial's val loss just fall by ``RECOVERING_DROP`` or more in one epoch?
+def coming_down_from_a_spike(trial: optuna.trial.FrozenTrial, within: int) -> bool:
+    """Did the trial's val loss fall by ``RECOVERING_DROP`` or more in one epoch, in one of its last ``within`` epochs?
 
-    A high learning rate's early spike looks hopeless until it comes down, and such a run ended best
-    in the replays of BENCHMARKS.md where the plain median rule cut it.
+    A high learning rate's early spike looks hopeless until it comes down, and it may bounce once on
+    the way: such runs ended best in the replays of BENCHMARKS.md where the plain median rule cut them,
+    at the epoch of the fall (4.95 -> 3.59) or at the one after it (3.11 -> 3.48).
     """
-    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)[-2:]]
-    return len(values) == 2 and values[1] < values[0] * (1 - RECOVERING_DROP)
+    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)[-(within + 1):]]
+    return any(later < earlier * (1 - RECOVERING_DROP) for earlier, later in zip(values, values[1:]))
 
 
 class InitAwareMedianPruner(optuna.pruners.BasePruner):
@@ -62,10 +61,12 @@ class InitAwareMedianPruner(optuna.pruners.BasePruner):
     is a third of the epochs (at least ``patience + 1``). A trial that has not said (no ``init`` attr)
     gets the longer one.
 
-    A run coming down from a spike (``coming_down_from_a_spike``) is not cut at that epoch, however it ranks.
+    A run coming down from a spike is not cut, however it ranks, for ``patience`` epochs from the
+    epoch its val loss fell by ``RECOVERING_DROP`` or more (``coming_down_from_a_spike``).
     """
 
     def __init__(self, patience: int, epochs: int, n_startup_trials: int = 3):
+        self.patience = patience
         self.pretrained = optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials,
                                                       n_warmup_steps=min(epochs, patience + 1))
         self.random_init = optuna.pruners.MedianPruner(
@@ -73,73 +74,10 @@ class InitAwareMedianPruner(optuna.pruners.BasePruner):
         )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        if coming_down_from_a_spike(trial):
+        if coming_down_from_a_spike(trial, within=self.patience):
             return False
         chosen = self.pretrained if trial.user_attrs.get(INIT_ATTR) == "pretrained" else self.random_init
         return chosen.prune(study, trial)
-
-
-class CatchUpPruner(optuna.pruners.BasePruner):
-    """Cuts a run that could not catch up with the sweep's best val loss even at the steepest pace seen so far.
-
-    At epoch ``t`` every finished run tells how far its val loss still fell after ``t``: the ratio of its
-    best after ``t`` to its best up to ``t``. A run is cut when its best so far, times the smallest such
-    ratio of any finished run, would still be above the best val loss any trial has reached. Unlike a
-    median, this keeps every run that could still win by the sweep's own evidence and cuts runs that
-    are merely good but cannot win, which is where the median rule spends most of its epochs on long
-    runs; how much a run can still gain is learnt from the runs themselves, so a random init's steep
-    curves are cut later than a fine-tuned backbone's flat ones without a separate warm-up. Not before
-    ``patience + 1`` epochs (every pruned run keeps a plateau verdict), not until ``n_startup_trials``
-    runs have finished, and never in an epoch where the run is coming down from a spike. Optuna's
-    pruners rank runs at one step against each other and none bounds a run by others' remaining
-    gain, so this one is written here.
-    """
-
-    def __init__(self, patience: int, n_startup_trials: int = 3):
-        self.n_warmup_steps = patience + 1
-        self.n_startup_trials = n_startup_trials
-        # Finished trials never change: their curves, digested once per process, keyed by trial id.
-        self._finished: dict[int, tuple[list[int], list[float], list[float], float]] = {}
-
-    def _digest(self, trial: optuna.trial.FrozenTrial) -> tuple[list[int], list[float], list[float], float]:
-        """(steps, best up to each step, best after each step, best overall) of a finished trial's finite values."""
-        digested = self._finished.get(trial._trial_id)
-        if digested is None:
-            steps = [step for step in sorted(trial.intermediate_values) if math.isfinite(trial.intermediate_values[step])]
-            values = [trial.intermediate_values[step] for step in steps]
-            best_up_to = list(itertools.accumulate(values, min))
-            best_after = list(itertools.accumulate(reversed(values[1:] + [math.inf]), min))[::-1]
-            digested = (steps, best_up_to, best_after, min(values, default=math.inf))
-            self._finished[trial._trial_id] = digested
-        return digested
-
-    def remaining_gain(self, study: optuna.Study, epoch: int) -> tuple[float, int]:
-        """(smallest ratio of best-after to best-up-to ``epoch`` over the finished runs, how many runs had one)."""
-        ratio, runs = 1.0, 0
-        for finished in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            steps, best_up_to, best_after, _ = self._digest(finished)
-            at = bisect.bisect_right(steps, epoch) - 1
-            if at < 0 or at >= len(steps) - 1 or best_up_to[at] <= 0:
-                continue
-            runs += 1
-            ratio = min(ratio, best_after[at] / best_up_to[at])
-        return ratio, runs
-
-    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        steps = sorted(trial.intermediate_values)
-        if not steps or steps[-1] < self.n_warmup_steps or coming_down_from_a_spike(trial):
-            return False
-        values = [trial.intermediate_values[step] for step in steps if math.isfinite(trial.intermediate_values[step])]
-        if not values:
-            return False
-        ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
-        if sum(other.state == optuna.trial.TrialState.COMPLETE for other in ended) < self.n_startup_trials:
-            return False
-        sweep_best = min((self._digest(other)[3] for other in ended), default=math.inf)
-        ratio, runs = self.remaining_gain(study, steps[-1])
-        if runs == 0:
-            return False
-        return min(values) * ratio > sweep_best
 
 
 class StartupPruner(optuna.pruners.BasePruner):
@@ -167,8 +105,6 @@ def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
     # A run pruned before the plateau rule can judge it (patience + 1 epochs) gets no verdict; from a
     # random init early epochs say little more, so those runs wait longer (see InitAwareMedianPruner).
     median = InitAwareMedianPruner(config.patience, config.epochs)
-    if config.pruner == "catch-up":
-        return CatchUpPruner(config.patience)
     if config.pruner == "median":
         return median
     if config.pruner == "asha":

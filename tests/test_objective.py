@@ -7,7 +7,7 @@ import torch
 from sweep import space
 from sweep.config import build_config
 from sweep.objective import Objective
-from sweep.pruners import INIT_ATTR, CatchUpPruner, InitAwareMedianPruner, StartupPruner, create_pruner
+from sweep.pruners import INIT_ATTR, InitAwareMedianPruner, StartupPruner, create_pruner
 from sweep.worker import run_trials
 
 
@@ -87,7 +87,7 @@ def test_pruned_trial_keeps_its_history_and_pruned_at():
 
 
 @pytest.mark.parametrize("name, kind", [
-    ("catch-up", CatchUpPruner), ("median", InitAwareMedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
+    ("median", InitAwareMedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
     ("hyperband", optuna.pruners.HyperbandPruner),
     ("patient", optuna.pruners.PatientPruner), ("none", optuna.pruners.NopPruner),
 ])
@@ -143,11 +143,12 @@ def test_median_pruner_does_not_cut_a_run_coming_down_from_a_spike():
     spiky = study.ask()
     spiky.set_user_attr(INIT_ATTR, "pretrained")
     decisions = []
-    # Worse than the median throughout; at epoch 3 it fell 27 % in one epoch, at epoch 4 it stalls.
-    for epoch, value in enumerate([2.2, 5.0, 3.6, 3.6], start=1):
+    # Worse than the median throughout; at epoch 3 it fell 28 % in one epoch, at epoch 4 it bounces
+    # (still within patience = 2 epochs of the fall), at epoch 5 it stalls.
+    for epoch, value in enumerate([2.2, 5.0, 3.6, 3.9, 3.9], start=1):
         spiky.report(value, epoch)
         decisions.append(spiky.should_prune())
-    assert decisions == [False, False, False, True]
+    assert decisions == [False, False, False, False, True]
 
 
 def test_trial_records_whether_it_started_from_pretrained_weights(tmp_path):

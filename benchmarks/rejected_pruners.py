@@ -1,0 +1,79 @@
+"""Pruners tried for the sweep and rejected, kept so that BENCHMARKS.md's numbers about them can be rerun.
+
+    .venv/bin/python benchmarks/pruning_replay.py CURVES.json --pruners catch-up,median
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+
+import optuna
+
+from sweep.pruners import coming_down_from_a_spike
+
+
+class CatchUpPruner(optuna.pruners.BasePruner):
+    """Cuts a run that could not catch up with the sweep's best val loss even at the steepest pace seen so far.
+
+    At epoch ``t`` every finished run tells how far its val loss still fell after ``t``: the ratio of its
+    best after ``t`` to its best up to ``t``. A run is cut when its best so far, times the smallest such
+    ratio of any finished run, would still be above the best val loss any trial has reached. The idea:
+    keep every run that could still win by the sweep's own evidence, and cut the merely good runs,
+    on which the median rule spends most of its epochs on long runs. Not before ``patience + 1``
+    epochs, not until ``n_startup_trials`` runs have finished, not while coming down from a spike.
+
+    Rejected (BENCHMARKS.md, session 4): designed on one set of curves, it cut the eventual best run in
+    most sets it had not seen, each time a run whose big fall came later than any finished run's had
+    (a ReduceLROnPlateau drop, a high learning rate settling late): no finished run's pace foretold it.
+    """
+
+    def __init__(self, patience: int, n_startup_trials: int = 3):
+        self.n_warmup_steps = patience + 1
+        self.n_startup_trials = n_startup_trials
+        # Finished trials never change: their curves, digested once per process, keyed by trial id.
+        self._finished: dict[int, tuple[list[int], list[float], list[float], float]] = {}
+
+    def _digest(self, trial: optuna.trial.FrozenTrial) -> tuple[list[int], list[float], list[float], float]:
+        """(steps, best up to each step, best after each step, best overall) of a finished trial's finite values."""
+        digested = self._finished.get(trial._trial_id)
+        if digested is None:
+            steps = [step for step in sorted(trial.intermediate_values) if math.isfinite(trial.intermediate_values[step])]
+            values = [trial.intermediate_values[step] for step in steps]
+            best_up_to = list(itertools.accumulate(values, min))
+            best_after = list(itertools.accumulate(reversed(values[1:] + [math.inf]), min))[::-1]
+            digested = (steps, best_up_to, best_after, min(values, default=math.inf))
+            self._finished[trial._trial_id] = digested
+        return digested
+
+    def remaining_gain(self, study: optuna.Study, epoch: int) -> tuple[float, int]:
+        """(smallest ratio of best-after to best-up-to ``epoch`` over the finished runs, how many runs had one)."""
+        ratio, runs = 1.0, 0
+        for finished in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            steps, best_up_to, best_after, _ = self._digest(finished)
+            at = bisect.bisect_right(steps, epoch) - 1
+            if at < 0 or at >= len(steps) - 1 or best_up_to[at] <= 0:
+                continue
+            runs += 1
+            ratio = min(ratio, best_after[at] / best_up_to[at])
+        return ratio, runs
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        steps = sorted(trial.intermediate_values)
+        if not steps or steps[-1] < self.n_warmup_steps or coming_down_from_a_spike(trial, within=self.n_warmup_steps - 1):
+            return False
+        values = [trial.intermediate_values[step] for step in steps if math.isfinite(trial.intermediate_values[step])]
+        if not values:
+            return False
+        ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+        if sum(other.state == optuna.trial.TrialState.COMPLETE for other in ended) < self.n_startup_trials:
+            return False
+        sweep_best = min((self._digest(other)[3] for other in ended), default=math.inf)
+        ratio, runs = self.remaining_gain(study, steps[-1])
+        if runs == 0:
+            return False
+        return min(values) * ratio > sweep_best
+
+
+REJECTED = {"catch-up": lambda config: CatchUpPruner(config.patience)}
