@@ -55,9 +55,10 @@ class InitAwareMedianPruner(optuna.pruners.BasePruner):
     """Optuna's median rule, with a warm-up that depends on whether the trial started from pretrained weights.
 
     Fine-tuned from pretrained weights, a run's rank settles within a few epochs: in the sweeps of
-    BENCHMARKS.md the eventual best run was among the best 6 at epoch 3 but where it was a high
-    learning rate coming down from a spike (which the spike rule keeps), so the warm-up is
-    ``patience + 1`` epochs, the least that gives a pruned run its plateau verdict. From a random
+    BENCHMARKS.md the eventual best run was among the best 2 at epoch 3 in most and among the best 9
+    in all but those where it was a high learning rate coming down from a spike (which the spike
+    rule keeps), so the warm-up is ``patience + 1`` epochs, the least that gives a pruned run its
+    plateau verdict. From a random
     init the runs that end best (high learning rates) were often the worst at epoch 3, so the warm-up
     is a third of the epochs (at least ``patience + 1``). A trial that has not said (no ``init`` attr)
     gets the longer one.

@@ -114,4 +114,3 @@ def test_pruned_trial_keeps_history_pruned_at_and_its_plateau_verdict(monkeypatc
     assert [entry["val_loss"] for entry in trial.user_attrs["history"]] == pytest.approx(curve[:5])
     verdict = classify_curve(trial.user_attrs["history"], patience=config.patience, min_delta=config.min_delta)
     assert (verdict.verdict, verdict.plateau_epoch) == ("plateau", 3)
-
