@@ -25,8 +25,9 @@ class CatchUpPruner(optuna.pruners.BasePruner):
     epochs, not until ``n_startup_trials`` runs have finished, not while coming down from a spike.
 
     Rejected (BENCHMARKS.md, session 4): designed on one set of curves, it cut the eventual best run in
-    most sets it had not seen, each time a run whose big fall came later than any finished run's had
-    (a ReduceLROnPlateau drop, a high learning rate settling late): no finished run's pace foretold it.
+    7 of the 19 sweeps it had not seen (9 with the one-epoch spike rule it was designed with), each
+    time a run whose big fall came later than any finished run's had (a ReduceLROnPlateau drop, a
+    high learning rate settling late): no finished run's pace foretold it.
     """
 
     def __init__(self, patience: int, n_startup_trials: int = 3):
