@@ -25,7 +25,7 @@ class CatchUpPruner(optuna.pruners.BasePruner):
     epochs, not until ``n_startup_trials`` runs have finished, not while coming down from a spike.
 
     Rejected (BENCHMARKS.md, session 4): designed on one set of curves, it cut the eventual best run in
-    7 of the 19 sweeps it had not seen (9 with the one-epoch spike rule it was designed with), each
+    10 of the 22 sweeps it had not seen (12 with the one-epoch spike rule it was designed with), each
     time a run whose big fall came later than any finished run's had (a ReduceLROnPlateau drop, a
     high learning rate settling late): no finished run's pace foretold it.
     """
