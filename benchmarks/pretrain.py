@@ -52,10 +52,9 @@ class Parity(Dataset):
 
 def digits_parity(config: SweepConfig, sweep: SweepConfig, sweep_seeds: list[int]) -> data.Datasets:
     """Odd/even digits on every image that no sweep of ``sweep`` with those seeds validates on."""
-    scored = set()
-    for seed in sweep_seeds:
-        scored.update(load_datasets(dataclasses.replace(sweep, seed=seed)).val.indices)
-    layout = load_datasets(dataclasses.replace(sweep, seed=sweep_seeds[0]))
+    splits = [load_datasets(dataclasses.replace(sweep, seed=seed)) for seed in sweep_seeds]
+    scored = {index for split in splits for index in split.val.indices}
+    layout = splits[0]  # every seed's split draws from the same images with the same transforms
     base = Parity(layout.train.base)
     free = np.random.default_rng(config.seed).permutation([i for i in range(len(base)) if i not in scored])
     val_count = max(1, len(free) // 10)
@@ -77,7 +76,6 @@ def main() -> None:
                              "sweeps' validation images")
     parser.add_argument("--sweep-seeds", default="0,1,2,3,4",
                         help="digits-parity: the seeds of the sweeps whose validation images are left out")
-    parser.add_argument("--sweep-max-train", type=int, default=256, help="digits-parity: the sweeps' --max-train")
     parser.add_argument("--sweep-max-val", type=int, default=128, help="digits-parity: the sweeps' --max-val")
     args = parser.parse_args()
     if args.weights != "none":
@@ -85,8 +83,9 @@ def main() -> None:
     device = torch.device(args.device)
     config = config_from(args)
     if args.source == "digits-parity":
+        # Which images a sweep validates on depends on its seed and --max-val, not on its --max-train.
         sweep = SweepConfig(model=args.model, weights="none", data="digits", image_size=args.image_size,
-                            max_train=args.sweep_max_train, max_val=args.sweep_max_val)
+                            max_val=args.sweep_max_val)
         datasets = data.precompute_val(digits_parity(config, sweep, [int(s) for s in args.sweep_seeds.split(",")]))
         print(f"digits-parity: {len(datasets.train)} train / {len(datasets.val)} val images, none of them a "
               f"validation image of the sweeps with seeds {args.sweep_seeds}")

@@ -98,9 +98,11 @@ def main() -> None:
     for name in args.pruners.split(","):
         ratios, shares, kept = [], [], 0
         for sweep in stored["sweeps"]:
-            config = SweepConfig(epochs=epochs, pruner=name if name in PRUNERS else "none", patience=stored["patience"],
-                                 min_delta=stored["min_delta"])
-            pruner = REJECTED[name](config) if name in REJECTED else create_pruner(config)
+            if name in REJECTED:
+                pruner = REJECTED[name](stored["patience"])
+            else:
+                pruner = create_pruner(SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"],
+                                                   min_delta=stored["min_delta"]))
             unpruned_best = min(v for trial in sweep["trials"] for v in trial["val_losses"])
             result = replay(pruner, sweep["trials"], epochs, init, f"replay-seed-{sweep['seed']}")
             total = sum(len(trial["val_losses"]) for trial in sweep["trials"])

@@ -48,10 +48,10 @@ class CatchUpPruner(optuna.pruners.BasePruner):
             self._finished[trial._trial_id] = digested
         return digested
 
-    def remaining_gain(self, study: optuna.Study, epoch: int) -> tuple[float, int]:
+    def remaining_gain(self, finished_trials: list[optuna.trial.FrozenTrial], epoch: int) -> tuple[float, int]:
         """(smallest ratio of best-after to best-up-to ``epoch`` over the finished runs, how many runs had one)."""
         ratio, runs = 1.0, 0
-        for finished in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        for finished in finished_trials:
             steps, best_up_to, best_after, _ = self._digest(finished)
             at = bisect.bisect_right(steps, epoch) - 1
             if at < 0 or at >= len(steps) - 1 or best_up_to[at] <= 0:
@@ -68,13 +68,15 @@ class CatchUpPruner(optuna.pruners.BasePruner):
         if not values:
             return False
         ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
-        if sum(other.state == optuna.trial.TrialState.COMPLETE for other in ended) < self.n_startup_trials:
+        finished = [other for other in ended if other.state == optuna.trial.TrialState.COMPLETE]
+        if len(finished) < self.n_startup_trials:
             return False
         sweep_best = min((self._digest(other)[3] for other in ended), default=math.inf)
-        ratio, runs = self.remaining_gain(study, steps[-1])
+        ratio, runs = self.remaining_gain(finished, steps[-1])
         if runs == 0:
             return False
         return min(values) * ratio > sweep_best
 
 
-REJECTED = {"catch-up": lambda config: CatchUpPruner(config.patience)}
+# Name for pruning_replay.py's --pruners -> the pruner, built from the sweep's patience.
+REJECTED = {"catch-up": CatchUpPruner}
