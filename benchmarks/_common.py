@@ -25,6 +25,8 @@ def add_size_flags(parser, *, model="resnet18", epochs=3, max_train=256, max_val
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--max-train", type=int, default=max_train)
     parser.add_argument("--max-val", type=int, default=max_val)
+    parser.add_argument("--val-fraction", type=float, default=SweepConfig.val_fraction,
+                        help="share of the data set held out for validation, before --max-val")
     parser.add_argument("--image-size", type=int, default=image_size)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -34,8 +36,9 @@ def add_size_flags(parser, *, model="resnet18", epochs=3, max_train=256, max_val
 
 
 def config_from(args, **overrides) -> SweepConfig:
-    values = dict(model=args.model, weights=args.weights, data=args.data, epochs=args.epochs, max_train=args.max_train,
-                  max_val=args.max_val, image_size=args.image_size, seed=args.seed)
+    # 0 means all images, as on the sweep's command line (where the config loader maps it to None)
+    values = dict(model=args.model, weights=args.weights, data=args.data, epochs=args.epochs,
+                  max_train=args.max_train or None, max_val=args.max_val or None, val_fraction=args.val_fraction, image_size=args.image_size, seed=args.seed)
     values.update(overrides)
     return SweepConfig(**values)
 

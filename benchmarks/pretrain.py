@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--sweep-seeds", default="0,1,2,3,4",
                         help="digits-parity: the seeds of the sweeps whose validation images are left out")
     parser.add_argument("--sweep-max-val", type=int, default=128, help="digits-parity: the sweeps' --max-val")
+    parser.add_argument("--sweep-val-fraction", type=float, default=SweepConfig.val_fraction,
+                        help="digits-parity: the sweeps' --val-fraction")
     args = parser.parse_args()
     if args.weights != "none":
         parser.error("--weights: pretraining starts from a random init; leave it at none")
@@ -85,7 +87,7 @@ def main() -> None:
     if args.source == "digits-parity":
         # Which images a sweep validates on depends on its seed and --max-val, not on its --max-train.
         sweep = SweepConfig(model=args.model, weights="none", data="digits", image_size=args.image_size,
-                            max_val=args.sweep_max_val)
+                            max_val=args.sweep_max_val or None, val_fraction=args.sweep_val_fraction)
         datasets = data.precompute_val(digits_parity(config, sweep, [int(s) for s in args.sweep_seeds.split(",")]))
         print(f"digits-parity: {len(datasets.train)} train / {len(datasets.val)} val images, none of them a "
               f"validation image of the sweeps with seeds {args.sweep_seeds}")
