@@ -41,7 +41,7 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, pruner=pruner)
-    spent, best, pruned = 0, math.inf, 0
+    spent, best, pruned, to_the_end = 0, math.inf, 0, 0
     for stored in trials:
         trial = study.ask()
         trial.set_user_attr(INIT_ATTR, stored.get("init") or init)
@@ -57,8 +57,9 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
         if stored.get("failure"):  # diverged or out of memory: the objective itself ended it there
             state = optuna.trial.TrialState.PRUNED
         pruned += state == optuna.trial.TrialState.PRUNED
+        to_the_end += len(curve) if state == optuna.trial.TrialState.COMPLETE else 0
         study.tell(trial, state=state, values=None if state == optuna.trial.TrialState.PRUNED else min(curve))
-    return {"epochs": spent, "best": best, "pruned": pruned}
+    return {"epochs": spent, "best": best, "pruned": pruned, "to_the_end": to_the_end}
 
 
 def tail_wander(trials: list[dict]) -> float:
@@ -73,6 +74,15 @@ def tail_wander(trials: list[dict]) -> float:
         return math.nan
     steps = [later - earlier for earlier, later in zip(tail, tail[1:])]
     return statistics.pstdev(steps) / math.sqrt(2) / statistics.mean(tail)
+
+
+def winner_rank(trials: list[dict], epoch: int) -> int:
+    """Where the unpruned best run stood at ``epoch`` among the runs that got there (1 = lowest val loss)."""
+    reached = [trial for trial in trials if len(trial["val_losses"]) >= epoch]
+    winner = min(trials, key=lambda trial: min(trial["val_losses"]))
+    if winner not in reached:
+        return 0
+    return 1 + sum(trial["val_losses"][epoch - 1] < winner["val_losses"][epoch - 1] for trial in reached)
 
 
 def main() -> None:
@@ -95,8 +105,11 @@ def main() -> None:
     wander = [tail_wander(sweep["trials"]) for sweep in stored["sweeps"]]
     print(f"the unpruned best run's val loss wanders {', '.join(f'{w:.0%}' for w in wander)} epoch to epoch over "
           "its last third: a best within 1 % is a finer difference than one epoch's noise where that is above 1 %")
+    first_chance = stored["patience"] + 1  # the default pruner's first cut of a run from pretrained weights
+    ranks = [winner_rank(sweep["trials"], first_chance) for sweep in stored["sweeps"]]
+    print(f"the unpruned best run stood {', '.join(map(str, ranks))} of {stored['trials']} at epoch {first_chance}")
     for name in args.pruners.split(","):
-        ratios, shares, kept = [], [], 0
+        ratios, shares, full_shares, kept = [], [], [], 0
         for sweep in stored["sweeps"]:
             if name in REJECTED:
                 pruner = REJECTED[name](stored["patience"])
@@ -108,10 +121,11 @@ def main() -> None:
             total = sum(len(trial["val_losses"]) for trial in sweep["trials"])
             ratios.append(result["best"] / unpruned_best)
             shares.append(result["epochs"] / total)
+            full_shares.append(result["to_the_end"] / total)
             kept += ratios[-1] <= 1.01
         print(f"{name:>9}: best {', '.join(f'{r:.3f}x' for r in ratios)} (median {statistics.median(ratios):.3f}x, "
               f"{kept}/{len(ratios)} within 1 %), epochs {statistics.mean(shares):.0%} "
-              f"({', '.join(f'{s:.0%}' for s in shares)})")
+              f"({', '.join(f'{s:.0%}' for s in shares)}; on runs not cut {statistics.mean(full_shares):.0%})")
 
 
 if __name__ == "__main__":
