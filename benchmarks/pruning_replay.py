@@ -89,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("curves", type=Path, help="JSON written by benchmarks/pruning.py --save-curves")
     parser.add_argument("--pruners", default="median,asha,hyperband,patient,plateau",
-                        help="the sweep's pruners, and catch-up (tried and rejected: benchmarks/rejected_pruners.py)")
+                        help="the sweep's pruners, and catch-up, p25, p33 (tried, not offered: benchmarks/rejected_pruners.py)")
     args = parser.parse_args()
     stored = json.loads(args.curves.read_text())
     if stored["sampler"] != "random":
@@ -112,7 +112,7 @@ def main() -> None:
         ratios, shares, full_shares, kept = [], [], [], 0
         for sweep in stored["sweeps"]:
             if name in REJECTED:
-                pruner = REJECTED[name](stored["patience"])
+                pruner = REJECTED[name](stored["patience"], epochs)
             else:
                 pruner = create_pruner(SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"],
                                                    min_delta=stored["min_delta"]))

@@ -86,12 +86,13 @@ class InitAwareMedianPruner(optuna.pruners.BasePruner):
     its val loss fell by ``RECOVERING_DROP`` or more, or rose by ``UNSETTLED_RISE`` or more (``unsettled``).
     """
 
-    def __init__(self, patience: int, epochs: int, n_startup_trials: int = 3):
+    def __init__(self, patience: int, epochs: int, n_startup_trials: int = 3, percentile: float = 50.0):
+        # percentile: 50 is the median; lower cuts more (benchmarks/rejected_pruners.py replays 25 and 33)
         self.patience = patience
-        self.pretrained = optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials,
-                                                      n_warmup_steps=min(epochs, patience + 1))
-        self.random_init = optuna.pruners.MedianPruner(
-            n_startup_trials=n_startup_trials, n_warmup_steps=min(epochs, max(patience + 1, epochs // 3))
+        self.pretrained = optuna.pruners.PercentilePruner(percentile, n_startup_trials=n_startup_trials,
+                                                          n_warmup_steps=min(epochs, patience + 1))
+        self.random_init = optuna.pruners.PercentilePruner(
+            percentile, n_startup_trials=n_startup_trials, n_warmup_steps=min(epochs, max(patience + 1, epochs // 3))
         )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
