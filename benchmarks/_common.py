@@ -38,7 +38,8 @@ def add_size_flags(parser, *, model="resnet18", epochs=3, max_train=256, max_val
 def config_from(args, **overrides) -> SweepConfig:
     # 0 means all images, as on the sweep's command line (where the config loader maps it to None)
     values = dict(model=args.model, weights=args.weights, data=args.data, epochs=args.epochs,
-                  max_train=args.max_train or None, max_val=args.max_val or None, val_fraction=args.val_fraction, image_size=args.image_size, seed=args.seed)
+                  max_train=args.max_train or None, max_val=args.max_val or None, val_fraction=args.val_fraction,
+                  image_size=args.image_size, seed=args.seed)
     values.update(overrides)
     return SweepConfig(**values)
 

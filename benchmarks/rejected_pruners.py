@@ -31,6 +31,7 @@ class CatchUpPruner(optuna.pruners.BasePruner):
     """
 
     def __init__(self, patience: int, epochs: int, n_startup_trials: int = 3):
+        del epochs  # every entry of REJECTED is built from (patience, epochs); this one needs no epochs
         self.n_warmup_steps = patience + 1
         self.n_startup_trials = n_startup_trials
         # Finished trials never change: their curves, digested once per process, keyed by trial id.
@@ -82,8 +83,8 @@ def stricter_percentile(percentile: float):
     """The default pruner with a lower percentile than the median: cuts more runs, the same warm-ups and grace.
 
     Not rejected, not adopted (BENCHMARKS.md, session 5): with both grace rules the 25th percentile kept
-    the best run in every new sweep with 4-13 points fewer epochs than the median, but on few sweeps,
-    and session 3 saw a 25th-percentile rule (before the grace rules) cut the best run of one.
+    the best run in all 9 new sweeps with 3-13 points fewer epochs than the median, but that is few
+    sweeps, and session 3 saw a 25th-percentile rule (before the grace rules) cut the best run of one.
     """
     return lambda patience, epochs: InitAwareMedianPruner(patience, epochs, percentile=percentile)
 
