@@ -62,13 +62,18 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
     return {"epochs": spent, "best": best, "pruned": pruned, "to_the_end": to_the_end}
 
 
+def unpruned_winner(trials: list[dict]) -> dict:
+    """The stored trial that reached the lowest val loss: the unpruned sweep's best run."""
+    return min(trials, key=lambda trial: min(trial["val_losses"]))
+
+
 def tail_wander(trials: list[dict]) -> float:
     """How much the unpruned best run's val loss moves epoch to epoch over its last third, relative to its level.
 
     The standard deviation of the epoch-to-epoch changes over sqrt(2) (the noise of one epoch's value
     if the trend were flat), over the mean: the scale below which "the same best" cannot be told apart.
     """
-    curve = min(trials, key=lambda trial: min(trial["val_losses"]))["val_losses"]
+    curve = unpruned_winner(trials)["val_losses"]
     tail = curve[len(curve) * 2 // 3:]
     if len(tail) < 3:
         return math.nan
@@ -79,7 +84,7 @@ def tail_wander(trials: list[dict]) -> float:
 def winner_rank(trials: list[dict], epoch: int) -> int:
     """Where the unpruned best run stood at ``epoch`` among the runs that got there (1 = lowest val loss)."""
     reached = [trial for trial in trials if len(trial["val_losses"]) >= epoch]
-    winner = min(trials, key=lambda trial: min(trial["val_losses"]))
+    winner = unpruned_winner(trials)
     if winner not in reached:
         return 0
     return 1 + sum(trial["val_losses"][epoch - 1] < winner["val_losses"][epoch - 1] for trial in reached)
@@ -108,6 +113,10 @@ def main() -> None:
     first_chance = stored["patience"] + 1  # the default pruner's first cut of a run from pretrained weights
     ranks = [winner_rank(sweep["trials"], first_chance) for sweep in stored["sweeps"]]
     print(f"the unpruned best run stood {', '.join(map(str, ranks))} of {stored['trials']} at epoch {first_chance}")
+    # Per sweep, what no pruner changes: the unpruned best val loss and epochs.
+    unpruned = {sweep["seed"]: (min(unpruned_winner(sweep["trials"])["val_losses"]),
+                                sum(len(trial["val_losses"]) for trial in sweep["trials"]))
+                for sweep in stored["sweeps"]}
     for name in args.pruners.split(","):
         ratios, shares, full_shares, kept = [], [], [], 0
         for sweep in stored["sweeps"]:
@@ -116,9 +125,8 @@ def main() -> None:
             else:
                 pruner = create_pruner(SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"],
                                                    min_delta=stored["min_delta"]))
-            unpruned_best = min(v for trial in sweep["trials"] for v in trial["val_losses"])
             result = replay(pruner, sweep["trials"], epochs, init, f"replay-seed-{sweep['seed']}")
-            total = sum(len(trial["val_losses"]) for trial in sweep["trials"])
+            unpruned_best, total = unpruned[sweep["seed"]]
             ratios.append(result["best"] / unpruned_best)
             shares.append(result["epochs"] / total)
             full_shares.append(result["to_the_end"] / total)

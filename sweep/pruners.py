@@ -40,6 +40,12 @@ INIT_ATTR = "init"
 RECOVERING_DROP = 0.2
 
 
+def _recent_moves(trial: optuna.trial.FrozenTrial, within: int) -> list[tuple[float, float]]:
+    """(before, after) val loss of each of the trial's last ``within`` epochs."""
+    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)[-(within + 1):]]
+    return list(zip(values, values[1:]))
+
+
 def coming_down_from_a_spike(trial: optuna.trial.FrozenTrial, within: int) -> bool:
     """Did the trial's val loss fall by ``RECOVERING_DROP`` or more in one epoch, in one of its last ``within`` epochs?
 
@@ -47,8 +53,7 @@ def coming_down_from_a_spike(trial: optuna.trial.FrozenTrial, within: int) -> bo
     the way: such runs ended best in the replays of BENCHMARKS.md where the plain median rule cut them,
     at the epoch of the fall (4.95 -> 3.59) or at the one after it (3.11 -> 3.48).
     """
-    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)[-(within + 1):]]
-    return any(later < earlier * (1 - RECOVERING_DROP) for earlier, later in zip(values, values[1:]))
+    return any(later < earlier * (1 - RECOVERING_DROP) for earlier, later in _recent_moves(trial, within))
 
 
 # A run whose val loss rose by this share or more in one epoch is not cut for ``patience`` epochs from then.
@@ -64,10 +69,8 @@ def unsettled(trial: optuna.trial.FrozenTrial, within: int) -> bool:
     best run went 0.87, 1.11, 1.06 in its first epochs, stood 12th of 32 at epoch 3, was cut there
     by the median rule, and unpruned fell to 0.08 as its cosine schedule lowered the learning rate.
     """
-    if coming_down_from_a_spike(trial, within):
-        return True
-    values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)[-(within + 1):]]
-    return any(later > earlier * (1 + UNSETTLED_RISE) for earlier, later in zip(values, values[1:]))
+    return any(later < earlier * (1 - RECOVERING_DROP) or later > earlier * (1 + UNSETTLED_RISE)
+               for earlier, later in _recent_moves(trial, within))
 
 
 class InitAwareMedianPruner(optuna.pruners.BasePruner):
@@ -77,9 +80,8 @@ class InitAwareMedianPruner(optuna.pruners.BasePruner):
     BENCHMARKS.md the eventual best run was among the best 2 at epoch 3 in most and among the best 9
     in all but those where it was a high learning rate coming down from a spike (which the spike
     rule keeps), so the warm-up is ``patience + 1`` epochs, the least that gives a pruned run its
-    plateau verdict. From a random
-    init the runs that end best (high learning rates) were often the worst at epoch 3, so the warm-up
-    is a third of the epochs (at least ``patience + 1``). A trial that has not said (no ``init`` attr)
+    plateau verdict. From a random init the runs that end best (high learning rates) were often the
+    worst at epoch 3, so the warm-up is a third of the epochs (at least ``patience + 1``). A trial that has not said (no ``init`` attr)
     gets the longer one.
 
     A run that is not settled is not cut, however it ranks, for ``patience`` epochs from the epoch
