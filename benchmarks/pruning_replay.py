@@ -10,6 +10,13 @@ would have kept, without training again.
         --seeds 0,1,2,3,4 --save-curves /tmp/curves.json
     .venv/bin/python benchmarks/pruning_replay.py /tmp/curves.json --pruners median,asha,plateau
 
+A sweep's trials can come in any order (a worker of a distributed sweep sees them as the others
+finish), and the order decides what a pruner has to compare with when. ``--orders N`` replays each
+sweep in its own order and N - 1 random ones: how often the best is kept, out of sweeps x orders,
+from the same curves.
+
+    .venv/bin/python benchmarks/pruning_replay.py /tmp/curves.json --pruners median,p25 --orders 20
+
 Issue target for the default pruner: best val loss within 1 % of no pruning with <= 35 % of its epochs.
 The replay checks the pruners' decisions, not the sampler's: on TPE a pruned sweep also proposes
 differently (benchmarks/pruning.py measures that).
@@ -20,8 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
-import sys
 from pathlib import Path
 
 import optuna
@@ -90,50 +97,98 @@ def winner_rank(trials: list[dict], epoch: int) -> int:
     return 1 + sum(trial["val_losses"][epoch - 1] < winner["val_losses"][epoch - 1] for trial in reached)
 
 
+def orders(trials: list[dict], count: int, seed: int) -> list[list[dict]]:
+    """The sweep's own order of ``trials`` and ``count - 1`` random permutations of it, the same for every pruner."""
+    shuffler = random.Random(seed)
+    return [trials] + [shuffler.sample(trials, len(trials)) for _ in range(count - 1)]
+
+
+def load_curves(paths: list[Path]) -> dict:
+    """One set of curves from the files of ``pruning.py --save-curves``, which must share a sweep's shape."""
+    stored = None
+    for path in paths:
+        try:
+            curves = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: cannot read curves ({error}); expected the JSON of pruning.py --save-curves") from error
+        if curves["sampler"] != "random":
+            raise ValueError(f"{path}: curves of a {curves['sampler']} sweep; replay needs --sampler random, whose "
+                             "proposals do not depend on the pruner")
+        if stored is None:
+            stored = curves
+            continue
+        shape = ("epochs", "trials", "patience", "min_delta", "weights")
+        differs = [key for key in shape if curves[key] != stored[key]]
+        if differs:
+            raise ValueError(f"{path}: {', '.join(f'{key} {curves[key]}' for key in differs)} where {paths[0]} has "
+                             f"{', '.join(f'{key} {stored[key]}' for key in differs)}; replay files of one shape together")
+        stored["sweeps"] = stored["sweeps"] + curves["sweeps"]
+    return stored
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("curves", type=Path, help="JSON written by benchmarks/pruning.py --save-curves")
+    parser.add_argument("curves", type=Path, nargs="+", help="JSON written by benchmarks/pruning.py --save-curves "
+                                                            "(several files of one sweep shape are replayed together)")
     parser.add_argument("--pruners", default="median,asha,hyperband,patient,plateau",
                         help="the sweep's pruners, and catch-up, p25, p33 (tried, not offered: benchmarks/rejected_pruners.py)")
+    parser.add_argument("--orders", type=int, default=1,
+                        help="replay each sweep in its own order and this many minus one random orders of its trials")
     args = parser.parse_args()
-    stored = json.loads(args.curves.read_text())
-    if stored["sampler"] != "random":
-        sys.exit(f"{args.curves}: curves of a {stored['sampler']} sweep; replay needs --sampler random, whose "
-                 "proposals do not depend on the pruner")
+    if args.orders < 1:
+        parser.error(f"--orders {args.orders}: expected 1 (the sweep's own order) or more")
+    try:
+        stored = load_curves(args.curves)
+    except ValueError as error:
+        parser.error(str(error))
     unknown = [name for name in args.pruners.split(",") if name not in PRUNERS and name not in REJECTED]
     if unknown:
-        sys.exit(f"--pruners {','.join(unknown)}: expected some of {', '.join(PRUNERS + tuple(REJECTED))}")
+        parser.error(f"--pruners {','.join(unknown)}: expected some of {', '.join(PRUNERS + tuple(REJECTED))}")
     epochs = stored["epochs"]
     init = "random" if stored["weights"] == "none" else "pretrained"
     print(f"curves: {stored['model']} ({stored['weights']} weights) on {stored['data']}, {stored['trials']} trials x "
-          f"{epochs} epochs, seeds {[sweep['seed'] for sweep in stored['sweeps']]}")
+          f"{epochs} epochs, seeds {[sweep['seed'] for sweep in stored['sweeps']]}"
+          + (f", each in its own order and {args.orders - 1} random ones" if args.orders > 1 else ""))
     wander = [tail_wander(sweep["trials"]) for sweep in stored["sweeps"]]
     print(f"the unpruned best run's val loss wanders {', '.join(f'{w:.0%}' for w in wander)} epoch to epoch over "
           "its last third: a best within 1 % is a finer difference than one epoch's noise where that is above 1 %")
     first_chance = stored["patience"] + 1  # the default pruner's first cut of a run from pretrained weights
     ranks = [winner_rank(sweep["trials"], first_chance) for sweep in stored["sweeps"]]
     print(f"the unpruned best run stood {', '.join(map(str, ranks))} of {stored['trials']} at epoch {first_chance}")
-    # Per sweep, what no pruner changes: the unpruned best val loss and epochs.
+    # Per sweep, what no pruner changes: the unpruned best val loss and epochs, and the orders replayed.
     unpruned = {sweep["seed"]: (min(unpruned_winner(sweep["trials"])["val_losses"]),
                                 sum(len(trial["val_losses"]) for trial in sweep["trials"]))
                 for sweep in stored["sweeps"]}
+    ordered = {sweep["seed"]: orders(sweep["trials"], args.orders, sweep["seed"]) for sweep in stored["sweeps"]}
     for name in args.pruners.split(","):
-        ratios, shares, full_shares, kept = [], [], [], 0
+        ratios, shares, full_shares, kept, worst = [], [], [], [], []
         for sweep in stored["sweeps"]:
-            if name in REJECTED:
-                pruner = REJECTED[name](stored["patience"], epochs)
-            else:
-                pruner = create_pruner(SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"],
-                                                   min_delta=stored["min_delta"]))
-            result = replay(pruner, sweep["trials"], epochs, init, f"replay-seed-{sweep['seed']}")
             unpruned_best, total = unpruned[sweep["seed"]]
-            ratios.append(result["best"] / unpruned_best)
-            shares.append(result["epochs"] / total)
-            full_shares.append(result["to_the_end"] / total)
-            kept += ratios[-1] <= 1.01
-        print(f"{name:>9}: best {', '.join(f'{r:.3f}x' for r in ratios)} (median {statistics.median(ratios):.3f}x, "
-              f"{kept}/{len(ratios)} within 1 %), epochs {statistics.mean(shares):.0%} "
-              f"({', '.join(f'{s:.0%}' for s in shares)}; on runs not cut {statistics.mean(full_shares):.0%})")
+            sweep_ratios, sweep_shares = [], []
+            for trials in ordered[sweep["seed"]]:
+                if name in REJECTED:
+                    pruner = REJECTED[name](stored["patience"], epochs)
+                else:
+                    pruner = create_pruner(SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"],
+                                                       min_delta=stored["min_delta"]))
+                result = replay(pruner, trials, epochs, init, f"replay-seed-{sweep['seed']}")
+                sweep_ratios.append(result["best"] / unpruned_best)
+                sweep_shares.append(result["epochs"] / total)
+                full_shares.append(result["to_the_end"] / total)
+            ratios.append(sweep_ratios[0])
+            shares.append(statistics.mean(sweep_shares))
+            kept.append(sum(ratio <= 1.01 for ratio in sweep_ratios))
+            worst.append(max(sweep_ratios))
+        if args.orders == 1:
+            print(f"{name:>9}: best {', '.join(f'{r:.3f}x' for r in ratios)} (median {statistics.median(ratios):.3f}x, "
+                  f"{sum(kept)}/{len(ratios)} within 1 %), epochs {statistics.mean(shares):.0%} "
+                  f"({', '.join(f'{s:.0%}' for s in shares)}; on runs not cut {statistics.mean(full_shares):.0%})")
+        else:
+            print(f"{name:>9}: best within 1 % in {sum(kept)}/{len(kept) * args.orders} sweeps x orders "
+                  f"({', '.join(f'{k}/{args.orders}' for k in kept)}; worst {', '.join(f'{w:.2f}x' for w in worst)}), "
+                  f"epochs {statistics.mean(shares):.0%} ({', '.join(f'{s:.0%}' for s in shares)}; "
+                  f"on runs not cut {statistics.mean(full_shares):.0%}); own order: "
+                  f"{', '.join(f'{r:.3f}x' for r in ratios)}")
 
 
 if __name__ == "__main__":
