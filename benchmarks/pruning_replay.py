@@ -15,7 +15,7 @@ finish), and the order decides what a pruner has to compare with when. ``--order
 sweep in its own order and N - 1 random ones: how often the best is kept, out of sweeps x orders,
 from the same curves.
 
-    .venv/bin/python benchmarks/pruning_replay.py /tmp/curves.json --pruners median,p25 --orders 20
+    .venv/bin/python benchmarks/pruning_replay.py /tmp/curves.json --pruners median,quartile --orders 20
 
 Issue target for the default pruner: best val loss within 1 % of no pruning with <= 35 % of its epochs.
 The replay checks the pruners' decisions, not the sampler's: on TPE a pruned sweep also proposes
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("curves", type=Path, nargs="+", help="JSON written by benchmarks/pruning.py --save-curves "
                                                             "(several files of one sweep shape are replayed together)")
     parser.add_argument("--pruners", default="median,asha,hyperband,patient,plateau",
-                        help="the sweep's pruners, and catch-up, p25, p33 (tried, not offered: benchmarks/rejected_pruners.py)")
+                        help="the sweep's pruners, and catch-up, p33 (tried, not offered: benchmarks/rejected_pruners.py)")
     parser.add_argument("--orders", type=int, default=1,
                         help="replay each sweep in its own order and this many minus one random orders of its trials")
     args = parser.parse_args()

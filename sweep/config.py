@@ -23,7 +23,7 @@ from optuna.distributions import (
 from sweep import space as space_module
 
 OPTIMIZERS = ("sgd", "adamw")
-PRUNERS = ("median", "asha", "hyperband", "patient", "plateau", "none")
+PRUNERS = ("median", "quartile", "asha", "hyperband", "patient", "plateau", "none")
 
 CONFIG_ATTR = "sweep_config"
 CONFIG_VERSION = 1

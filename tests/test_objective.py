@@ -87,7 +87,8 @@ def test_pruned_trial_keeps_its_history_and_pruned_at():
 
 
 @pytest.mark.parametrize("name, kind", [
-    ("median", InitAwareMedianPruner), ("asha", optuna.pruners.SuccessiveHalvingPruner),
+    ("median", InitAwareMedianPruner), ("quartile", InitAwareMedianPruner),
+    ("asha", optuna.pruners.SuccessiveHalvingPruner),
     ("hyperband", optuna.pruners.HyperbandPruner),
     ("patient", optuna.pruners.PatientPruner), ("none", optuna.pruners.NopPruner),
 ])
@@ -96,15 +97,33 @@ def test_pruner_choice(name, kind):
     assert isinstance(pruner.inner if isinstance(pruner, StartupPruner) else pruner, kind)
 
 
-def median_study_after_startup(epochs: int) -> optuna.Study:
-    """A study with the default median pruner whose 3 startup trials finished as good runs (1.0 each epoch)."""
-    study = optuna.create_study(pruner=create_pruner(tiny_config(pruner="median", epochs=epochs, patience=2)))
-    for _ in range(3):
+def median_study_after_startup(epochs: int, pruner: str = "median", finished=(1.0, 1.0, 1.0)) -> optuna.Study:
+    """A study with the ``pruner`` whose 3 startup trials finished flat at ``finished`` (good runs: 1.0 each epoch)."""
+    study = optuna.create_study(pruner=create_pruner(tiny_config(pruner=pruner, epochs=epochs, patience=2)))
+    for value in finished:
         trial = study.ask()
         for epoch in range(1, epochs + 1):
-            trial.report(1.0, epoch)
-        study.tell(trial, 1.0)
+            trial.report(value, epoch)
+        study.tell(trial, value)
     return study
+
+
+def test_quartile_pruner_cuts_a_run_the_median_lets_finish():
+    # Finished runs at 1.0, 2.0 and 3.0: the median bar is 2.0, the 25th percentile's 1.5. A pretrained
+    # run steady at 1.8 is in the better half, not in the best quarter.
+    cuts = {}
+    for pruner in ("median", "quartile"):
+        study = median_study_after_startup(epochs=8, pruner=pruner, finished=(1.0, 2.0, 3.0))
+        midfield = study.ask()
+        midfield.set_user_attr(INIT_ATTR, "pretrained")
+        cuts[pruner] = None
+        for epoch in range(1, 9):
+            midfield.report(1.8, epoch)
+            if midfield.should_prune():
+                cuts[pruner] = epoch
+                break
+    # the quartile pruner waits as long as the median (patience + 1 epochs: the run gets its verdict)
+    assert cuts == {"median": None, "quartile": 3}
 
 
 def test_median_pruner_waits_until_the_plateau_rule_can_judge_the_run():
@@ -138,8 +157,9 @@ def test_median_pruner_waits_longer_for_runs_from_a_random_init():
     assert [first_cut(study, init, 24) for init in ("pretrained", "random", None)] == [3, 8, 8]
 
 
-def test_median_pruner_does_not_cut_a_run_coming_down_from_a_spike():
-    study = median_study_after_startup(epochs=12)
+@pytest.mark.parametrize("pruner", ["median", "quartile"])
+def test_median_pruner_does_not_cut_a_run_coming_down_from_a_spike(pruner):
+    study = median_study_after_startup(epochs=12, pruner=pruner)
     spiky = study.ask()
     spiky.set_user_attr(INIT_ATTR, "pretrained")
     decisions = []
@@ -151,8 +171,9 @@ def test_median_pruner_does_not_cut_a_run_coming_down_from_a_spike():
     assert decisions == [False, False, False, False, True]
 
 
-def test_median_pruner_does_not_cut_a_run_that_overshoots_before_settling():
-    study = median_study_after_startup(epochs=12)
+@pytest.mark.parametrize("pruner", ["median", "quartile"])
+def test_median_pruner_does_not_cut_a_run_that_overshoots_before_settling(pruner):
+    study = median_study_after_startup(epochs=12, pruner=pruner)
     overshooting = study.ask()
     overshooting.set_user_attr(INIT_ATTR, "pretrained")
     decisions = []
