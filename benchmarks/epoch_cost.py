@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/epoch_cost.py --sizes 10,2000 --epochs 50
 
 Per epoch the Objective writes the trial's history (user attr), reports the validation loss and
-asks the pruner (the default median pruner reads the study's finished trials). The profile of one
+asks the pruner (the default quartile pruner reads the study's finished trials). The profile of one
 trial (BENCHMARKS.md) measured this at 1 % of a toy epoch with no other trials in the study; this
 script measures whether it grows as the study fills up, which a sweep of hundreds of trials meets.
 """

@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_size_flags(parser, epochs=6)
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--pruners", default="none,median,plateau")
+    parser.add_argument("--pruners", default="none,quartile,plateau")
     parser.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
                         help="random: the same proposals for every pruner, so the best trial is the same unless pruned")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, one sweep per pruner each (default: --seed)")

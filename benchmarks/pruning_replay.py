@@ -130,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("curves", type=Path, nargs="+", help="JSON written by benchmarks/pruning.py --save-curves "
                                                             "(several files of one sweep shape are replayed together)")
-    parser.add_argument("--pruners", default="median,asha,hyperband,patient,plateau",
+    parser.add_argument("--pruners", default="quartile,median,asha,hyperband,patient,plateau",
                         help="the sweep's pruners, and catch-up, p33 (tried, not offered: benchmarks/rejected_pruners.py)")
     parser.add_argument("--orders", type=int, default=1,
                         help="replay each sweep in its own order and this many minus one random orders of its trials")

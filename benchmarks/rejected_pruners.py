@@ -80,7 +80,7 @@ class CatchUpPruner(optuna.pruners.BasePruner):
 
 
 def stricter_percentile(percentile: float):
-    """The default pruner with a lower percentile than the median: cuts more runs, the same warm-ups and grace.
+    """The median pruner with a lower percentile: cuts more runs, the same warm-ups and grace.
 
     The 25th percentile became the sweep's ``quartile`` pruner (BENCHMARKS.md, sessions 5 and 6); the
     33rd is kept here for the replays: it spent as many epochs as the 25th or more on every sweep replayed and

@@ -23,7 +23,7 @@ from optuna.distributions import (
 from sweep import space as space_module
 
 OPTIMIZERS = ("sgd", "adamw")
-PRUNERS = ("median", "quartile", "asha", "hyperband", "patient", "plateau", "none")
+PRUNERS = ("quartile", "median", "asha", "hyperband", "patient", "plateau", "none")
 
 CONFIG_ATTR = "sweep_config"
 CONFIG_VERSION = 1
@@ -48,7 +48,7 @@ class SweepConfig:
     n_trials: int = 16
     seed: int = 0
     optimizer: str = "sgd"
-    pruner: str = "median"
+    pruner: str = "quartile"
     patience: int = 2
     min_delta: float = 0.01
     compile: bool = False  # torch.compile the model per trial; pays off on GPU for long trials

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+
 import optuna
 
-from sweep.config import CONFIG_ATTR, SweepConfig
+from sweep.config import CONFIG_ATTR, FIXED_KEYS, SweepConfig
 from sweep.pruners import create_pruner, create_sampler
 
 BASELINE_ATTR = "baseline"
@@ -34,9 +36,10 @@ def create_or_resume(
             details = ", ".join(
                 f"{key}: {stored.to_dict()[key]!r} -> {config.to_dict()[key]!r}" for key in differences[:3]
             )
+            flags = resume_flags(stored, differences)
+            how = f"pass {flags} to resume it" if flags else "rerun with the same settings to resume"
             raise StudyConfigMismatch(
-                f"study {study_name!r} exists with a different config ({details}); "
-                "rerun with the same settings to resume, or choose a new --study name"
+                f"study {study_name!r} exists with a different config ({details}); {how}, or choose a new --study name"
             )
         if stored.n_trials != config.n_trials:
             study.set_user_attr(CONFIG_ATTR, config.to_dict())
@@ -51,6 +54,24 @@ def create_or_resume(
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     study.enqueue_trial(config.baseline, user_attrs={BASELINE_ATTR: True})
     return study, True
+
+
+def resume_flags(stored: SweepConfig, differences: list[str]) -> str:
+    """The ``sweep start`` flags that give back ``stored``'s settings named in ``differences``; "" where a flag can't.
+
+    Left out when the search space or the baseline differ: those come from many flags or a config file.
+    A default that changed between versions shows here too (the pruner: ``median`` before ``quartile``).
+    """
+    if any(key not in FIXED_KEYS for key in differences):
+        return ""
+    flags = []
+    for key in differences:
+        value, name = getattr(stored, key), key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{name}" if value else f"--no-{name}")
+        else:  # an uncapped image count is stored as None and given as 0
+            flags.append(f"--{name} {shlex.quote(str(0 if value is None else value))}")
+    return " ".join(flags)
 
 
 def stored_config(study: optuna.Study) -> SweepConfig:

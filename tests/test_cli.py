@@ -71,7 +71,23 @@ def test_start_then_analyze_json_on_both_storages(storage_url, tmp_path):
     changed = [arg if arg != "3" else "4" for arg in TINY]  # epochs 3 -> 4, n_trials 3 -> 4
     result = run("start", "--study", "tiny", *changed, storage=storage_url)
     assert result.exit_code == 2
-    assert "exists with a different config (epochs: 3 -> 4)" in result.output
+    assert "exists with a different config (epochs: 3 -> 4); pass --epochs 3 to resume it" in result.output
+
+
+def test_refused_resume_names_the_flags_that_resume_it(tmp_path):
+    # A study made when the default pruner was the median, and with all training images, rerun later
+    # with today's defaults: refused, and the message gives the flags that resume it, which do.
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    base = [arg for arg in TINY if arg not in ("--max-train", "48")] + ["--workers", "0", "--no-doctor"]
+    made = run("start", "--study", "old", *base, "--pruner", "median", "--max-train", "0", "--compile", storage=storage)
+    assert made.exit_code == 0, made.output
+    refused = run("start", "--study", "old", *base, storage=storage)
+    assert refused.exit_code == 2
+    assert "pass --max-train 0 --pruner median --compile to resume it" in refused.output
+    flags = refused.output.split("pass ")[1].split(" to resume")[0].split()
+    resumed = run("start", "--study", "old", *base, *flags, storage=storage)
+    assert resumed.exit_code == 0, resumed.output
+    assert "ready" in resumed.output
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sweep import space
-from sweep.config import build_config
+from sweep.config import SweepConfig, build_config
 from sweep.objective import Objective
 from sweep.pruners import INIT_ATTR, InitAwareMedianPruner, StartupPruner, create_pruner
 from sweep.worker import run_trials
@@ -108,11 +108,11 @@ def median_study_after_startup(epochs: int, pruner: str = "median", finished=(1.
     return study
 
 
-def test_quartile_pruner_cuts_a_run_the_median_lets_finish():
+def test_default_quartile_pruner_cuts_a_run_the_median_lets_finish():
     # Finished runs at 1.0, 2.0 and 3.0: the median bar is 2.0, the 25th percentile's 1.5. A pretrained
     # run steady at 1.8 is in the better half, not in the best quarter.
     cuts = {}
-    for pruner in ("median", "quartile"):
+    for pruner in ("median", SweepConfig().pruner):
         study = median_study_after_startup(epochs=8, pruner=pruner, finished=(1.0, 2.0, 3.0))
         midfield = study.ask()
         midfield.set_user_attr(INIT_ATTR, "pretrained")
