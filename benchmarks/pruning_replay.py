@@ -156,16 +156,17 @@ def main() -> None:
     ranks = [winner_rank(sweep["trials"], first_chance) for sweep in stored["sweeps"]]
     print(f"the unpruned best run stood {', '.join(map(str, ranks))} of {stored['trials']} at epoch {first_chance}")
     # Per sweep, what no pruner changes: the unpruned best val loss and epochs, and the orders replayed.
-    unpruned = {sweep["seed"]: (min(unpruned_winner(sweep["trials"])["val_losses"]),
-                                sum(len(trial["val_losses"]) for trial in sweep["trials"]))
-                for sweep in stored["sweeps"]}
-    ordered = {sweep["seed"]: orders(sweep["trials"], args.orders, sweep["seed"]) for sweep in stored["sweeps"]}
+    # Listed by position: files of two backbones may hold sweeps of the same seed.
+    unpruned = [(min(unpruned_winner(sweep["trials"])["val_losses"]),
+                 sum(len(trial["val_losses"]) for trial in sweep["trials"]))
+                for sweep in stored["sweeps"]]
+    ordered = [orders(sweep["trials"], args.orders, sweep["seed"]) for sweep in stored["sweeps"]]
     for name in args.pruners.split(","):
         ratios, shares, full_shares, kept, worst = [], [], [], [], []
-        for sweep in stored["sweeps"]:
-            unpruned_best, total = unpruned[sweep["seed"]]
+        for position, sweep in enumerate(stored["sweeps"]):
+            unpruned_best, total = unpruned[position]
             sweep_ratios, sweep_shares = [], []
-            for trials in ordered[sweep["seed"]]:
+            for trials in ordered[position]:
                 if name in REJECTED:
                     pruner = REJECTED[name](stored["patience"], epochs)
                 else:
