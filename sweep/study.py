@@ -33,9 +33,8 @@ def create_or_resume(
         stored = stored_config(study)
         differences = stored.differences(config)
         if differences:
-            details = ", ".join(
-                f"{key}: {stored.to_dict()[key]!r} -> {config.to_dict()[key]!r}" for key in differences[:3]
-            )
+            before, after = stored.to_dict(), config.to_dict()
+            details = ", ".join(f"{key}: {before[key]!r} -> {after[key]!r}" for key in differences[:3])
             flags = resume_flags(stored, differences)
             how = f"pass {flags} to resume it" if flags else "rerun with the same settings to resume"
             raise StudyConfigMismatch(

@@ -108,20 +108,25 @@ def median_study_after_startup(epochs: int, pruner: str = "median", finished=(1.
     return study
 
 
+def pretrained_run_decisions(study: optuna.Study, val_losses: list[float]) -> list[bool]:
+    """should_prune() after each epoch of a new trial from pretrained weights that reports ``val_losses``."""
+    trial = study.ask()
+    trial.set_user_attr(INIT_ATTR, "pretrained")
+    decisions = []
+    for epoch, value in enumerate(val_losses, start=1):
+        trial.report(value, epoch)
+        decisions.append(trial.should_prune())
+    return decisions
+
+
 def test_default_quartile_pruner_cuts_a_run_the_median_lets_finish():
     # Finished runs at 1.0, 2.0 and 3.0: the median bar is 2.0, the 25th percentile's 1.5. A pretrained
     # run steady at 1.8 is in the better half, not in the best quarter.
     cuts = {}
     for pruner in ("median", SweepConfig().pruner):
         study = median_study_after_startup(epochs=8, pruner=pruner, finished=(1.0, 2.0, 3.0))
-        midfield = study.ask()
-        midfield.set_user_attr(INIT_ATTR, "pretrained")
-        cuts[pruner] = None
-        for epoch in range(1, 9):
-            midfield.report(1.8, epoch)
-            if midfield.should_prune():
-                cuts[pruner] = epoch
-                break
+        decisions = pretrained_run_decisions(study, [1.8] * 8)
+        cuts[pruner] = decisions.index(True) + 1 if True in decisions else None
     # the quartile pruner waits as long as the median (patience + 1 epochs: the run gets its verdict)
     assert cuts == {"median": None, "quartile": 3}
 
@@ -160,29 +165,19 @@ def test_median_pruner_waits_longer_for_runs_from_a_random_init():
 @pytest.mark.parametrize("pruner", ["median", "quartile"])
 def test_median_pruner_does_not_cut_a_run_coming_down_from_a_spike(pruner):
     study = median_study_after_startup(epochs=12, pruner=pruner)
-    spiky = study.ask()
-    spiky.set_user_attr(INIT_ATTR, "pretrained")
-    decisions = []
     # Worse than the median throughout; at epoch 3 it fell 28 % in one epoch, at epoch 4 it bounces
     # (still within patience = 2 epochs of the fall), at epoch 5 it stalls.
-    for epoch, value in enumerate([2.2, 5.0, 3.6, 3.9, 3.9], start=1):
-        spiky.report(value, epoch)
-        decisions.append(spiky.should_prune())
+    decisions = pretrained_run_decisions(study, [2.2, 5.0, 3.6, 3.9, 3.9])
     assert decisions == [False, False, False, False, True]
 
 
 @pytest.mark.parametrize("pruner", ["median", "quartile"])
 def test_median_pruner_does_not_cut_a_run_that_overshoots_before_settling(pruner):
     study = median_study_after_startup(epochs=12, pruner=pruner)
-    overshooting = study.ask()
-    overshooting.set_user_attr(INIT_ATTR, "pretrained")
-    decisions = []
     # A held-out sweep's best run began so (BENCHMARKS.md, session 5: 0.87, 1.11, 1.06, here doubled to
     # stay above the others' 1.0): a 27 % rise at epoch 2, then flat; the rise holds the cut for
     # patience = 2 epochs (2 and 3), and at epoch 4, without a large move since, it is cut.
-    for epoch, value in enumerate([1.74, 2.22, 2.12, 2.10], start=1):
-        overshooting.report(value, epoch)
-        decisions.append(overshooting.should_prune())
+    decisions = pretrained_run_decisions(study, [1.74, 2.22, 2.12, 2.10])
     assert decisions == [False, False, False, True]
 
 
