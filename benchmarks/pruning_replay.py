@@ -35,10 +35,10 @@ import optuna
 
 from rejected_pruners import REJECTED
 from sweep.config import PRUNERS, SweepConfig
-from sweep.pruners import INIT_ATTR, create_pruner
+from sweep.pruners import INIT_ATTR, STARTUP_TRIALS, create_pruner, warmup_epochs
 
 
-def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, init: str,
+def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, init: str, patience: int,
            study_name: str = "replay") -> dict:
     """One worker's sweep with ``pruner`` over the stored curves: epochs spent, best val loss kept.
 
@@ -48,14 +48,19 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, pruner=pruner)
-    spent, best, pruned, to_the_end = 0, math.inf, 0, 0
+    spent, best, pruned, completed = 0, math.inf, 0, 0
+    # Where the epochs went: runs to the end while fewer than STARTUP_TRIALS had finished, later runs to
+    # the end, and cut runs (their first warm-up epochs, then the rest).
+    spent_on = {"startup": 0, "not_cut": 0, "cut_warmup": 0, "cut_after": 0}
     for stored in trials:
         trial = study.ask()
         trial.set_user_attr(INIT_ATTR, stored.get("init") or init)
         curve = stored["val_losses"]
         state = optuna.trial.TrialState.COMPLETE
+        ran = 0
         for epoch, value in enumerate(curve, start=1):
             spent += 1
+            ran = epoch
             best = min(best, value)
             trial.report(value, step=epoch)
             if epoch < epochs and trial.should_prune():
@@ -64,9 +69,15 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
         if stored.get("failure"):  # diverged or out of memory: the objective itself ended it there
             state = optuna.trial.TrialState.PRUNED
         pruned += state == optuna.trial.TrialState.PRUNED
-        to_the_end += len(curve) if state == optuna.trial.TrialState.COMPLETE else 0
+        if state == optuna.trial.TrialState.COMPLETE:
+            spent_on["startup" if completed < STARTUP_TRIALS else "not_cut"] += ran
+            completed += 1
+        else:
+            warmup = warmup_epochs(patience, epochs, stored.get("init") or init)
+            spent_on["cut_warmup"] += min(ran, warmup)
+            spent_on["cut_after"] += max(0, ran - warmup)
         study.tell(trial, state=state, values=None if state == optuna.trial.TrialState.PRUNED else min(curve))
-    return {"epochs": spent, "best": best, "pruned": pruned, "to_the_end": to_the_end}
+    return {"epochs": spent, "best": best, "pruned": pruned, "spent_on": spent_on}
 
 
 def unpruned_winner(trials: list[dict]) -> dict:
@@ -161,8 +172,13 @@ def main() -> None:
                  sum(len(trial["val_losses"]) for trial in sweep["trials"]))
                 for sweep in stored["sweeps"]]
     ordered = [orders(sweep["trials"], args.orders, sweep["seed"]) for sweep in stored["sweeps"]]
+    warmup = warmup_epochs(stored["patience"], epochs, init)
+    floor = (STARTUP_TRIALS * epochs + (stored["trials"] - STARTUP_TRIALS) * warmup) / (stored["trials"] * epochs)
+    print(f"floor of the default pruners at this shape: {floor:.0%} of the epochs ({STARTUP_TRIALS} startup runs to "
+          f"the end, {warmup} epochs for every other run)")
     for name in args.pruners.split(","):
-        ratios, shares, full_shares, kept, worst = [], [], [], [], []
+        ratios, shares, kept, worst = [], [], [], []
+        spent_on = {part: [] for part in ("startup", "not_cut", "cut_warmup", "cut_after")}
         for position, sweep in enumerate(stored["sweeps"]):
             unpruned_best, total = unpruned[position]
             sweep_ratios, sweep_shares = [], []
@@ -172,24 +188,27 @@ def main() -> None:
                 else:
                     pruner = create_pruner(SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"],
                                                        min_delta=stored["min_delta"]))
-                result = replay(pruner, trials, epochs, init, f"replay-seed-{sweep['seed']}")
+                result = replay(pruner, trials, epochs, init, stored["patience"], f"replay-seed-{sweep['seed']}")
                 sweep_ratios.append(result["best"] / unpruned_best)
                 sweep_shares.append(result["epochs"] / total)
-                full_shares.append(result["to_the_end"] / total)
+                for part, spent in result["spent_on"].items():
+                    spent_on[part].append(spent / total)
             ratios.append(sweep_ratios[0])
             shares.append(statistics.mean(sweep_shares))
             kept.append(sum(ratio <= 1.01 for ratio in sweep_ratios))
             worst.append(max(sweep_ratios))
+        mean = {part: statistics.mean(values) for part, values in spent_on.items()}
+        where = (f"startup runs {mean['startup']:.1%}, later runs not cut {mean['not_cut']:.1%}, runs cut or failed "
+                 f"{mean['cut_warmup'] + mean['cut_after']:.1%} ({mean['cut_after']:.1%} past their warm-up)")
         if args.orders == 1:
             print(f"{name:>9}: best {', '.join(f'{r:.3f}x' for r in ratios)} (median {statistics.median(ratios):.3f}x, "
                   f"{sum(kept)}/{len(ratios)} within 1 %), epochs {statistics.mean(shares):.0%} "
-                  f"({', '.join(f'{s:.0%}' for s in shares)}; on runs not cut {statistics.mean(full_shares):.0%})")
+                  f"({', '.join(f'{s:.0%}' for s in shares)}; {where})")
         else:
             print(f"{name:>9}: best within 1 % in {sum(kept)}/{len(kept) * args.orders} sweeps x orders "
                   f"({', '.join(f'{k}/{args.orders}' for k in kept)}; worst {', '.join(f'{w:.2f}x' for w in worst)}), "
-                  f"epochs {statistics.mean(shares):.0%} ({', '.join(f'{s:.0%}' for s in shares)}; "
-                  f"on runs not cut {statistics.mean(full_shares):.0%}); own order: "
-                  f"{', '.join(f'{r:.3f}x' for r in ratios)}")
+                  f"epochs {statistics.mean(shares):.0%} ({', '.join(f'{s:.0%}' for s in shares)}; {where}); "
+                  f"own order: {', '.join(f'{r:.3f}x' for r in ratios)}")
 
 
 if __name__ == "__main__":

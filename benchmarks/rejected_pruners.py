@@ -11,7 +11,7 @@ import math
 
 import optuna
 
-from sweep.pruners import InitAwareMedianPruner, coming_down_from_a_spike
+from sweep.pruners import STARTUP_TRIALS, InitAwareMedianPruner, coming_down_from_a_spike
 
 
 class CatchUpPruner(optuna.pruners.BasePruner):
@@ -30,7 +30,7 @@ class CatchUpPruner(optuna.pruners.BasePruner):
     high learning rate settling late): no finished run's pace foretold it.
     """
 
-    def __init__(self, patience: int, epochs: int, n_startup_trials: int = 3):
+    def __init__(self, patience: int, epochs: int, n_startup_trials: int = STARTUP_TRIALS):
         del epochs  # every entry of REJECTED is built from (patience, epochs); this one needs no epochs
         self.n_warmup_steps = patience + 1
         self.n_startup_trials = n_startup_trials

@@ -32,6 +32,9 @@ class PlateauPruner(optuna.pruners.BasePruner):
         return plateau_epoch(val_losses, patience=self.patience, min_delta=self.min_delta) is not None
 
 
+# Finished runs a pruner waits for before it cuts any: with fewer, a percentile or a rung says little.
+STARTUP_TRIALS = 3
+
 # Trial user attr the objective sets once the model is built: "pretrained" or "random" (the initial weights).
 INIT_ATTR = "init"
 
@@ -73,6 +76,13 @@ def unsettled(trial: optuna.trial.FrozenTrial, within: int) -> bool:
                for earlier, later in _recent_moves(trial, within))
 
 
+def warmup_epochs(patience: int, epochs: int, init: str) -> int:
+    """Epochs a run trains before the default pruners may cut it, by its initial weights (see InitAwareMedianPruner)."""
+    if init == "pretrained":
+        return min(epochs, patience + 1)
+    return min(epochs, max(patience + 1, epochs // 3))
+
+
 class InitAwareMedianPruner(optuna.pruners.BasePruner):
     """Optuna's percentile rule, with a warm-up that depends on whether the trial started from pretrained weights.
 
@@ -90,13 +100,15 @@ class InitAwareMedianPruner(optuna.pruners.BasePruner):
     its val loss fell by ``RECOVERING_DROP`` or more, or rose by ``UNSETTLED_RISE`` or more (``unsettled``).
     """
 
-    def __init__(self, patience: int, epochs: int, n_startup_trials: int = 3, percentile: float = 50.0):
+    def __init__(self, patience: int, epochs: int, n_startup_trials: int = STARTUP_TRIALS,
+                 percentile: float = 50.0):
         # percentile: 50 is the median, 25 the ``quartile`` pruner; lower cuts more
         self.patience = patience
-        self.pretrained = optuna.pruners.PercentilePruner(percentile, n_startup_trials=n_startup_trials,
-                                                          n_warmup_steps=min(epochs, patience + 1))
+        self.pretrained = optuna.pruners.PercentilePruner(
+            percentile, n_startup_trials=n_startup_trials, n_warmup_steps=warmup_epochs(patience, epochs, "pretrained")
+        )
         self.random_init = optuna.pruners.PercentilePruner(
-            percentile, n_startup_trials=n_startup_trials, n_warmup_steps=min(epochs, max(patience + 1, epochs // 3))
+            percentile, n_startup_trials=n_startup_trials, n_warmup_steps=warmup_epochs(patience, epochs, "random")
         )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -144,12 +156,12 @@ def create_pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
         halving = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=config.patience + 1, reduction_factor=3, min_early_stopping_rate=0
         )
-        return StartupPruner(halving, n_startup_trials=3)
+        return StartupPruner(halving, n_startup_trials=STARTUP_TRIALS)
     if config.pruner == "hyperband":
         hyperband = optuna.pruners.HyperbandPruner(
             min_resource=min(config.epochs, config.patience + 1), max_resource=config.epochs, reduction_factor=3
         )
-        return StartupPruner(hyperband, n_startup_trials=3)
+        return StartupPruner(hyperband, n_startup_trials=STARTUP_TRIALS)
     if config.pruner == "patient":
         with warnings.catch_warnings():  # stable for years; the "experimental" notice only alarms users
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
