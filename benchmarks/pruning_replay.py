@@ -36,6 +36,7 @@ import optuna
 from rejected_pruners import REJECTED
 from sweep.config import PRUNERS, SweepConfig
 from sweep.pruners import INIT_ATTR, STARTUP_TRIALS, create_pruner, warmup_epochs
+from sweep.space import SCHEDULERS
 
 
 def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, init: str, patience: int,
@@ -53,7 +54,12 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
     # the end, and cut runs (their first warm-up epochs, then the rest).
     spent_on = {"startup": 0, "not_cut": 0, "cut_warmup": 0, "cut_after": 0}
     for stored in trials:
+        scheduler = stored["params"].get("scheduler")
+        if scheduler is not None:  # the default pruners read the trial's schedule, as in a sweep
+            study.enqueue_trial({"scheduler": scheduler})
         trial = study.ask()
+        if scheduler is not None:
+            trial.suggest_categorical("scheduler", SCHEDULERS)
         trial.set_user_attr(INIT_ATTR, stored.get("init") or init)
         curve = stored["val_losses"]
         state = optuna.trial.TrialState.COMPLETE

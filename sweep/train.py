@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sweep.space import step_lr_period
+
 
 # A mean training loss this large (logits ~1e4 apart) does not come back; under fp16 it is inf soon after.
 EXPLODED_LOSS = 1e4
@@ -90,7 +92,7 @@ def create_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, m
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_lr_period(epochs), gamma=0.1)
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=0.1, patience=1, threshold=min_delta, threshold_mode="rel"

@@ -7,7 +7,7 @@ import torch
 from sweep import space
 from sweep.config import SweepConfig, build_config
 from sweep.objective import Objective
-from sweep.pruners import INIT_ATTR, InitAwareMedianPruner, StartupPruner, create_pruner
+from sweep.pruners import INIT_ATTR, InitAwareMedianPruner, StartupPruner, before_first_lr_drop, create_pruner
 from sweep.worker import run_trials
 
 
@@ -179,6 +179,47 @@ def test_median_pruner_does_not_cut_a_run_that_overshoots_before_settling(pruner
     # patience = 2 epochs (2 and 3), and at epoch 4, without a large move since, it is cut.
     decisions = pretrained_run_decisions(study, [1.74, 2.22, 2.12, 2.10])
     assert decisions == [False, False, False, True]
+
+
+@pytest.mark.parametrize("pruner", ["median", "quartile"])
+@pytest.mark.parametrize("scheduler, cut_at", [("step", 9), ("cosine", 3), ("plateau", 3), ("none", 3)])
+def test_a_step_schedule_run_is_not_cut_before_its_first_lr_drop(pruner, scheduler, cut_at):
+    study = median_study_after_startup(epochs=24, pruner=pruner)
+    trial = study.ask()
+    trial.suggest_categorical("scheduler", [scheduler])  # as the objective suggests every param, fixed or not
+    trial.set_user_attr(INIT_ATTR, "pretrained")
+    for epoch in range(1, 25):
+        trial.report(5.0, epoch)
+        if trial.should_prune():
+            break
+    # step: LR x0.1 after epoch 8 (a third of 24), so epoch 9 is the first the run trains at the lower
+    # LR; every other schedule is judged once the plateau rule can (patience + 1 = 3)
+    assert epoch == cut_at
+
+
+def test_the_pruners_first_lr_drop_is_the_step_schedulers():
+    from sweep.train import create_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = create_scheduler(optimizer, "step", epochs=24)
+    lrs = []
+    for _ in range(24):  # the lr each epoch trains at, stepped after it as the epoch loop does
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    first_lowered = next(epoch for epoch, lr in enumerate(lrs, start=1) if lr < 0.1)
+
+    def step_run_after(epochs_trained: int) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(
+            params={"scheduler": "step"},
+            distributions={"scheduler": optuna.distributions.CategoricalDistribution(space.SCHEDULERS)},
+            intermediate_values={epoch: 1.0 for epoch in range(1, epochs_trained + 1)},
+            state=optuna.trial.TrialState.RUNNING,
+        )
+
+    assert first_lowered == 9
+    assert before_first_lr_drop(step_run_after(first_lowered - 1), epochs=24)
+    assert not before_first_lr_drop(step_run_after(first_lowered), epochs=24)
 
 
 def test_trial_records_whether_it_started_from_pretrained_weights(tmp_path):
