@@ -49,7 +49,7 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, pruner=pruner)
-    spent, best, pruned, completed = 0, math.inf, 0, 0
+    best, completed = math.inf, 0
     # Where the epochs went: runs to the end while fewer than STARTUP_TRIALS had finished, later runs to
     # the end, and cut runs (their first warm-up epochs, then the rest).
     spent_on = {"startup": 0, "not_cut": 0, "cut_warmup": 0, "cut_after": 0}
@@ -65,7 +65,6 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
         state = optuna.trial.TrialState.COMPLETE
         ran = 0
         for epoch, value in enumerate(curve, start=1):
-            spent += 1
             ran = epoch
             best = min(best, value)
             trial.report(value, step=epoch)
@@ -74,7 +73,6 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
                 break
         if stored.get("failure"):  # diverged or out of memory: the objective itself ended it there
             state = optuna.trial.TrialState.PRUNED
-        pruned += state == optuna.trial.TrialState.PRUNED
         if state == optuna.trial.TrialState.COMPLETE:
             spent_on["startup" if completed < STARTUP_TRIALS else "not_cut"] += ran
             completed += 1
@@ -83,7 +81,7 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
             spent_on["cut_warmup"] += min(ran, warmup)
             spent_on["cut_after"] += max(0, ran - warmup)
         study.tell(trial, state=state, values=None if state == optuna.trial.TrialState.PRUNED else min(curve))
-    return {"epochs": spent, "best": best, "pruned": pruned, "spent_on": spent_on}
+    return {"epochs": sum(spent_on.values()), "best": best, "spent_on": spent_on}
 
 
 def unpruned_winner(trials: list[dict]) -> dict:

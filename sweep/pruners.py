@@ -88,7 +88,7 @@ def before_first_lr_drop(trial: optuna.trial.FrozenTrial, epochs: int) -> bool:
     return trial.params.get("scheduler") == "step" and (trial.last_step or 0) <= step_lr_period(epochs)
 
 
-def warmup_epochs(patience: int, epochs: int, init: str) -> int:
+def warmup_epochs(patience: int, epochs: int, init: str | None) -> int:
     """Epochs a run trains before the default pruners may cut it, by its initial weights (see InitAwareMedianPruner)."""
     if init == "pretrained":
         return min(epochs, patience + 1)
@@ -118,18 +118,15 @@ class InitAwareMedianPruner(optuna.pruners.BasePruner):
         # percentile: 50 is the median, 25 the ``quartile`` pruner; lower cuts more
         self.patience = patience
         self.epochs = epochs
-        self.pretrained = optuna.pruners.PercentilePruner(
-            percentile, n_startup_trials=n_startup_trials, n_warmup_steps=warmup_epochs(patience, epochs, "pretrained")
-        )
-        self.random_init = optuna.pruners.PercentilePruner(
-            percentile, n_startup_trials=n_startup_trials, n_warmup_steps=warmup_epochs(patience, epochs, "random")
-        )
+        # the warm-up depends on the trial, so it is checked in prune(), with the other holds
+        self.percentile = optuna.pruners.PercentilePruner(percentile, n_startup_trials=n_startup_trials)
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        if unsettled(trial, within=self.patience) or before_first_lr_drop(trial, self.epochs):
+        warmup = warmup_epochs(self.patience, self.epochs, trial.user_attrs.get(INIT_ATTR))
+        if ((trial.last_step or 0) < warmup or before_first_lr_drop(trial, self.epochs)
+                or unsettled(trial, within=self.patience)):
             return False
-        chosen = self.pretrained if trial.user_attrs.get(INIT_ATTR) == "pretrained" else self.random_init
-        return chosen.prune(study, trial)
+        return self.percentile.prune(study, trial)
 
 
 class StartupPruner(optuna.pruners.BasePruner):
