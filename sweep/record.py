@@ -1,0 +1,131 @@
+"""A trial's record: the one reader and writer of the user attrs the objective leaves on a trial.
+
+Everything else (status, progress lines, dashboard notes, the analysis) reads trials through
+``TrialRecord.from_trial``, so an attr's name and shape live here only. No torch: ``sweep status``,
+``analyze`` and ``dashboard`` import this.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+
+# User attr names, written only by ``TrialWriter``.
+HISTORY = "history"  # [{epoch, train_loss, val_loss, val_acc, lr, seconds}], epochs from 1
+FAILURE = "failure"  # why the trial stopped early: "oom", "nan_loss", ...
+PRUNED_AT = "pruned_at"  # the epoch it stopped at
+INIT = "init"  # "pretrained" or "random": the weights it started from
+HOLD_UNTIL = "hold_until"  # the first epoch at which a pruner may judge its rank
+WORKER = "worker"  # {host, pid, device}
+COMPILE_SECONDS = "compile_seconds"
+BASELINE = "baseline"  # set on the enqueued baseline trial
+
+
+def _float(value: Any) -> float | None:
+    """A stored number as a float (NaN and inf kept: a diverged epoch says so); None where it is not one."""
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _epoch_row(row: dict) -> dict:
+    """One history row with every value but the epoch number as a float or None: the only coercion of a curve."""
+    return {key: int(value) if key == "epoch" else _float(value) for key, value in row.items()}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What is known about one trial, read from the study; plain data, no storage handle."""
+
+    number: int
+    state: str  # "COMPLETE" | "PRUNED" | "FAIL" | "RUNNING" | "WAITING"
+    params: dict[str, Any]
+    history: list[dict] = field(default_factory=list)
+    value: float | None = None
+    failure: str | None = None
+    pruned_at: int | None = None
+    init: str | None = None
+    hold_until: int | None = None
+    worker: dict = field(default_factory=dict)
+    is_baseline: bool = False
+    started: str | None = None  # ISO time the trial started
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    @classmethod
+    def from_trial(cls, trial: optuna.trial.FrozenTrial) -> "TrialRecord":
+        attrs = trial.user_attrs
+        values = trial.values
+        return cls(
+            number=trial.number,
+            state=trial.state.name,
+            params=dict(trial.params),
+            history=_history(trial),
+            value=float(values[0]) if values else None,
+            failure=attrs.get(FAILURE),
+            pruned_at=attrs.get(PRUNED_AT),
+            init=attrs.get(INIT),
+            hold_until=attrs.get(HOLD_UNTIL),
+            worker=dict(attrs.get(WORKER) or {}),
+            is_baseline=bool(attrs.get(BASELINE)),
+            started=trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
+        )
+
+
+def _history(trial: optuna.trial.FrozenTrial) -> list[dict]:
+    history = trial.user_attrs.get(HISTORY)
+    if isinstance(history, str):
+        history = json.loads(history)
+    if history:
+        return [_epoch_row(dict(row)) for row in history]
+    # A trial stopped before it wrote its history still reported val_loss to the pruner: use that.
+    return [{"epoch": int(step), "val_loss": float(value)} for step, value in sorted(trial.intermediate_values.items())]
+
+
+def hold_until(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The trial's own hold for the pruner, without reading the rest of its record (the pruner asks every epoch)."""
+    value = trial.user_attrs.get(HOLD_UNTIL)
+    return int(value) if value is not None else None
+
+
+class TrialWriter:
+    """Writes a running trial's record; the objective's only way to set user attrs."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+        self.history: list[dict] = []
+
+    def started(self, worker: dict) -> None:
+        self.trial.set_user_attr(WORKER, worker)
+
+    def built(self, init: str, hold_until: int) -> None:
+        self.trial.set_user_attr(INIT, init)
+        self.trial.set_user_attr(HOLD_UNTIL, int(hold_until))
+
+    def epoch(self, row: dict) -> None:
+        self.history.append(row)
+        self.trial.set_user_attr(HISTORY, self.history)
+
+    def compile_seconds(self, seconds: float) -> None:
+        self.trial.set_user_attr(COMPILE_SECONDS, round(seconds, 3))
+
+    def stopped(self, epoch: int, failure: str | None = None) -> None:
+        if failure is not None:
+            self.trial.set_user_attr(FAILURE, failure)
+        self.trial.set_user_attr(PRUNED_AT, int(epoch))
+
+
+def records_from_trials(trials: list[optuna.trial.FrozenTrial]) -> list[TrialRecord]:
+    return [TrialRecord.from_trial(trial) for trial in trials]
