@@ -21,15 +21,16 @@ from optuna.distributions import (
 )
 
 from sweep import space as space_module
+from sweep.errors import UsageError
+from sweep.pruning import PRUNERS
 
 OPTIMIZERS = ("sgd", "adamw")
-PRUNERS = ("quartile", "median", "asha", "hyperband", "patient", "plateau", "none")
 
 CONFIG_ATTR = "sweep_config"
 CONFIG_VERSION = 1
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config value or file we cannot accept; the message names the value and what is accepted."""
 
 

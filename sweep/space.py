@@ -14,6 +14,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from sweep.errors import UsageError
+
 SCHEDULERS = ("none", "cosine", "step", "plateau")
 MAX_FROZEN_STAGES = 4
 
@@ -23,7 +25,7 @@ def step_lr_period(epochs: int) -> int:
     return max(1, epochs // 3)
 
 
-class SpaceError(ValueError):
+class SpaceError(UsageError):
     """A search-space value a user wrote that we cannot accept; the message names it."""
 
 

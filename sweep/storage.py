@@ -10,6 +10,8 @@ from datetime import datetime
 
 import optuna
 import sqlalchemy.exc
+
+from sweep.errors import SweepFailed
 from sqlalchemy.engine import make_url
 
 DEFAULT_STORAGE = "sqlite:///plateau-sweep.db"
@@ -30,7 +32,7 @@ log = logging.getLogger("sweep")
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
 
 
-class StorageError(RuntimeError):
+class StorageError(SweepFailed):
     """The storage cannot be opened; the message carries the masked URL and the reason."""
 
 

@@ -6,18 +6,20 @@ import shlex
 
 import optuna
 
+from sweep.errors import UsageError
 from sweep.config import CONFIG_ATTR, FIXED_KEYS, SweepConfig
-from sweep.pruners import create_pruner, create_sampler
+from sweep.pruning import create_pruner
+from sweep.sampler import create_sampler
 
 BASELINE_ATTR = "baseline"
 
 
-class StudyConfigMismatch(ValueError):
+class StudyConfigMismatch(UsageError):
     """``sweep start`` on an existing study with other settings than it was created with."""
 
 
-class StudyNotFound(LookupError):
-    pass
+class StudyNotFound(UsageError):
+    """No such study, or one not made by `sweep start`."""
 
 
 def create_or_resume(
@@ -27,8 +29,7 @@ def create_or_resume(
 
     Returns ``(study, created)``. A different trial budget is allowed on resume and updates the study.
     """
-    names = {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if study_name in names:
+    if exists(storage, study_name):
         study = _open(storage, study_name, config)
         stored = stored_config(study)
         differences = stored.differences(config)
@@ -53,6 +54,10 @@ def create_or_resume(
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     study.enqueue_trial(config.baseline, user_attrs={BASELINE_ATTR: True})
     return study, True
+
+
+def exists(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
+    return study_name in {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
 
 
 def resume_flags(stored: SweepConfig, differences: list[str]) -> str:
