@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 from sweep.analysis import analyze, render_html, render_text
-from sweep.analysis.synthetic import synthetic_records
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic sweeps are test fixtures
+from synthetic_studies import synthetic_records  # noqa: E402
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sweep.analysis import TrialRecord, analyze, classify_curve, records_from_study, render_text
-from sweep.analysis.synthetic import SPACE, synthetic_records
+from synthetic_studies import SPACE, synthetic_records
 
 NAN = float("nan")
 

@@ -23,7 +23,7 @@ from sweep.analysis import (
     render_html,
     render_text,
 )
-from sweep.analysis.synthetic import SPACE, synthetic_records
+from synthetic_studies import SPACE, synthetic_records
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -1,4 +1,4 @@
-"""Synthetic sweeps with a known answer: curves drawn from a rule, for tests, benchmarks and demos."""
+"""Synthetic sweeps with a known answer, curves drawn from a rule: test and benchmark fixtures, not shipped."""
 
 from __future__ import annotations
 
