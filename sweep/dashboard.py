@@ -13,12 +13,10 @@ import optuna_dashboard
 import plotly.graph_objects as go
 
 from sweep.analysis import classify_curve
+from sweep.record import FINISHED_STATES, TrialRecord
 
 log = logging.getLogger("sweep")
 
-FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 # Last line of every note we write: a note that ends otherwise was written (or edited) by a person and is left alone.
 NOTE_MARK = "_Written by plateau-sweep; remove this line to keep your edits._"
 
@@ -35,17 +33,9 @@ class _TrialRef:
         return self.study._storage
 
 
-def _history(trial: optuna.trial.FrozenTrial) -> list[dict]:
-    """The per-epoch history the objective records; the pruner's val losses where none was written."""
-    history = trial.user_attrs.get("history")
-    if history:
-        return [dict(row) for row in history]
-    return [{"epoch": int(step), "val_loss": value} for step, value in sorted(trial.intermediate_values.items())]
-
-
-def curve_figure(trial: optuna.trial.FrozenTrial, verdict) -> go.Figure:
+def curve_figure(record: TrialRecord, verdict) -> go.Figure:
     """Train and validation loss per epoch, with the plateau epoch marked."""
-    history = _history(trial)
+    history = record.history
     epochs = [row["epoch"] for row in history]
     figure = go.Figure()
     if any("train_loss" in row for row in history):
@@ -56,20 +46,20 @@ def curve_figure(trial: optuna.trial.FrozenTrial, verdict) -> go.Figure:
     if verdict.plateau_epoch is not None:
         figure.add_vline(x=verdict.plateau_epoch, line_dash="dash",
                          annotation_text=f"plateau from epoch {verdict.plateau_epoch}")
-    figure.update_layout(title=f"Trial {trial.number}: {verdict.verdict}", xaxis_title="epoch", yaxis_title="loss")
+    figure.update_layout(title=f"Trial {record.number}: {verdict.verdict}", xaxis_title="epoch", yaxis_title="loss")
     return figure
 
 
-def trial_note(trial: optuna.trial.FrozenTrial, verdict, figure_id: str) -> str:
+def trial_note(record: TrialRecord, verdict, figure_id: str) -> str:
     """Markdown: verdict, plateau epoch, why, and the curve as a table (the figure is on the study page)."""
-    history = _history(trial)
+    history = record.history
     lines = [
-        f"## Trial {trial.number}: verdict **{verdict.verdict}**",
+        f"## Trial {record.number}: verdict **{verdict.verdict}**",
         "",
         f"- plateau epoch: {verdict.plateau_epoch if verdict.plateau_epoch is not None else 'none'}",
-        f"- state: {trial.state.name}"
-        + (f", stopped at epoch {trial.user_attrs['pruned_at']}" if trial.user_attrs.get("pruned_at") else "")
-        + (f" ({trial.user_attrs['failure']})" if trial.user_attrs.get("failure") else ""),
+        f"- state: {record.state}"
+        + (f", stopped at epoch {record.pruned_at}" if record.pruned_at else "")
+        + (f" ({record.failure})" if record.failure else ""),
     ]
     reason = verdict.evidence.get("reason")
     if reason:
@@ -95,16 +85,16 @@ def _is_ours(note: str) -> bool:
 
 def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patience: int, min_delta: float) -> bool:
     """Note and curve figure of one finished trial; False when a person's note is there (left alone)."""
-    if trial.state.name not in FINISHED_STATES:
+    record = TrialRecord.from_trial(trial)
+    if not record.finished:
         return False
     reference = _TrialRef(study, trial._trial_id)
     if not _is_ours(optuna_dashboard.get_note(reference)):
         return False
-    verdict = classify_curve(_history(trial), patience=patience, min_delta=min_delta,
-                             failure=trial.user_attrs.get("failure"))
-    figure_id = f"trial-{trial.number}-curves"
-    optuna_dashboard.save_plotly_graph_object(study, curve_figure(trial, verdict), graph_object_id=figure_id)
-    optuna_dashboard.save_note(reference, trial_note(trial, verdict, figure_id))
+    verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
+    figure_id = f"trial-{record.number}-curves"
+    optuna_dashboard.save_plotly_graph_object(study, curve_figure(record, verdict), graph_object_id=figure_id)
+    optuna_dashboard.save_note(reference, trial_note(record, verdict, figure_id))
     return True
 
 
@@ -135,11 +125,8 @@ def write_study_note(study: optuna.Study, config, result: dict | None = None) ->
         summary = "No finished trials yet."
     doctor = study.user_attrs.get("doctor")
     if doctor:
-        from sweep.doctor import SYMBOLS
-
         doctor_lines = [f"**{doctor['verdict']}** ({doctor.get('source', '')}, {doctor.get('at', '')})", ""]
-        doctor_lines += [f"- {SYMBOLS.get(c['verdict'], '?')} `{c['name']}` {c['verdict']}: {c['message']}"
-                         for c in doctor["checks"]]
+        doctor_lines += [f"- `{c['name']}` **{c['verdict']}**: {c['message']}" for c in doctor["checks"]]
     else:
         doctor_lines = ["Not run on this study yet: `sweep doctor --study " + study.study_name + "`."]
     body = "\n".join([f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "",
@@ -178,3 +165,26 @@ def is_loopback(host: str) -> bool:
 def serve(storage: optuna.storages.BaseStorage, host: str, port: int) -> None:
     """optuna-dashboard's own server (blocks until interrupted)."""
     optuna_dashboard.run_server(storage, host=host, port=port)
+
+
+def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> None:
+    """``sweep dashboard``: bring the study's notes and curves up to date, then serve until interrupted."""
+    from sweep import study as study_module
+    from sweep.errors import UsageError
+    from sweep.storage import mask_url, open_storage
+
+    try:
+        check_bind(host, port)
+    except OSError as error:
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error}); "
+                         "choose a free --port, and a --host that is an address of this machine") from None
+    storage = open_storage(storage_url)
+    study, config = study_module.load(storage, study_name)
+    log.info("notes and curves written for %d trial(s) of study %r", sync(study, config), study_name)
+    if not is_loopback(host):
+        log.warning("listening on %s: anyone who can reach this machine sees the dashboard (it has no login)", host)
+    log.info("optuna-dashboard for %s on http://%s:%d/dashboard (Ctrl-C stops it)", mask_url(storage_url), host, port)
+    try:
+        serve(storage, host, port)
+    except KeyboardInterrupt:
+        pass

@@ -6,7 +6,7 @@ import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweep.train import EpochRecord
+from sweep.record import TrialRecord
 
 
 def describe_params(params: dict) -> str:
@@ -17,19 +17,17 @@ def describe_params(params: dict) -> str:
 
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
-    history = trial.user_attrs.get("history", [])
-    epochs = len(history)
-    if trial.state == optuna.trial.TrialState.COMPLETE:
-        outcome = f"best val_loss {trial.value:.4f} after {epochs} epochs"
-    elif trial.state == optuna.trial.TrialState.PRUNED:
-        failure = trial.user_attrs.get("failure")
-        at = trial.user_attrs.get("pruned_at", epochs)
-        outcome = f"stopped at epoch {at}: {failure}" if failure else f"pruned at epoch {at}"
-        if history:
-            outcome += f" (val_loss {history[-1]['val_loss']:.4f})"
+    record = TrialRecord.from_trial(trial)
+    if record.state == "COMPLETE":
+        outcome = f"best val_loss {record.value:.4f} after {record.epochs_done} epochs"
+    elif record.state == "PRUNED":
+        at = record.pruned_at if record.pruned_at is not None else record.epochs_done
+        outcome = f"stopped at epoch {at}: {record.failure}" if record.failure else f"pruned at epoch {at}"
+        if record.history:
+            outcome += f" (val_loss {record.history[-1]['val_loss']:.4f})"
     else:
-        outcome = trial.state.name.lower()
-    return f"trial {trial.number} {outcome}"
+        outcome = record.state.lower()
+    return f"trial {record.number} {outcome}"
 
 
 class SweepProgress:
@@ -66,7 +64,7 @@ class SweepProgress:
     def trial_started(self, number: int, params: dict) -> None:
         self._progress.update(self._epochs, description=f"trial {number}", completed=0, note=describe_params(params))
 
-    def epoch_done(self, number: int, record: EpochRecord, epochs: int) -> None:
+    def epoch_done(self, number: int, record, epochs: int) -> None:  # record: sweep.train.EpochRecord
         self._progress.update(
             self._epochs, completed=record.epoch,
             note=f"val_loss {record.val_loss:.4f} acc {record.val_acc:.2f} ({record.seconds:.1f}s/epoch)",

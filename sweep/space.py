@@ -36,6 +36,7 @@ class ParamSpec:
     name: str
     kind: str  # "float" (range or single value), "int" (range, list or value), "choice" (list)
     accepted: str  # shown in errors and --help
+    help: str = ""  # what the knob is, for --help
     log: bool = False
     minimum: float | None = None  # inclusive lower bound of any value
     exclusive_minimum: bool = False
@@ -53,19 +54,20 @@ PARAMS: dict[str, ParamSpec] = {
     spec.name: spec
     for spec in (
         ParamSpec("lr", "float", "a positive float or a LOW:HIGH range, e.g. 1e-5:1e-1 (log scale)",
-                  log=True, minimum=0.0, exclusive_minimum=True, maximum=10.0),
+                  log=True, minimum=0.0, exclusive_minimum=True, maximum=10.0, help="Learning rate."),
         ParamSpec("batch_size", "choice", "a comma-separated list of integers >= 2, e.g. 16,32,64",
-                  integer_choices=True, minimum=2),
+                  integer_choices=True, minimum=2, help="Batch size."),
         ParamSpec("dropout", "float", "a float in [0, 1) or a LOW:HIGH range, e.g. 0:0.5",
-                  minimum=0.0, maximum=1.0, exclusive_maximum=True),
+                  minimum=0.0, maximum=1.0, exclusive_maximum=True, help="Dropout before the new head."),
         ParamSpec("weight_decay", "float",
                   "a float >= 0 or a LOW:HIGH range of positive floats, e.g. 1e-6:1e-2 (log scale)",
-                  log=True, minimum=0.0, maximum=1.0),
+                  log=True, minimum=0.0, maximum=1.0, help="Weight decay."),
         ParamSpec("scheduler", "choice", "a comma-separated list of " + ", ".join(SCHEDULERS),
-                  choices=SCHEDULERS),
+                  choices=SCHEDULERS, help="LR scheduler."),
         ParamSpec("frozen_stages", "int",
                   f"an integer 0..{MAX_FROZEN_STAGES}, a range such as 0:4, or a list such as 0,2,4",
-                  minimum=0, maximum=MAX_FROZEN_STAGES),
+                  minimum=0, maximum=MAX_FROZEN_STAGES,
+                  help="Number of frozen ResNet stages (1 = stem+layer1 ... 4 = all but the head)."),
     )
 }
 

@@ -6,38 +6,44 @@ from collections import Counter
 
 import optuna
 
+from sweep.analysis.curves import classify_curve
 from sweep.config import SweepConfig
-from sweep.worker import BUDGET_STATES
+from sweep.record import TrialRecord
+from sweep.storage import GRACE_PERIOD, heartbeat_ages, open_storage
+from sweep.study import BUDGET_STATES, load
+
+
+def status_text(storage_url: str, study_name: str) -> str:
+    """``sweep status``: the study's progress as text."""
+    storage = open_storage(storage_url)
+    study, config = load(storage, study_name)
+    return render_status(study_status(study, config, storage=storage))
 
 
 def study_status(study: optuna.Study, config: SweepConfig, storage: optuna.storages.BaseStorage | None = None) -> dict:
-    from sweep.analysis import classify_curve
-    from sweep.storage import GRACE_PERIOD, heartbeat_ages
-
     heartbeats = heartbeat_ages(storage, study) if storage is not None else {}
-
     trials = study.get_trials(deepcopy=False)
-    states = Counter(trial.state.name for trial in trials)
+    records = [TrialRecord.from_trial(trial) for trial in trials]
+    states = Counter(record.state for record in records)
+    budget_states = {state.name for state in BUDGET_STATES}
     verdicts = Counter(
-        classify_curve(
-            trial.user_attrs.get("history", []), patience=config.patience, min_delta=config.min_delta,
-            failure=trial.user_attrs.get("failure"),
-        ).verdict
-        for trial in trials
-        if trial.state in BUDGET_STATES
+        classify_curve(record.history, patience=config.patience, min_delta=config.min_delta,
+                       failure=record.failure).verdict
+        for record in records
+        if record.state in budget_states
     )
-    completed = [trial for trial in trials if trial.state == optuna.trial.TrialState.COMPLETE]
-    best = min(completed, key=lambda trial: trial.value) if completed else None
+    completed = [record for record in records if record.state == "COMPLETE"]
+    best = min(completed, key=lambda record: record.value) if completed else None
     running = [
         {
-            "number": trial.number,
-            "epochs_done": len(trial.user_attrs.get("history", [])),
-            "worker": trial.user_attrs.get("worker", {}),
-            "started": trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
-            "heartbeat_age": heartbeats.get(trial.number),
+            "number": record.number,
+            "epochs_done": record.epochs_done,
+            "worker": record.worker,
+            "started": record.started,
+            "heartbeat_age": heartbeats.get(record.number),
         }
-        for trial in trials
-        if trial.state == optuna.trial.TrialState.RUNNING
+        for record in records
+        if record.state == "RUNNING"
     ]
     # A worker is alive while the trial it runs beats within the grace period (Optuna's own staleness rule).
     alive = {

@@ -6,12 +6,14 @@ import shlex
 
 import optuna
 
-from sweep.errors import UsageError
 from sweep.config import CONFIG_ATTR, FIXED_KEYS, SweepConfig
+from sweep.errors import UsageError
+from sweep.record import BASELINE, TrialRecord
 from sweep.pruning import create_pruner
 from sweep.sampler import create_sampler
 
-BASELINE_ATTR = "baseline"
+# The budget counts trials that ended with a verdict; crashed (FAIL) trials are retried instead.
+BUDGET_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 class StudyConfigMismatch(UsageError):
@@ -52,8 +54,12 @@ def create_or_resume(
         pruner=create_pruner(config),
     )
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
-    study.enqueue_trial(config.baseline, user_attrs={BASELINE_ATTR: True})
+    study.enqueue_trial(config.baseline, user_attrs={BASELINE: True})
     return study, True
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=BUDGET_STATES))
 
 
 def exists(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
@@ -87,7 +93,7 @@ def stored_config(study: optuna.Study) -> SweepConfig:
         ) from None
 
 
-def load(storage: optuna.storages.BaseStorage, study_name: str, worker_index: int = 0) -> tuple[optuna.Study, SweepConfig]:
+def load(storage: optuna.storages.BaseStorage, study_name: str, worker: str = "") -> tuple[optuna.Study, SweepConfig]:
     """An existing study with its config, its sampler and pruner: all a worker needs."""
     try:
         config = stored_config(optuna.load_study(study_name=study_name, storage=storage))
@@ -95,24 +101,22 @@ def load(storage: optuna.storages.BaseStorage, study_name: str, worker_index: in
         raise StudyNotFound(
             f"no study named {study_name!r} in this storage: create it with `sweep start --study {study_name}`"
         ) from None
-    return _open(storage, study_name, config, worker_index), config
+    return _open(storage, study_name, config, worker), config
 
 
-def _open(storage, study_name: str, config: SweepConfig, worker_index: int = 0) -> optuna.Study:
-    """A handle on the study with the sampler and pruner the config asks for."""
-    return optuna.load_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=create_sampler(config, worker_index),
-        pruner=create_pruner(config),
-    )
+def _open(storage, study_name: str, config: SweepConfig, worker: str = "") -> optuna.Study:
+    """A handle on the study with the pruner the config asks for and a sampler seeded for this worker."""
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=create_pruner(config))
+    study.sampler = create_sampler(config, worker, trials_so_far=len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def baseline_number(trials: list[optuna.trial.FrozenTrial]) -> int:
     """Number of the trial that ran the baseline (a retried baseline counts too); 0 if none is marked."""
     for trial in trials:
-        if trial.user_attrs.get(BASELINE_ATTR) and trial.state.is_finished() and trial.state.name != "FAIL":
-            return trial.number
+        record = TrialRecord.from_trial(trial)
+        if record.is_baseline and record.state in ("COMPLETE", "PRUNED"):
+            return record.number
     return 0
 
 

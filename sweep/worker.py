@@ -1,10 +1,14 @@
-"""The ask-train-tell loop: run trials of a study until its global trial budget is met."""
+"""A worker: the ask-train-tell loop over a study's global trial budget, and the stop signals that end it cleanly."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import time
 import warnings
+from contextlib import contextmanager
 
 import optuna
 import torch
@@ -15,18 +19,87 @@ from sweep.config import SweepConfig
 from sweep.logs import NoTracebackOnInterrupt
 from sweep.objective import Objective
 from sweep.storage import (
-    HEARTBEAT_INTERVAL, MAX_RETRY, OUTAGE_ERRORS, describe_error, storage_reachable, wait_for_storage,
+    HEARTBEAT_INTERVAL, MAX_RETRY, OUTAGE_ERRORS, describe_error, mask_url, open_storage, storage_reachable,
+    wait_for_storage,
 )
+from sweep.study import BUDGET_STATES, finished_count
 
 log = logging.getLogger("sweep")
 
-# The budget counts trials that ended with a verdict; crashed (FAIL) trials are retried instead.
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# What ends a command as Ctrl-C does: `timeout`, systemd, Slurm's scancel and Kubernetes send SIGTERM; a closed
+# terminal sends SIGHUP.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=BUDGET_STATES))
+class Interrupted(Exception):
+    """A stop signal ended the command; the trial it cut short is FAIL and queued again for any worker."""
 
+    def __init__(self, signum: int, trial: int | None = None):
+        super().__init__(signum, trial)
+        self.signum = signum
+        self.trial = trial
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP
+
+    def __str__(self) -> str:
+        cut = f"trial {self.trial} failed and queued again; " if self.trial is not None else ""
+        return (f"interrupted by {signal.Signals(self.signum).name}: {cut}finished trials are kept; "
+                "run the same command to resume")
+
+
+@contextmanager
+def stop_signals():
+    """Inside the block SIGINT, SIGTERM and SIGHUP stop the running trial as Ctrl-C does; ``Interrupted`` leaves it."""
+    caught: list[int] = []
+
+    def stop(signum, frame):
+        for name in STOP_SIGNALS:  # a second signal must not cut short the clean-up of the first
+            signal.signal(name, signal.SIG_IGN)
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {name: signal.signal(name, stop) for name in STOP_SIGNALS}
+    try:
+        yield
+    except KeyboardInterrupt as error:
+        raise Interrupted(caught[0] if caught else signal.SIGINT, getattr(error, "trial", None)) from None
+    finally:
+        for name, handler in previous.items():
+            signal.signal(name, handler)
+
+
+def worker_name(worker_index: int | None = None) -> str:
+    """What tells this worker from every other on any host: host, pid and the launcher's index if any."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    return name if worker_index is None else f"{name}:{worker_index}"
+
+
+def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_trials: int | None = None,
+               until_done: bool = False, worker_index: int | None = None, quiet: bool = False) -> str:
+    """Join an existing study and run its trials until its budget (or ``max_trials``) is done; a one-line summary.
+
+    Raises ``Interrupted`` on a stop signal, after its running trial is failed and queued again.
+    """
+    from rich.console import Console
+
+    from sweep import study as study_module
+    from sweep.dashboard import TrialNotes
+    from sweep.progress import SweepProgress
+
+    name = worker_name(worker_index)
+    storage = open_storage(storage_url)
+    study, config = study_module.load(storage, study_name, worker=name)
+    log.info("worker %s joined study %r in %s: %d/%d trials finished; training on %s",
+             name, study_name, mask_url(storage_url), finished_count(study), config.n_trials, device)
+    # One line per trial, never live bars: workers share a terminal or a container log.
+    console = Console(stderr=True, force_terminal=False)
+    with stop_signals(), SweepProgress(config.n_trials, finished_count(study), config.epochs, quiet=quiet,
+                                       console=console) as progress:
+        ran = run_trials(study, config, device, storage=storage, progress=progress, max_trials=max_trials,
+                         until_done=until_done, callbacks=(TrialNotes(config.patience, config.min_delta),))
+    return f"worker {name} done: {ran} trials here, {finished_count(study)}/{config.n_trials} in the study"
 
 def _room(study: optuna.Study) -> tuple[int, set[int]]:
     """(finished count, numbers of the running trials): a new trial may start only while finished + running < budget."""
@@ -102,8 +175,8 @@ def run_trials(
                         if "number" not in current:  # between Optuna's ask and our objective: the gate is still ours
                             _fail_unadmitted(study, running_before)
                         raise
-        except KeyboardInterrupt:
-            _requeue_interrupted(study, current.get("number"))
+        except KeyboardInterrupt as interrupt:
+            interrupt.trial = _requeue_interrupted(study, current.get("number"))
             raise
         except Exception as error:
             # Optuna's own error handling can fail with another exception type while the database is
@@ -136,14 +209,18 @@ def _fail_unadmitted(study: optuna.Study, running_before: set[int]) -> None:
             log.warning("trial %d interrupted before it started: marked failed", trial.number)
 
 
-def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:
-    """The trial a Ctrl-C or SIGTERM stopped is FAIL (Optuna's doing); queue its params again for any worker."""
+def _requeue_interrupted(study: optuna.Study, number: int | None) -> int | None:
+    """The trial a stop signal cut short is FAIL (Optuna's doing); queue its params again for any worker.
+
+    Returns its number when it was queued again.
+    """
     if number is None:
-        return
+        return None
     try:
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
         if trial.state == TrialState.FAIL:
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
-            log.warning("trial %d interrupted: marked failed, its params are queued again", number)
+            return number
     except Exception as error:  # interrupted while the database is away: the heartbeat check retries it later
         log.warning("trial %d interrupted; could not queue it again: %s", number, describe_error(error))
+    return None

@@ -124,7 +124,7 @@ def test_compile_is_a_fixed_setting_with_a_default_for_old_studies():
 def test_compile_flag_reaches_the_config(monkeypatch):
     from click.testing import CliRunner
 
-    from sweep import cli
+    from sweep import cli, config
 
     seen = {}
 
@@ -132,7 +132,7 @@ def test_compile_flag_reaches_the_config(monkeypatch):
         seen.update(overrides)
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli, "_build_config", capture)
+    monkeypatch.setattr(config, "build_config", capture)
     result = CliRunner().invoke(cli.main, ["start", "--study", "s", "--storage", "sqlite:///:memory:", "--compile"])
     assert result.exit_code == 0, result.output
     assert seen["compile"] is True

@@ -1,0 +1,174 @@
+"""What the commands do, one function each, callable without click: start a sweep, check a setup, analyse a study.
+
+``sweep worker``, ``status`` and ``dashboard`` have theirs beside what they run (worker.py, status.py, dashboard.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from sweep import space
+from sweep import study as study_module
+from sweep.config import SweepConfig
+from sweep.errors import SweepFailed, UsageError
+from sweep.storage import mask_secrets, mask_url, open_storage
+from sweep.study import finished_count
+
+log = logging.getLogger("sweep")
+
+
+class SetupProblem(SweepFailed):
+    """The quick doctor found a problem in the sweep's own setup; nothing was trained."""
+
+
+def start_sweep(study_name: str, storage_url: str, config: SweepConfig, *, device: torch.device, workers: int = 1,
+                doctor: bool = True, quiet: bool = False) -> str:
+    """Run (or resume) the sweep; returns what the command prints: the analysis, or how to start workers.
+
+    ``workers``: 1 trains in this process, N > 1 starts N local worker processes, 0 only creates the
+    study and queues the baseline. Raises ``worker.Interrupted`` on a stop signal.
+    """
+    for problem in space.check_baseline(config.baseline, config.space):
+        log.warning("baseline %s: it runs as given, but the sweep won't sample there", problem)
+    report = check_before_start(config, device, quiet) if doctor else check_data_and_weights(config)
+    storage = open_storage(storage_url)
+    study, created = study_module.create_or_resume(storage, study_name, config)
+    if report is not None:
+        store_doctor(study, config, report)
+    verb = "created" if created else f"resumed ({finished_count(study)}/{config.n_trials} trials done)"
+    where = mask_url(storage_url)
+    if workers == 0:
+        log.info("study %r %s in %s; no workers started here", study_name, verb, where)
+        return (f"study {study_name!r} ready: start workers with\n"
+                f"  SWEEP_STORAGE='{where}' sweep worker --study {study_name} --until-done")
+    if workers > 1:
+        from sweep.launcher import run_local_workers
+
+        log.info("study %r %s in %s; %d local workers", study_name, verb, where, workers)
+        run_local_workers(study_name, storage_url, workers, device, quiet)
+    else:
+        log.info("study %r %s in %s; training on %s", study_name, verb, where, device)
+        _run_here(study, config, device, storage, quiet)
+    return finish(study, config)
+
+
+def _run_here(study, config: SweepConfig, device: torch.device, storage, quiet: bool) -> None:
+    from sweep.dashboard import TrialNotes
+    from sweep.progress import SweepProgress
+    from sweep.worker import run_trials, stop_signals
+
+    with stop_signals(), SweepProgress(config.n_trials, finished_count(study), config.epochs, quiet=quiet) as progress:
+        run_trials(study, config, device, storage=storage, progress=progress,
+                   callbacks=(TrialNotes(config.patience, config.min_delta),))
+
+
+def finish(study, config: SweepConfig) -> str:
+    """The analysis as text, also written to the study's dashboard note."""
+    from sweep import analysis
+
+    result, _, _ = study_module.analyze_study(study, config)
+    write_study_note(study, config, result)
+    return analysis.render_text(result)
+
+
+def check_data_and_weights(config: SweepConfig) -> None:
+    """Without the doctor: load the data and weights once, so a bad --data or --weights fails in one line."""
+    from sweep.trial import check_setup
+
+    try:
+        check_setup(config)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(mask_secrets(str(error)).splitlines()[0]) from None
+
+
+def check_before_start(config: SweepConfig, device: torch.device, quiet: bool) -> dict:
+    """The doctor's quick checks on the sweep's own setup; a problem stops the sweep before any training."""
+    from sweep import doctor
+
+    report = doctor.run_doctor(config=config, device=device, quick=True)
+    if report["verdict"] == "problem":
+        raise SetupProblem(doctor.render_text(report)
+                           + "\nsweep start stopped before training: fix the problem above, or rerun with --no-doctor")
+    if not quiet:
+        for check in report["checks"]:
+            if check["verdict"] != "ok":
+                log.warning("doctor: %s %s: %s", check["verdict"], check["name"], check["message"])
+        log.info("doctor: quick checks passed (%d warning(s))", report["n_warnings"])
+    return report
+
+
+def store_doctor(study, config: SweepConfig, report: dict) -> None:
+    """The doctor's summary on the study (user attr), and the study's dashboard note brought up to date."""
+    from sweep.doctor import DOCTOR_ATTR, summary
+
+    study.set_user_attr(DOCTOR_ATTR, summary(report))
+    write_study_note(study, config)
+
+
+def write_study_note(study, config: SweepConfig, result: dict | None = None) -> None:
+    from sweep.dashboard import write_study_note as write
+
+    try:
+        write(study, config, result)
+    except Exception as error:  # the note is a convenience: never fail a command over it
+        log.warning("could not write the dashboard's study note: %s", mask_secrets(str(error)).splitlines()[0])
+
+
+def doctor_sweep(*, storage_url: str, study_name: str | None, module_target: str | None, config_file: Path | None,
+                 overrides: dict, given: list[str], device: torch.device, quick: bool, lr_steps: int,
+                 progress=None) -> dict:
+    """``sweep doctor``: check the user's own setup (``module_target``) or a sweep's (stored on ``study_name`` when
+    it exists, else from ``config_file`` and ``overrides``); the report is stored on the study when there is one.
+
+    ``given`` names the setting flags the user passed, for the one-line refusals.
+    """
+    from sweep import doctor
+    from sweep.config import build_config
+
+    if module_target and given:
+        raise UsageError(f"--module checks your own setup: {given[0]} does not apply to it (drop it)")
+    study = config = None
+    if study_name:
+        storage = open_storage(storage_url)
+        if study_module.exists(storage, study_name):
+            study, config = study_module.load(storage, study_name)
+            if given and not module_target:
+                raise UsageError(f"study {study_name!r} already holds its config: {given[0]} does not apply (drop it, "
+                                 "or check other settings without --study)")
+        else:
+            log.info("study %r does not exist yet: nothing will be stored (`sweep start` stores its own checks)",
+                     study_name)
+    if module_target:
+        report = doctor.run_doctor(module_target=module_target, device=device, quick=quick, lr_steps=lr_steps,
+                                   progress=progress)
+    else:
+        config = config or build_config(config_file, overrides)
+        report = doctor.run_doctor(config=config, device=device, quick=quick, lr_steps=lr_steps, progress=progress)
+    if study is not None:
+        store_doctor(study, config, report)
+        log.info("doctor result stored on study %r (user attr %r)", study_name, doctor.DOCTOR_ATTR)
+    return report
+
+
+def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "text", patience: int | None = None,
+                  min_delta: float | None = None, emit_config: Path | None = None) -> str:
+    """``sweep analyze``: the study's analysis as text, json or html; with ``emit_config`` also the next sweep's config
+    (TOML) and the best trial's params beside it (NAME.params.json)."""
+    from sweep import analysis
+
+    study, config = study_module.load(open_storage(storage_url), study_name)
+    result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta)
+    if emit_config is not None:
+        config_text, params_text = analysis.emit_config(result, distributions)
+        params_path = emit_config.with_name(emit_config.stem + ".params.json")
+        emit_config.write_text(config_text)
+        params_path.write_text(params_text)
+    if output_format == "json":
+        return json.dumps(result, indent=2)
+    if output_format == "html":
+        return analysis.render_html(result, records, distributions)
+    return analysis.render_text(result)
