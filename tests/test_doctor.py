@@ -68,20 +68,6 @@ def test_problem_exits_1_with_a_cross_line_and_the_fix(in_setups_dir):
     assert "fix: keep the BatchNorm of frozen stages in eval mode" in result.stdout
 
 
-@pytest.mark.parametrize("target, expected", [
-    ("nope", "is not MODULE:FUNCTION"),
-    ("no_such_module:build", "cannot import 'no_such_module'"),
-    ("doctor_setups:missing", "has no function 'missing'"),
-    ("doctor_setups:not_a_bundle", "returned int; expected (model, train_loader, val_loader"),
-    ("doctor_setups:raises", "raises() raised RuntimeError: no data here"),
-])
-def test_bad_module_is_a_usage_error(in_setups_dir, target, expected):
-    result = run("--module", target, "--quick")
-    assert result.exit_code == 2
-    assert expected in result.output
-    assert "Traceback" not in result.output
-
-
 def test_module_with_config_flags_is_refused(in_setups_dir):
     result = run("--module", "doctor_setups:correct", "--model", "resnet18")
     assert result.exit_code == 2
