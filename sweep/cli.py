@@ -4,134 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Callable
 
 import click
 
-from sweep import space
-from sweep.config import OPTIMIZERS
-from sweep.pruning import PRUNERS
 from sweep.errors import SweepFailed, UsageError
 from sweep.logs import setup_logging
-from sweep.storage import DEFAULT_STORAGE, STORAGE_ENV, check_url
-
-# ---------------------------------------------------------------- parameter types
-
-
-class Checked(click.ParamType):
-    """A value that ``check`` accepts (and may convert); the one line of its error becomes the usage error."""
-
-    def __init__(self, metavar: str, check: Callable):
-        self.name = metavar
-        self.check = check
-
-    def convert(self, value, param, ctx):
-        if not isinstance(value, str):
-            return value
-        try:
-            converted = self.check(value)
-        except (ValueError, FileNotFoundError, RuntimeError) as error:
-            self.fail(str(error).splitlines()[0], param, ctx)
-        return value if converted is None else converted
-
-
-def _model_name(value: str) -> None:
-    import models
-
-    models.validate_model_name(value)
-
-
-def _data_source(value: str) -> None:
-    import data
-
-    data.parse_data_spec(value)
-
-
-def _device(value: str):
-    from sweep.train import resolve_device
-
-    return resolve_device(value)
-
-
-def _new_file(value: str) -> Path:
-    path = Path(value)
-    if not path.parent.is_dir():
-        raise ValueError(f"folder {str(path.parent)!r} does not exist: create it, or write elsewhere")
-    if path.is_dir():
-        raise ValueError(f"{value!r} is a folder: expected a file name")
-    return path
-
-
-DEVICE = Checked("auto|cpu|cuda[:N]", _device)
-NEW_FILE = Checked("FILE", _new_file)
-
-
-# ---------------------------------------------------------------- shared options
-
-
-def _options(*decorators):
-    def apply(fn):
-        for decorator in reversed(decorators):
-            fn = decorator(fn)
-        return fn
-    return apply
-
-
-def _default(name: str) -> str:
-    from sweep.config import SweepConfig
-
-    value = getattr(SweepConfig(), name)
-    return f"[default: {'all' if value is None else value}]"
-
-
-study_option = click.option("--study", "study_name", required=True, metavar="NAME",
-                            help="Name of the Optuna study (one sweep).")
-storage_option = click.option(
-    "--storage", type=Checked("URL", check_url), default=DEFAULT_STORAGE, envvar=STORAGE_ENV, show_default=True,
-    show_envvar=True, help="Optuna storage: a SQLite file, or postgresql+psycopg://USER@HOST/DB for many workers "
-                           "(put a password in SWEEP_STORAGE, not on the command line).")
-device_option = click.option("--device", type=DEVICE, default="auto", show_default=True, help="Where to train.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
-
-# The settings a sweep and the doctor share: which model, weights and data, at what size, with what baseline.
-setup_options = _options(
-    click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="TOML file: fixed settings as top-level keys, [space] and [baseline] tables. Flags override it."),
-    click.option("--model", type=Checked("TIMM_RESNET", _model_name), help=f"timm ResNet. {_default('model')}"),
-    click.option("--weights", metavar="auto|none|PATH",
-                 help="Pretrained weights: auto (hub when reachable), none (random init), or a local file. "
-                      f"{_default('weights')}"),
-    click.option("--data", type=Checked("DATA", _data_source),
-                 help="digits (built-in, offline), synthetic[:N], cifar10:ROOT, cifar100:ROOT or an ImageFolder "
-                      f"directory. {_default('data')}"),
-    click.option("--image-size", type=click.IntRange(16, 1024), help=f"Input size in pixels. {_default('image_size')}"),
-    click.option("--max-train", type=click.IntRange(0), help=f"Cap on training images (0 = all). {_default('max_train')}"),
-    click.option("--max-val", type=click.IntRange(0), help=f"Cap on validation images (0 = all). {_default('max_val')}"),
-    click.option("--baseline", type=Checked("NAME=VALUE,...", space.parse_baseline),
-                 help="Your current (plateauing) settings, e.g. lr=1e-4,dropout=0.5,frozen_stages=4. [default: "
-                      + ",".join(f"{k}={v}" for k, v in space.DEFAULT_BASELINE.items()) + "]"),
+from sweep.options import (
+    NEW_FILE, device_option, options, overrides_from, quiet_option, setting_option, setup_options, space_options,
+    storage_option, study_option,
 )
-
-
-def _space_options(fn):
-    for name in reversed(space.PARAMS):
-        spec = space.PARAMS[name]
-        fn = click.option(spec.flag, name, type=Checked("SPACE", lambda text, name=name: space.parse_param(name, text)),
-                          help=f"{spec.help} Accepts {spec.accepted}. [default: {space.DEFAULT_SPACE_TEXT[name]}]")(fn)
-    return fn
-
-
-def _overrides(settings: dict) -> tuple[dict, list[str]]:
-    """Config overrides from the setting flags (space flags gathered into ``space``) and the flags given."""
-    given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
-             if value is not None and name != "config_file"]
-    overrides = {name: value for name, value in settings.items()
-                 if value is not None and name not in space.PARAMS and name != "config_file"}
-    overrides["space"] = {name: settings[name] for name in space.PARAMS if settings.get(name) is not None}
-    overrides.setdefault("baseline", {})
-    return overrides, given
-
 
 class SweepGroup(click.Group):
     """Known errors become one line (usage: exit 2; the world: exit 1) and a stop signal its exit code, never a
@@ -184,19 +65,9 @@ SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queu
 @study_option
 @storage_option
 @setup_options
-@_space_options
-@click.option("--epochs", type=click.IntRange(1), help=f"Epochs per trial. {_default('epochs')}")
-@click.option("--n-trials", type=click.IntRange(1), help=f"Trials in the whole study (all workers). {_default('n_trials')}")
-@click.option("--seed", type=int, help=f"Seed for sampling, splits and init. {_default('seed')}")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=_default("optimizer"))
-@click.option("--pruner", type=click.Choice(tuple(PRUNERS)),
-              help=f"Stops hopeless trials early. {_default('pruner')}")
-@click.option("--patience", type=click.IntRange(1), help=f"Plateau rule: epochs without improvement. {_default('patience')}")
-@click.option("--min-delta", type=click.FloatRange(0, 1, max_open=True),
-              help=f"Plateau rule: relative improvement that counts. {_default('min_delta')}")
-@click.option("--compile/--no-compile", "compile", default=None,
-              help="torch.compile each trial's model (compile time recorded apart). Pays off on GPU with long "
-                   f"trials. {_default('compile')}")
+@space_options
+@options(*(setting_option(name) for name in ("val_fraction", "epochs", "n_trials", "seed", "optimizer", "pruner",
+                                          "patience", "min_delta", "compile")))
 @device_option
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
               help="Local worker processes (one GPU each when there are GPUs); 1 trains in this process; "
@@ -209,7 +80,7 @@ def start(study_name, storage, device, workers, no_doctor, quiet, config_file, *
     from sweep.service import start_sweep
 
     setup_logging(quiet)
-    config = build_config(config_file, _overrides(settings)[0])
+    config = build_config(config_file, overrides_from(settings)[0])
     click.echo(start_sweep(study_name, storage, config, device=device, workers=workers, doctor=not no_doctor,
                            quiet=quiet))
 
@@ -340,7 +211,7 @@ def doctor(study_name, storage, module_target, output_format, quick, lr_steps, d
     from sweep.service import doctor_sweep
 
     setup_logging(quiet)
-    overrides, given = _overrides(settings)
+    overrides, given = overrides_from(settings)
     report = doctor_sweep(storage_url=storage, study_name=study_name, module_target=module_target,
                           config_file=config_file, overrides=overrides, given=given + ["--config"] * bool(config_file),
                           device=device, quick=quick, lr_steps=lr_steps,

@@ -84,26 +84,77 @@ FIXED_KEYS = tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not
 FILE_KEYS = FIXED_KEYS + ("space", "baseline")
 
 
-def _check(config: SweepConfig) -> None:
-    def need(ok: bool, key: str, accepted: str) -> None:
-        if not ok:
-            raise ConfigError(f"{key}={getattr(config, key)!r} is not accepted: expected {accepted}")
+@dataclass(frozen=True)
+class Setting:
+    """One fixed setting's type, bounds and help: the one table that flags, TOML files and stored studies obey."""
 
-    need(isinstance(config.epochs, int) and config.epochs >= 1, "epochs", "an integer >= 1")
-    need(isinstance(config.n_trials, int) and config.n_trials >= 1, "n_trials", "an integer >= 1")
-    need(isinstance(config.image_size, int) and 16 <= config.image_size <= 1024, "image_size",
-         "an integer from 16 to 1024")
-    need(config.max_train is None or (isinstance(config.max_train, int) and config.max_train >= 2),
-         "max_train", "an integer >= 2, or 0 for all images")
-    need(config.max_val is None or (isinstance(config.max_val, int) and config.max_val >= 1),
-         "max_val", "an integer >= 1, or 0 for all images")
-    need(0 < config.val_fraction < 1, "val_fraction", "a fraction between 0 and 1")
-    need(config.optimizer in OPTIMIZERS, "optimizer", " or ".join(OPTIMIZERS))
-    need(config.pruner in PRUNERS, "pruner", ", ".join(PRUNERS))
-    need(isinstance(config.patience, int) and config.patience >= 1, "patience", "an integer >= 1")
-    need(0 <= config.min_delta < 1, "min_delta", "a relative improvement in [0, 1), e.g. 0.01")
-    need(isinstance(config.seed, int), "seed", "an integer")
-    need(isinstance(config.compile, bool), "compile", "true or false")
+    kind: type  # int, float, str or bool; a bool is not an int here
+    help: str
+    low: float | None = None
+    high: float | None = None
+    open_ends: str = ""  # "low", "high" or "both": which bounds are excluded
+    choices: tuple[str, ...] = ()
+    zero_means_all: bool = False  # an image cap: 0 on the command line or in a file, None when stored
+
+    def accepted(self) -> str:
+        if self.choices:
+            return ", ".join(self.choices[:-1]) + " or " + self.choices[-1]
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is str:
+            return "a string"
+        noun = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            left = "(" if self.open_ends in ("low", "both") else "["
+            right = ")" if self.open_ends in ("high", "both") else "]"
+            bounds = f" from {self.low:g} to {self.high:g}" if self.kind is int else f" in {left}{self.low:g}, {self.high:g}{right}"
+        else:
+            bounds = f" >= {self.low:g}" if self.low is not None else ""
+        return noun + bounds + (", or 0 for all images" if self.zero_means_all else "")
+
+    def accepts(self, value: Any) -> bool:
+        if self.zero_means_all and value is None:
+            return True
+        if self.kind is float:
+            right_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            right_type = isinstance(value, self.kind) and (self.kind is bool or not isinstance(value, bool))
+        if not right_type:
+            return False
+        if self.choices:
+            return value in self.choices
+        if self.low is not None and (value < self.low or (value == self.low and self.open_ends in ("low", "both"))):
+            return False
+        return self.high is None or value < self.high or (value == self.high and self.open_ends not in ("high", "both"))
+
+
+SETTINGS: dict[str, Setting] = {
+    "model": Setting(str, "timm ResNet to fine-tune."),
+    "weights": Setting(str, "Pretrained weights: auto (hub when reachable), none (random init), or a local file."),
+    "data": Setting(str, "digits (built-in, offline), synthetic[:N], cifar10:ROOT, cifar100:ROOT or an ImageFolder "
+                         "directory."),
+    "image_size": Setting(int, "Input size in pixels.", 16, 1024),
+    "max_train": Setting(int, "Cap on training images (0 = all).", 2, zero_means_all=True),
+    "max_val": Setting(int, "Cap on validation images (0 = all).", 1, zero_means_all=True),
+    "val_fraction": Setting(float, "Share of the images held out for validation where the data has no split.",
+                            0, 1, open_ends="both"),
+    "epochs": Setting(int, "Epochs per trial.", 1),
+    "n_trials": Setting(int, "Trials in the whole study (all workers).", 1),
+    "seed": Setting(int, "Seed for sampling, splits and init."),
+    "optimizer": Setting(str, "Optimizer of every trial.", choices=OPTIMIZERS),
+    "pruner": Setting(str, "Stops hopeless trials early.", choices=tuple(PRUNERS)),
+    "patience": Setting(int, "Plateau rule: epochs without improvement.", 1),
+    "min_delta": Setting(float, "Plateau rule: relative improvement that counts.", 0, 1, open_ends="high"),
+    "compile": Setting(bool, "torch.compile each trial's model (compile time recorded apart); pays off on GPU with "
+                             "long trials."),
+}
+
+
+def _check(config: SweepConfig) -> None:
+    for name, setting in SETTINGS.items():
+        value = getattr(config, name)
+        if not setting.accepts(value):
+            raise ConfigError(f"{name}={value!r} is not accepted: expected {setting.accepted()}")
     unknown = set(config.space) ^ set(space_module.PARAMS)
     if unknown:
         raise ConfigError(f"search space must name exactly {', '.join(space_module.PARAMS)} (off: {sorted(unknown)})")

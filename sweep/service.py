@@ -1,4 +1,5 @@
 """What the commands do, one function each, callable without click: start a sweep, check a setup, analyse a study.
+No torch at import: ``sweep analyze`` uses this module too.
 
 ``sweep worker``, ``status`` and ``dashboard`` have theirs beside what they run (worker.py, status.py, dashboard.py).
 """
@@ -8,8 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from sweep import space
 from sweep import study as study_module
@@ -17,6 +17,9 @@ from sweep.config import SweepConfig
 from sweep.errors import SweepFailed, UsageError
 from sweep.storage import mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("sweep")
 

@@ -196,3 +196,14 @@ def test_unusable_weights_or_data_stop_before_the_study_is_created(tmp_path, arg
     assert result.exit_code == 2, result.output
     assert fragment in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--emit-config"])
+def test_analyze_into_a_missing_folder_is_a_usage_error(tmp_path, flag):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    run("start", "--study", "s", *TINY, "--n-trials", "1", "--workers", "0", "--no-doctor", storage=storage)
+    target = tmp_path / "no-such-folder" / "report.json"
+    result = CliRunner().invoke(main, ["analyze", "--study", "s", "--storage", storage, flag, str(target)])
+    assert result.exit_code == 2, result.output
+    assert f"folder '{target.parent}' does not exist" in result.output
+    assert "Traceback" not in result.output

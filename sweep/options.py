@@ -1,0 +1,135 @@
+"""The command line's flags: their types (checked by the module that owns each value) and the option groups
+the commands share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from sweep import space
+from sweep.config import SETTINGS
+from sweep.storage import DEFAULT_STORAGE, STORAGE_ENV, check_url
+
+class Checked(click.ParamType):
+    """A value that ``check`` accepts (and may convert); the one line of its error becomes the usage error."""
+
+    def __init__(self, metavar: str, check: Callable):
+        self.name = metavar
+        self.check = check
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            converted = self.check(value)
+        except (ValueError, FileNotFoundError, RuntimeError) as error:
+            self.fail(str(error).splitlines()[0], param, ctx)
+        return value if converted is None else converted
+
+
+def _model_name(value: str) -> None:
+    import models
+
+    models.validate_model_name(value)
+
+
+def _data_source(value: str) -> None:
+    import data
+
+    data.parse_data_spec(value)
+
+
+def _device(value: str):
+    from sweep.train import resolve_device
+
+    return resolve_device(value)
+
+
+def _new_file(value: str) -> Path:
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise ValueError(f"folder {str(path.parent)!r} does not exist: create it, or write elsewhere")
+    if path.is_dir():
+        raise ValueError(f"{value!r} is a folder: expected a file name")
+    return path
+
+
+DEVICE = Checked("auto|cpu|cuda[:N]", _device)
+NEW_FILE = Checked("FILE", _new_file)
+
+
+def options(*decorators):
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+    return apply
+
+
+def _default(name: str) -> str:
+    from sweep.config import SweepConfig
+
+    value = getattr(SweepConfig(), name)
+    return f"[default: {'all' if value is None else value}]"
+
+
+def setting_option(name: str, type: click.ParamType | None = None, metavar: str | None = None):
+    """The flag of one fixed sweep setting, typed and described by the config's table of settings."""
+    setting, flag = SETTINGS[name], "--" + name.replace("_", "-")
+    help_text = f"{setting.help} {_default(name)}"
+    if setting.kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
+    if type is None and setting.choices:
+        type = click.Choice(setting.choices)
+    elif type is None and setting.kind is int:
+        type = click.IntRange(0 if setting.zero_means_all else setting.low, setting.high)
+    elif type is None and setting.kind is float:
+        type = click.FloatRange(setting.low, setting.high, min_open=setting.open_ends in ("low", "both"),
+                                max_open=setting.open_ends in ("high", "both"))
+    return click.option(flag, name, type=type, metavar=metavar, help=help_text)
+
+
+study_option = click.option("--study", "study_name", required=True, metavar="NAME",
+                            help="Name of the Optuna study (one sweep).")
+storage_option = click.option(
+    "--storage", type=Checked("URL", check_url), default=DEFAULT_STORAGE, envvar=STORAGE_ENV, show_default=True,
+    show_envvar=True, help="Optuna storage: a SQLite file, or postgresql+psycopg://USER@HOST/DB for many workers "
+                           "(put a password in SWEEP_STORAGE, not on the command line).")
+device_option = click.option("--device", type=DEVICE, default="auto", show_default=True, help="Where to train.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+
+# The settings a sweep and the doctor share: which model, weights and data, at what size, with what baseline.
+setup_options = options(
+    click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="TOML file: fixed settings as top-level keys, [space] and [baseline] tables. Flags override it."),
+    setting_option("model", Checked("TIMM_RESNET", _model_name)),
+    setting_option("weights", metavar="auto|none|PATH"),
+    setting_option("data", Checked("DATA", _data_source)),
+    setting_option("image_size"),
+    setting_option("max_train"),
+    setting_option("max_val"),
+    click.option("--baseline", type=Checked("NAME=VALUE,...", space.parse_baseline),
+                 help="Your current (plateauing) settings, e.g. lr=1e-4,dropout=0.5,frozen_stages=4. [default: "
+                      + ",".join(f"{k}={v}" for k, v in space.DEFAULT_BASELINE.items()) + "]"),
+)
+
+
+def space_options(fn):
+    for name in reversed(space.PARAMS):
+        spec = space.PARAMS[name]
+        fn = click.option(spec.flag, name, type=Checked("SPACE", lambda text, name=name: space.parse_param(name, text)),
+                          help=f"{spec.help} Accepts {spec.accepted}. [default: {space.DEFAULT_SPACE_TEXT[name]}]")(fn)
+    return fn
+
+
+def overrides_from(settings: dict) -> tuple[dict, list[str]]:
+    """Config overrides from the setting flags (space flags gathered into ``space``) and the flags given."""
+    given = [f"--{name.replace('_', '-')}" for name, value in settings.items()
+             if value is not None and name != "config_file"]
+    overrides = {name: value for name, value in settings.items()
+                 if value is not None and name not in space.PARAMS and name != "config_file"}
+    overrides["space"] = {name: settings[name] for name in space.PARAMS if settings.get(name) is not None}
+    overrides.setdefault("baseline", {})
+    return overrides, given
