@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/pruning.py                              # resnet18, 8 trials x 6 epochs, 3 pruners
     .venv/bin/python benchmarks/pruning.py --trials 24 --epochs 12 --model resnet50 --max-train 0 --max-val 0
 
-Issue target for the default pruner: best val loss within 1 % of no pruning with <= 35 % of its epochs.
+Target for the default pruner: best val loss within 1 % of no pruning with <= 35 % of its epochs.
 Everything is measured in this one run, so ratios compare runs on the same machine state.
 """
 
@@ -21,30 +21,30 @@ import torch
 from _common import add_size_flags, config_from, machine
 from sweep.config import SweepConfig
 from sweep.objective import Objective
-from sweep.pruners import INIT_ATTR, create_pruner, create_sampler
+from sweep.pruning import create_pruner
+from sweep.record import records_from_trials
+from sweep.sampler import create_sampler
 
 
-def run_sweep(config: SweepConfig, device: torch.device, datasets, sampler: str = "tpe") -> dict:
+def run_sweep(config: SweepConfig, objective: Objective, sampler: str = "tpe") -> dict:
+    """One sweep with ``config.pruner``; ``objective`` trains the trials (one per seed, its data prepared once)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # random: every pruner sees the same proposals, so only its own decisions differ (an ablation);
     # tpe: the sweep's own sampler, which also learns from the pruned trials and so proposes differently.
     chosen = optuna.samplers.RandomSampler(seed=config.seed) if sampler == "random" else create_sampler(config)
     study = optuna.create_study(sampler=chosen, pruner=create_pruner(config))
     study.enqueue_trial(dict(config.baseline))
-    objective = Objective(config, device)
-    objective._datasets = datasets  # same prepared data for every pruner
     started = time.perf_counter()
     study.optimize(objective, n_trials=config.n_trials)
-    histories = [trial.user_attrs.get("history", []) for trial in study.trials]
-    curves = [{"number": trial.number, "params": trial.params, "failure": trial.user_attrs.get("failure"),
-               "init": trial.user_attrs.get(INIT_ATTR),
-               "val_losses": [entry["val_loss"] for entry in history]}
-              for trial, history in zip(study.trials, histories)]
+    records = records_from_trials(study.trials)
+    curves = [{"number": record.number, "params": record.params, "failure": record.failure, "init": record.init,
+               "val_losses": [entry["val_loss"] for entry in record.history]}
+              for record in records]
     return {
         "curves": curves,
-        "best": min(entry["val_loss"] for history in histories for entry in history),
-        "epochs": sum(len(history) for history in histories),
-        "pruned": sum(trial.state == optuna.trial.TrialState.PRUNED for trial in study.trials),
+        "best": min(value for curve in curves for value in curve["val_losses"]),
+        "epochs": sum(len(curve["val_losses"]) for curve in curves),
+        "pruned": sum(record.state == "PRUNED" for record in records),
         "seconds": time.perf_counter() - started,
     }
 
@@ -73,12 +73,11 @@ def main() -> None:
     print(machine())
     results: dict[str, list[dict]] = {pruner: [] for pruner in pruners}
     for seed in seeds:
-        datasets = None
+        # The pruner is the study's, not the objective's: one objective per seed trains every pruner's trials.
+        objective = Objective(config_from(args, n_trials=args.trials, seed=seed), device)
         for pruner in pruners:
             config = config_from(args, pruner=pruner, n_trials=args.trials, seed=seed)
-            if datasets is None:
-                datasets = Objective(config, device).datasets()
-            r = run_sweep(config, device, datasets, args.sampler)
+            r = run_sweep(config, objective, args.sampler)
             results[pruner].append(r)
             print(f"seed {seed} {pruner:>9}: best val loss {r['best']:.4f}, epochs {r['epochs']}/{args.trials * args.epochs}, "
                   f"pruned {r['pruned']}/{args.trials}, {r['seconds']:.0f} s", flush=True)

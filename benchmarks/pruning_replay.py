@@ -17,7 +17,10 @@ from the same curves.
 
     .venv/bin/python benchmarks/pruning_replay.py /tmp/curves.json --pruners median,quartile --orders 20
 
-Issue target for the default pruner: best val loss within 1 % of no pruning with <= 35 % of its epochs.
+Each replayed trial gets the ``hold_until`` epoch a sweep records for it (``sweep.trial.hold_until``, from
+its params and its initial weights), so the default pruner holds it exactly as in a sweep.
+
+Target for the default pruner: best val loss within 1 % of no pruning with <= 35 % of its epochs.
 The replay checks the pruners' decisions, not the sampler's: on TPE a pruned sweep also proposes
 differently (benchmarks/pruning.py measures that).
 """
@@ -30,37 +33,36 @@ import math
 import random
 import statistics
 from pathlib import Path
+from typing import Callable
 
 import optuna
 
-from rejected_pruners import REJECTED
-from sweep.config import PRUNERS, SweepConfig
-from sweep.pruners import INIT_ATTR, STARTUP_TRIALS, create_pruner, warmup_epochs
-from sweep.space import SCHEDULERS
+from sweep.config import SweepConfig
+from sweep.pruning import PRUNERS, STARTUP_TRIALS, warmup_epochs
+from sweep.record import TrialWriter
+from sweep.trial import hold_until
 
 
-def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, init: str, patience: int,
+def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], config: SweepConfig, init: str,
            study_name: str = "replay") -> dict:
     """One worker's sweep with ``pruner`` over the stored curves: epochs spent, best val loss kept.
 
-    ``init`` ("pretrained" or "random") stands for the trials' own record of their initial weights where
-    the curves were saved without it. ``study_name`` is fixed because hyperband brackets trials by a
-    hash of it: the same name, the same replay.
+    ``config`` holds the stored sweep's epochs, patience and min_delta. ``init`` ("pretrained" or "random")
+    stands for the trials' own record of their initial weights where the curves were saved without it.
+    ``study_name`` is fixed because hyperband brackets trials by a hash of it: the same name, the same replay.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, pruner=pruner)
+    epochs = config.epochs
     best, completed = math.inf, 0
     # Where the epochs went: runs to the end while fewer than STARTUP_TRIALS had finished, later runs to
     # the end, and cut runs (their first warm-up epochs, then the rest).
     spent_on = {"startup": 0, "not_cut": 0, "cut_warmup": 0, "cut_after": 0}
     for stored in trials:
-        scheduler = stored["params"].get("scheduler")
-        if scheduler is not None:  # the default pruners read the trial's schedule, as in a sweep
-            study.enqueue_trial({"scheduler": scheduler})
+        trial_init = stored.get("init") or init
         trial = study.ask()
-        if scheduler is not None:
-            trial.suggest_categorical("scheduler", SCHEDULERS)
-        trial.set_user_attr(INIT_ATTR, stored.get("init") or init)
+        # What the objective records once the trial is built: its init and the epoch its rank may first be judged.
+        TrialWriter(trial).built(trial_init, hold_until(config, stored["params"], trial_init))
         curve = stored["val_losses"]
         state = optuna.trial.TrialState.COMPLETE
         ran = 0
@@ -77,7 +79,7 @@ def replay(pruner: optuna.pruners.BasePruner, trials: list[dict], epochs: int, i
             spent_on["startup" if completed < STARTUP_TRIALS else "not_cut"] += ran
             completed += 1
         else:
-            warmup = warmup_epochs(patience, epochs, stored.get("init") or init)
+            warmup = warmup_epochs(config.patience, epochs, trial_init)
             spent_on["cut_warmup"] += min(ran, warmup)
             spent_on["cut_after"] += max(0, ran - warmup)
         study.tell(trial, state=state, values=None if state == optuna.trial.TrialState.PRUNED else min(curve))
@@ -141,12 +143,14 @@ def load_curves(paths: list[Path]) -> dict:
     return stored
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(extra_pruners: dict[str, Callable] | None = None, description: str = __doc__) -> None:
+    """The replay's command line; ``extra_pruners`` (name -> factory(config)) adds pruners the sweep does not offer."""
+    pruners = {**PRUNERS, **(extra_pruners or {})}
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("curves", type=Path, nargs="+", help="JSON written by benchmarks/pruning.py --save-curves "
                                                             "(several files of one sweep shape are replayed together)")
     parser.add_argument("--pruners", default="quartile,median,asha,hyperband,patient,plateau",
-                        help="the sweep's pruners, and catch-up, p33 (tried, not offered: benchmarks/rejected_pruners.py)")
+                        help=f"comma-separated, some of {', '.join(pruners)}")
     parser.add_argument("--orders", type=int, default=1,
                         help="replay each sweep in its own order and this many minus one random orders of its trials")
     args = parser.parse_args()
@@ -156,10 +160,12 @@ def main() -> None:
         stored = load_curves(args.curves)
     except ValueError as error:
         parser.error(str(error))
-    unknown = [name for name in args.pruners.split(",") if name not in PRUNERS and name not in REJECTED]
+    unknown = [name for name in args.pruners.split(",") if name not in pruners]
     if unknown:
-        parser.error(f"--pruners {','.join(unknown)}: expected some of {', '.join(PRUNERS + tuple(REJECTED))}")
+        parser.error(f"--pruners {','.join(unknown)}: expected some of {', '.join(pruners)}")
     epochs = stored["epochs"]
+    # The stored sweep's shape; the pruner of each replay is set below.
+    config = SweepConfig(epochs=epochs, patience=stored["patience"], min_delta=stored["min_delta"])
     init = "random" if stored["weights"] == "none" else "pretrained"
     print(f"curves: {stored['model']} ({stored['weights']} weights) on {stored['data']}, {stored['trials']} trials x "
           f"{epochs} epochs, seeds {[sweep['seed'] for sweep in stored['sweeps']]}"
@@ -187,12 +193,7 @@ def main() -> None:
             unpruned_best, total = unpruned[position]
             sweep_ratios, sweep_shares = [], []
             for trials in ordered[position]:
-                if name in REJECTED:
-                    pruner = REJECTED[name](stored["patience"], epochs)
-                else:
-                    pruner = create_pruner(SweepConfig(epochs=epochs, pruner=name, patience=stored["patience"],
-                                                       min_delta=stored["min_delta"]))
-                result = replay(pruner, trials, epochs, init, stored["patience"], f"replay-seed-{sweep['seed']}")
+                result = replay(pruners[name](config), trials, config, init, f"replay-seed-{sweep['seed']}")
                 sweep_ratios.append(result["best"] / unpruned_best)
                 sweep_shares.append(result["epochs"] / total)
                 for part, spent in result["spent_on"].items():

@@ -1,6 +1,8 @@
-"""Pruners tried for the sweep and not (or not yet) made a choice of it, kept so that BENCHMARKS.md's numbers can be rerun.
+"""Pruners tried for the sweep and not offered by it, replayed on stored curves beside the sweep's own.
 
-    .venv/bin/python benchmarks/pruning_replay.py CURVES.json --pruners catch-up,p33,median
+    .venv/bin/python benchmarks/research/rejected_pruners.py CURVES.json --pruners catch-up,p33,quartile --orders 50
+
+The command line is benchmarks/pruning_replay.py's, with these pruners added to the sweep's.
 """
 
 from __future__ import annotations
@@ -8,10 +10,15 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import sys
+from pathlib import Path
 
 import optuna
 
-from sweep.pruners import STARTUP_TRIALS, InitAwareMedianPruner, coming_down_from_a_spike
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/, for pruning_replay
+
+import pruning_replay  # noqa: E402
+from sweep.pruning import STARTUP_TRIALS, SettledPercentilePruner, moved_a_lot, warmup_epochs  # noqa: E402
 
 
 class CatchUpPruner(optuna.pruners.BasePruner):
@@ -19,19 +26,17 @@ class CatchUpPruner(optuna.pruners.BasePruner):
 
     At epoch ``t`` every finished run tells how far its val loss still fell after ``t``: the ratio of its
     best after ``t`` to its best up to ``t``. A run is cut when its best so far, times the smallest such
-    ratio of any finished run, would still be above the best val loss any trial has reached. The idea:
-    keep every run that could still win by the sweep's own evidence, and cut the merely good runs,
-    on which the median rule spends most of its epochs on long runs. Not before ``patience + 1``
-    epochs, not until ``n_startup_trials`` runs have finished, not while coming down from a spike.
+    ratio of any finished run, would still be above the best val loss any trial has reached. Not before
+    ``patience + 1`` epochs, not until ``n_startup_trials`` runs have finished, not within ``patience``
+    epochs of a large move of its val loss (``moved_a_lot``).
 
-    Rejected (BENCHMARKS.md, session 4): designed on one set of curves, it cut the eventual best run in
-    10 of the 22 sweeps it had not seen (12 with the one-epoch spike rule it was designed with), each
-    time a run whose big fall came later than any finished run's had (a ReduceLROnPlateau drop, a
-    high learning rate settling late): no finished run's pace foretold it.
+    Rejected: with a grace after falls only, it cut the eventual best run in 10 of the 22 replayed sweeps
+    it was not designed on, each time a run whose big fall came later than any finished run's had (a
+    ReduceLROnPlateau drop, a high learning rate settling late): no finished run's pace foretold it.
     """
 
-    def __init__(self, patience: int, epochs: int, n_startup_trials: int = STARTUP_TRIALS):
-        del epochs  # every entry of REJECTED is built from (patience, epochs); this one needs no epochs
+    def __init__(self, patience: int, n_startup_trials: int = STARTUP_TRIALS):
+        self.patience = patience
         self.n_warmup_steps = patience + 1
         self.n_startup_trials = n_startup_trials
         # Finished trials never change: their curves, digested once per process, keyed by trial id.
@@ -63,7 +68,7 @@ class CatchUpPruner(optuna.pruners.BasePruner):
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         steps = sorted(trial.intermediate_values)
-        if not steps or steps[-1] < self.n_warmup_steps or coming_down_from_a_spike(trial, within=self.n_warmup_steps - 1):
+        if not steps or steps[-1] < self.n_warmup_steps or moved_a_lot(trial, within=self.patience):
             return False
         values = [trial.intermediate_values[step] for step in steps if math.isfinite(trial.intermediate_values[step])]
         if not values:
@@ -79,15 +84,16 @@ class CatchUpPruner(optuna.pruners.BasePruner):
         return min(values) * ratio > sweep_best
 
 
-def stricter_percentile(percentile: float):
-    """The median pruner with a lower percentile: cuts more runs, the same warm-ups and grace.
-
-    The 25th percentile became the sweep's ``quartile`` pruner (BENCHMARKS.md, sessions 5 and 6); the
-    33rd is kept here for the replays: it spent as many epochs as the 25th or more on every sweep replayed and
-    kept no best run the 25th lost.
-    """
-    return lambda patience, epochs: InitAwareMedianPruner(patience, epochs, percentile=percentile)
+def p33(config) -> optuna.pruners.BasePruner:
+    """The default rule at the 33rd percentile: it spent as many epochs as the 25th (``quartile``) or more on
+    every sweep replayed, and kept no best run the 25th lost."""
+    return SettledPercentilePruner(33.0, config.patience,
+                                   default_hold=warmup_epochs(config.patience, config.epochs, None))
 
 
-# Name for pruning_replay.py's --pruners -> the pruner, built from the sweep's patience and epochs.
-REJECTED = {"catch-up": CatchUpPruner, "p33": stricter_percentile(33.0)}
+# Name for --pruners -> factory(config), as in sweep.pruning.PRUNERS.
+REJECTED = {"catch-up": lambda config: CatchUpPruner(config.patience), "p33": p33}
+
+
+if __name__ == "__main__":
+    pruning_replay.main(extra_pruners=REJECTED, description=__doc__)
