@@ -22,8 +22,10 @@ import optuna
 from _common import drop_database, fresh_database
 
 from sweep.config import SweepConfig
-from sweep.pruners import create_pruner
+from sweep.pruning import create_pruner
+from sweep.record import TrialWriter
 from sweep.storage import open_storage
+
 
 def epoch_cost(url: str, prefill: int, epochs: int) -> float:
     """Median seconds of one epoch's storage work for a trial in a study already holding ``prefill`` finished trials."""
@@ -36,11 +38,12 @@ def epoch_cost(url: str, prefill: int, epochs: int) -> float:
     study = optuna.load_study(study_name="bench", storage=open_storage(url, heartbeat=False), pruner=create_pruner(config))
     study.get_trials(deepcopy=False)  # a worker's one-time read of the study, not an epoch's cost
     trial = study.ask()
-    history, costs = [], []
+    record = TrialWriter(trial)
+    costs = []
     for epoch in range(1, epochs + 1):
-        history.append({"epoch": epoch, "train_loss": 1.0, "val_loss": 0.5, "val_acc": 0.5, "lr": 1e-3, "seconds": 1.0})
+        row = {"epoch": epoch, "train_loss": 1.0, "val_loss": 0.5, "val_acc": 0.5, "lr": 1e-3, "seconds": 1.0}
         started = time.perf_counter()
-        trial.set_user_attr("history", history)
+        record.epoch(row)
         trial.report(0.5, step=epoch)
         trial.should_prune()
         costs.append(time.perf_counter() - started)

@@ -21,7 +21,8 @@ import torch
 
 from _common import add_size_flags, config_from, machine, new_study, plain_trial, trial_params
 from sweep.objective import Objective
-from sweep.pruners import create_pruner
+from sweep.pruning import create_pruner
+from sweep.record import TrialRecord
 from sweep.storage import open_storage
 
 
@@ -56,7 +57,7 @@ def main() -> None:
             started = time.perf_counter()
             study.optimize(objective, n_trials=1)
             ours = time.perf_counter() - started
-            ours_losses = [entry["val_loss"] for entry in study.trials[0].user_attrs["history"]]
+            ours_losses = [entry["val_loss"] for entry in TrialRecord.from_trial(study.trials[0]).history]
             ratios.append(ours / plain)
             print(f"pair {pair}: plain {plain:.2f} s, ours {ours:.2f} s, ratio {ours / plain:.3f}; "
                   f"last val loss plain {plain_losses[-1]:.4f} ours {ours_losses[-1]:.4f}")

@@ -32,7 +32,8 @@ import data
 import models
 from _common import add_size_flags, config_from, plain_fit
 from sweep.config import SweepConfig
-from sweep.objective import Objective, load_datasets
+from sweep.objective import Objective
+from sweep.trial import load_datasets
 
 
 class Parity(Dataset):

@@ -17,6 +17,7 @@ import torch
 
 from _common import add_size_flags, config_from, machine, new_study, trial_params
 from sweep.objective import Objective
+from sweep.record import TrialRecord
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
         else:
             study.optimize(objective, n_trials=1)
         wall = time.perf_counter() - started
-    seconds = [entry["seconds"] for entry in study.trials[0].user_attrs["history"]]
+    seconds = [entry["seconds"] for entry in TrialRecord.from_trial(study.trials[0]).history]
     print(f"trial wall {wall:.2f} s; epochs {', '.join(f'{s:.2f}' for s in seconds)} s")
 
 
