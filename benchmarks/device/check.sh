@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 7 in one call on a lent GPU machine (device tool), logs under $OUT:
-#   benchmarks/device/fetch_wheels.sh        # here, first: the wheels the machine's image lacks
-#   run(command="bash benchmarks/device/check.sh", carry=[".device-wheels"], timeout_s=540)
-# Installs the project from the carried wheels (nothing can be fetched there), runs the CUDA tests,
-# then our loop vs. a plain one (throughput, peak GPU memory) and the overhead of one trial on CUDA.
-# Each step has its own time limit and a failing step does not stop the next: one call is all a
-# session may get. SWEEP_CHECK_DEVICE=cpu runs the same steps small on a CPU (a dry run here).
+# The GPU checks in one command on a CUDA machine that cannot reach a package index; logs under $OUT:
+#   benchmarks/device/fetch_wheels.sh        # first, where PyPI is reachable: the wheels that machine lacks
+#   bash benchmarks/device/check.sh          # there, with .device-wheels/ in the checkout's root
+# Installs the project from those wheels, runs the CUDA tests, then our loop vs. a plain one
+# (throughput, peak GPU memory) and the overhead of one default-sweep trial on CUDA. Each step has
+# its own time limit and a failing step does not stop the next. SWEEP_CHECK_DEVICE=cpu runs the same
+# steps small on a CPU (a dry run of the script).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 

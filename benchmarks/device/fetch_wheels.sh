@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Run here (PyPI reachable) before a GPU check: downloads into .device-wheels/ the wheels of the project's
-# dependencies that the lent GPU machine's image lacks (it has torch, timm, numpy, scipy, scikit-learn,
-# rich, click, pytest, but no Optuna and nothing can be fetched there). Carry the folder with the run:
-#   benchmarks/device/fetch_wheels.sh && run(command="bash benchmarks/device/check.sh", carry=[".device-wheels"])
-# DEVICE_PYTHON_VERSION picks the wheels' Python (the image's is 3.12; 3.11 for a dry run here).
+# Run where PyPI is reachable, before benchmarks/device/check.sh on a GPU machine that cannot reach it:
+# downloads into .device-wheels/ the wheels of the project's dependencies that a CUDA image with torch,
+# timm, numpy, scipy, scikit-learn, rich, click and pytest lacks (Optuna and its storage stack).
+# Copy the folder into the checkout's root there. DEVICE_PYTHON_VERSION picks the wheels' Python (default 3.12).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
