@@ -19,6 +19,16 @@ class NoTracebackOnInterrupt(logging.Filter):
         return True
 
 
+class NoInterruptedTrialLines(logging.Filter):
+    """Optuna's two warnings about a trial a stop signal cut short: the command's own line says it (trial, signal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        # the second of Optuna's two lines about any failed trial: the first names the error, this adds nothing
+        return not record.getMessage().endswith("failed with value None.")
+
+
 def setup_logging(quiet: bool) -> None:
     import optuna
 
@@ -27,6 +37,9 @@ def setup_logging(quiet: bool) -> None:
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optimize_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, NoInterruptedTrialLines) for f in optimize_log.filters):
+        optimize_log.addFilter(NoInterruptedTrialLines())
     # On the handlers, not a logger: SQLAlchemy logs through per-pool child loggers.
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, NoTracebackOnInterrupt) for f in handler.filters):

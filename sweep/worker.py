@@ -16,7 +16,6 @@ from optuna.trial import TrialState
 
 from sweep.admission import BudgetGate
 from sweep.config import SweepConfig
-from sweep.logs import NoTracebackOnInterrupt
 from sweep.objective import Objective
 from sweep.storage import (
     HEARTBEAT_INTERVAL, MAX_RETRY, OUTAGE_ERRORS, describe_error, mask_url, open_storage, storage_reachable,
@@ -112,11 +111,6 @@ def _fail_stale_trials(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-
-
-_optuna_optimize_log = logging.getLogger("optuna.study._optimize")
-if not any(isinstance(f, NoTracebackOnInterrupt) for f in _optuna_optimize_log.filters):
-    _optuna_optimize_log.addFilter(NoTracebackOnInterrupt())
 
 
 def run_trials(

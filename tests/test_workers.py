@@ -31,7 +31,7 @@ def sweep_env(storage_url: str, **extra: str) -> dict:
 
 def create_study(storage_url: str, name: str, *args: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "start", "--study", name, *TINY, *args, "--workers", "0"],
+        [sys.executable, "-m", "sweep.cli", "start", "--study", name, *TINY, *args, "--workers", "0", "--no-doctor"],
         env=sweep_env(storage_url), capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
