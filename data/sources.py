@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import functools
-import socket
-import threading
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
@@ -16,6 +12,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from data.spec import DataSpec
+from reachability import reachable
 
 DOWNLOAD_PROBE_TIMEOUT_S = 3.0
 SYNTHETIC_CLASSES = 10
@@ -115,7 +112,7 @@ def _download_cifar(dataset_class: type, kind: str, root: str) -> None:
         f"put {dataset_class.base_folder}/ there (unpack {dataset_class.filename} from {dataset_class.url})"
     )
     # torchvision's download has no timeout: probe first so that an offline machine fails in seconds
-    if not _reachable(dataset_class.url, DOWNLOAD_PROBE_TIMEOUT_S):
+    if not reachable(dataset_class.url, DOWNLOAD_PROBE_TIMEOUT_S):
         raise DataUnavailableError(f"{kind} not found in '{root}' and cannot be downloaded (offline): {what_to_put}")
     try:
         dataset_class(root, train=True, download=True)
@@ -149,24 +146,3 @@ def _image_folder(root: str) -> Source:
     return Source(train, val, list(train.classes))
 
 
-def _reachable(url: str, timeout: float) -> bool:
-    """Whether a TCP connection to the URL's host (or the proxy it would go through) opens within `timeout`."""
-    parts = urlsplit(url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    outcome: list[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection(address, timeout=timeout).close()
-            outcome.append(True)
-        except OSError:
-            outcome.append(False)
-
-    # the thread also bounds the DNS lookup, which create_connection's timeout does not cover
-    probe = threading.Thread(target=connect, daemon=True, name="download-probe")
-    probe.start()
-    probe.join(timeout)
-    return outcome == [True]

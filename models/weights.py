@@ -5,15 +5,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import socket
-import threading
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import timm
 import torch
 from timm.models import load_checkpoint
+
+from reachability import reachable
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ def hub_unreachable_reason() -> str | None:
     if offline or constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
     endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT or _DEFAULT_ENDPOINT
-    if not _reachable(endpoint, HUB_PROBE_TIMEOUT_S):
+    if not reachable(endpoint, HUB_PROBE_TIMEOUT_S):
         return f"hub unreachable at {endpoint}"
     return None
 
@@ -123,29 +121,6 @@ def _cached_hub_file(hf_hub_id: str, hf_hub_filename: str | None) -> str | None:
         if isinstance(cached, str):
             return cached
     return None
-
-
-def _reachable(url: str, timeout: float) -> bool:
-    """Whether a TCP connection to the URL's host (or the proxy it would go through) opens within `timeout`."""
-    parts = urlsplit(url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    outcome: list[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection(address, timeout=timeout).close()
-            outcome.append(True)
-        except OSError:
-            outcome.append(False)
-
-    # the thread also bounds the DNS lookup, which create_connection's timeout does not cover
-    probe = threading.Thread(target=connect, daemon=True, name="hub-probe")
-    probe.start()
-    probe.join(timeout)
-    return outcome == [True]
 
 
 def _warn_random_init(name: str, reason: str) -> None:
