@@ -1,7 +1,8 @@
-"""Shared fixtures: throw-away PostgreSQL databases and storage URLs for every backend."""
+"""Shared fixtures: throw-away PostgreSQL databases and storage URLs for every backend, the analysis JSON's schema check."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -49,3 +50,25 @@ def storage_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'sweep.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def valid_analysis():
+    """A check for every analysis a test makes: strict JSON (no NaN) that sweep/analysis/schema.json accepts.
+
+    Returns the function; it returns the result it was given, so a test can wrap ``analyze(...)`` in it.
+    """
+    import jsonschema
+
+    from sweep.analysis import json_schema
+
+    jsonschema.Draft202012Validator.check_schema(json_schema())
+    validator = jsonschema.Draft202012Validator(json_schema())
+
+    def check(result: dict) -> dict:
+        as_read = json.loads(json.dumps(result, allow_nan=False))
+        errors = list(validator.iter_errors(as_read))
+        assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+        return result
+
+    return check

@@ -33,7 +33,8 @@ def plateau_rule(params: dict[str, Any]) -> bool:
     return params["frozen_stages"] >= 3 or params["lr"] < 3e-5
 
 
-def _sample(distribution: BaseDistribution, rng: np.random.Generator) -> Any:
+def draw(distribution: BaseDistribution, rng: np.random.Generator) -> Any:
+    """One value drawn uniformly from a distribution (on the log scale where it is log)."""
     if isinstance(distribution, CategoricalDistribution):
         return distribution.choices[int(rng.integers(len(distribution.choices)))]
     if isinstance(distribution, IntDistribution):
@@ -76,7 +77,7 @@ def synthetic_records(
     rng = np.random.default_rng(seed)
     records = []
     for number in range(n_trials):
-        params = dict(BASELINE) if number == 0 else {name: _sample(d, rng) for name, d in space.items()}
+        params = dict(BASELINE) if number == 0 else {name: draw(d, rng) for name, d in space.items()}
         plateau = rule(params) != (rng.uniform() < flip_rate and number != 0)
         history = curve(plateau, epochs, rng)
         state, pruned_at = "COMPLETE", None

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from scipy.stats import binomtest
 
 from sweep.analysis import TrialRecord, analyze, classify_curve, records_from_study, render_text
+from sweep.analysis.factors import find_factors, wilson_interval
 from synthetic_studies import SPACE, synthetic_records
 
 NAN = float("nan")
@@ -128,9 +131,9 @@ def test_evidence_is_json_serialisable_without_nan():
 
 # --- analysis of a sweep ------------------------------------------------------------------------
 
-def test_result_has_every_key_of_the_json_contract_and_is_strict_json():
+def test_result_has_every_key_of_the_json_contract_and_is_strict_json(valid_analysis):
     records, space = synthetic_records(60, seed=0)
-    result = analyze(records, space, study_name="resnet-plateau")
+    result = valid_analysis(analyze(records, space, study_name="resnet-plateau"))
     text = json.dumps(result, allow_nan=False)
     assert json.loads(text) == result
     assert result["study"] == "resnet-plateau"
@@ -149,9 +152,9 @@ def test_result_has_every_key_of_the_json_contract_and_is_strict_json():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
-def test_ground_truth_the_two_causes_are_named_first_with_the_right_values_and_ranges(seed):
+def test_ground_truth_the_two_causes_are_named_first_with_the_right_values_and_ranges(seed, valid_analysis):
     records, space = synthetic_records(120, seed=seed)  # plateau iff frozen_stages >= 3 or lr < 3e-5
-    result = analyze(records, space, study_name="synthetic")
+    result = valid_analysis(analyze(records, space, study_name="synthetic"))
     factors = {factor["param"]: factor for factor in result["factors"]}
     assert [factor["param"] for factor in result["factors"]][:2] in (["frozen_stages", "lr"], ["lr", "frozen_stages"])
     assert set(factors) == {"frozen_stages", "lr"}, "an irrelevant parameter was named a factor"
@@ -168,25 +171,23 @@ def test_ground_truth_the_two_causes_are_named_first_with_the_right_values_and_r
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_when_nothing_matters_no_parameter_is_named(seed):
-    import numpy as np
-
+def test_when_nothing_matters_no_parameter_is_named(seed, valid_analysis):
     rng = np.random.default_rng(100 + seed)
     records, space = synthetic_records(100, seed=seed, rule=lambda params: rng.uniform() < 0.5, flip_rate=0.0)
-    result = analyze(records, space, study_name="noise")
+    result = valid_analysis(analyze(records, space, study_name="noise"))
     assert result["factors"] == []
     assert result["recommendation"] == {}
     assert "No parameter separated" in result["message"]
 
 
-def test_three_finished_trials_are_too_little_evidence_and_name_no_factor():
+def test_three_finished_trials_are_too_little_evidence_and_name_no_factor(valid_analysis):
     records = [
         TrialRecord(n, "COMPLETE", {"lr": 10 ** -(n + 2), "frozen_stages": n},
                     history([2.0, 1.5, 1.4, 1.4, 1.4] if n else [2.0, 1.6, 1.3, 1.1]))
         for n in range(3)
     ]
     space = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "frozen_stages": IntDistribution(0, 4)}
-    result = analyze(records, space, study_name="thin")
+    result = valid_analysis(analyze(records, space, study_name="thin"))
     assert result["evidence"] == "insufficient"
     assert result["factors"] == []
     assert result["recommendation"] == {}
@@ -195,13 +196,13 @@ def test_three_finished_trials_are_too_little_evidence_and_name_no_factor():
     assert [trial["verdict"] for trial in result["trials"]] == ["improving", "plateau", "plateau"]
 
 
-def test_too_short_and_unfinished_trials_are_listed_but_not_judged():
+def test_too_short_and_unfinished_trials_are_listed_but_not_judged(valid_analysis):
     records, space = synthetic_records(30, seed=0)
     records += [
         TrialRecord(30, "PRUNED", {**records[1].params}, history([2.0]), pruned_at=1),
         TrialRecord(31, "RUNNING", {**records[2].params}, history([2.0, 1.5, 1.4, 1.4, 1.4])),
     ]
-    result = analyze(records, space, study_name="s")
+    result = valid_analysis(analyze(records, space, study_name="s"))
     by_number = {trial["number"]: trial for trial in result["trials"]}
     assert by_number[30]["verdict"] == "too_short" and not by_number[30]["judged"]
     assert by_number[31]["verdict"] == "plateau" and not by_number[31]["judged"]
@@ -209,7 +210,7 @@ def test_too_short_and_unfinished_trials_are_listed_but_not_judged():
     assert result["n_judged"] == sum(1 for trial in result["trials"] if trial["judged"])
 
 
-def test_a_run_pruned_while_improving_before_the_baselines_plateau_showed_is_not_judged():
+def test_a_run_pruned_while_improving_before_the_baselines_plateau_showed_is_not_judged(valid_analysis):
     records, space = synthetic_records(30, seed=0, pruned_rate=0.0)
     baseline = classify_curve(records[0].history, patience=2, min_delta=0.01)
     assert baseline.verdict == "plateau"
@@ -220,41 +221,41 @@ def test_a_run_pruned_while_improving_before_the_baselines_plateau_showed_is_not
         TrialRecord(31, "PRUNED", records[1].params, history(improving[:clear_epoch]), pruned_at=clear_epoch),
         TrialRecord(32, "COMPLETE", records[1].params, history(improving[: clear_epoch - 1])),
     ]
-    by_number = {t["number"]: t for t in analyze(records, space, study_name="s")["trials"]}
+    by_number = {t["number"]: t for t in valid_analysis(analyze(records, space, study_name="s"))["trials"]}
     assert by_number[30]["verdict"] == "improving" and not by_number[30]["judged"]
     assert "before epoch" in by_number[30]["not_judged"]
     assert by_number[31]["judged"] and by_number[31]["plateau_removed"]
     assert by_number[32]["judged"]
 
 
-def test_fixed_parameters_are_never_factors():
+def test_fixed_parameters_are_never_factors(valid_analysis):
     records, space = synthetic_records(80, seed=0)
     space = {**space, "batch_size": CategoricalDistribution([32])}
     records = [TrialRecord(r.number, r.state, {**r.params, "batch_size": 32}, r.history, r.value) for r in records]
-    result = analyze(records, space, study_name="s")
+    result = valid_analysis(analyze(records, space, study_name="s"))
     assert "batch_size" not in {entry["param"] for entry in result["factors"] + result["other_params"]}
 
 
-def test_a_missing_baseline_is_reported_not_invented():
+def test_a_missing_baseline_is_reported_not_invented(valid_analysis):
     records, space = synthetic_records(40, seed=0)
-    result = analyze(records, space, study_name="s", baseline_number=99)
+    result = valid_analysis(analyze(records, space, study_name="s", baseline_number=99))
     assert result["baseline"] == {**result["baseline"], "number": 99, "verdict": None, "plateau_epoch": None}
     assert "not in this study" in render_text(result)
 
 
-def test_best_trial_is_the_lowest_loss_among_trials_that_removed_the_plateau():
+def test_best_trial_is_the_lowest_loss_among_trials_that_removed_the_plateau(valid_analysis):
     records, space = synthetic_records(60, seed=0)
-    result = analyze(records, space, study_name="s")
+    result = valid_analysis(analyze(records, space, study_name="s"))
     removed = [t for t in result["trials"] if t["plateau_removed"]]
     assert result["best_trial"]["number"] == min(removed, key=lambda t: t["best_val_loss"])["number"]
 
 
-def test_text_report_names_baseline_factors_recommendation_and_usual_suspects():
+def test_text_report_names_baseline_factors_recommendation_and_usual_suspects(valid_analysis):
     records, space = synthetic_records(120, seed=0)
-    result = analyze(records, space, study_name="resnet-plateau")
+    result = valid_analysis(analyze(records, space, study_name="resnet-plateau"))
     text = render_text(result)
     assert "Baseline (trial 0): plateau from epoch" in text
-    assert "frozen_stages in {0, 1, 2}: plateau kept in" in text
+    assert "frozen_stages in {0, 1, 2} on its own: plateau kept in" in text
     assert "Recommendation" in text and f"best trial: {result['best_trial']['number']}" in text
     suspect = next(s for s in result["usual_suspects"] if s["param"] == "frozen_stages")
     having = suspect["having"]
@@ -262,9 +263,9 @@ def test_text_report_names_baseline_factors_recommendation_and_usual_suspects():
     assert having["n_kept"] / having["n"] > 0.8
 
 
-def test_usual_suspect_counts_match_the_trials():
+def test_usual_suspect_counts_match_the_trials(valid_analysis):
     records, space = synthetic_records(60, seed=1)
-    result = analyze(records, space, study_name="s")
+    result = valid_analysis(analyze(records, space, study_name="s"))
     judged = [t for t in result["trials"] if t["judged"]]
     suspect = next(s for s in result["usual_suspects"] if s["rule"] == "scheduler = none")
     having = [t for t in judged if t["params"]["scheduler"] == "none"]
@@ -272,9 +273,119 @@ def test_usual_suspect_counts_match_the_trials():
     assert suspect["having"]["n_kept"] == sum(1 for t in having if not t["plateau_removed"])
 
 
+# --- factors found on their own and among earlier factors' regions ------------------------------
+
+PLATEAU = [2.0, 1.5, 1.4, 1.399, 1.401, 1.398, 1.40, 1.399]
+IMPROVING = [2.0, 1.6, 1.3, 1.1, 0.95, 0.85, 0.77, 0.7]
+LR_AND_FROZEN = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "frozen_stages": IntDistribution(0, 4)}
+
+# A digits sweep of 16 trials, baseline lr=1e-5 with 4 frozen stages: (lr, frozen_stages, kept the plateau).
+# Plateaus by frozen stages 0..4: 0/5, 1/3, 0/2, 2/3, 3/3; lr in [1.9e-3, 9.4e-2]: 1 of 11 vs 5 of 5 outside,
+# and the one plateau inside that lr range has 4 frozen stages.
+DIGITS_SWEEP = [
+    (1e-5, 4, True), (3e-5, 4, True), (1e-4, 3, True), (4e-4, 3, True), (1e-3, 1, True), (1e-2, 4, True),
+    (1.9e-3, 3, False), (2.5e-3, 0, False), (4e-3, 0, False), (6e-3, 0, False), (2e-2, 0, False),
+    (9.4e-2, 0, False), (3e-3, 1, False), (5e-2, 1, False), (8e-3, 2, False), (3e-2, 2, False),
+]
+
+
+def hand_made(runs):
+    """Records of (lr, frozen_stages, kept the plateau) runs, trial 0 first: plateaued or improving curves."""
+    return [TrialRecord(number, "COMPLETE", {"lr": lr, "frozen_stages": frozen},
+                        history(PLATEAU if kept else IMPROVING))
+            for number, (lr, frozen, kept) in enumerate(runs)]
+
+
+def test_a_second_cause_whose_plateaus_mostly_lie_outside_the_first_ones_region_is_named_on_its_own(valid_analysis):
+    result = valid_analysis(analyze(hand_made(DIGITS_SWEEP), LR_AND_FROZEN, study_name="digits"))
+    factors = {factor["param"]: factor for factor in result["factors"]}
+    assert set(factors) == {"lr", "frozen_stages"} and result["other_params"] == []
+    frozen = factors["frozen_stages"]
+    assert (frozen["named_by"], frozen["among"], frozen["removes_plateau"]) == ("marginal", {}, {"values": [0, 1, 2]})
+    counts = (frozen["n_plateau_inside"], frozen["n_inside"], frozen["n_plateau_outside"], frozen["n_outside"])
+    assert counts == (1, 10, 5, 6)
+    assert frozen["p_adjusted"] < 0.05
+    assert factors["lr"]["removes_plateau"] == {"low": 1.9e-3, "high": 9.4e-2}
+    assert result["recommendation"]["frozen_stages"] == [0, 2]
+    text = render_text(result)
+    assert "frozen_stages in {0, 1, 2} on its own: plateau kept in 1 of 10 runs" in text
+    assert "No clear effect" not in text and "not a factor" not in text
+    suspect = next(s for s in result["usual_suspects"] if s["param"] == "frozen_stages")
+    change = next(c for c in result["baseline_comparison"] if c["param"] == "frozen_stages")
+    assert suspect["is_factor"] and change["is_factor"] and change["shared"]
+
+
+def test_the_earlier_rule_tests_the_second_cause_only_inside_the_first_ones_region_and_misses_it():
+    params = [{"lr": lr, "frozen_stages": frozen} for lr, frozen, _ in DIGITS_SWEEP]
+    kept = [plateau for _, _, plateau in DIGITS_SWEEP]
+    earlier, others, _ = find_factors(params, kept, LR_AND_FROZEN, conditional_only=True)
+    assert [factor["param"] for factor in earlier] == ["lr"]
+    assert [entry["param"] for entry in others] == ["frozen_stages"] and not others[0]["is_factor"]
+    now, _, _ = find_factors(params, kept, LR_AND_FROZEN)
+    assert {factor["param"] for factor in now} == {"lr", "frozen_stages"}
+
+
+def test_a_cause_drowned_by_the_first_is_named_among_the_runs_inside_the_first_ones_region(valid_analysis):
+    # Every low-lr run kept the plateau, so frozen_stages barely shows over all runs (its marginal
+    # test fails); among the high-lr runs it decides everything.
+    low = [(float(lr), index % 3, True) for index, lr in enumerate(np.geomspace(1e-5, 9e-4, 30))]
+    high = [(float(lr), [0, 3, 1, 4, 2, 3, 0, 4][index % 8], [0, 3, 1, 4, 2, 3, 0, 4][index % 8] >= 3)
+            for index, lr in enumerate(np.geomspace(2e-3, 9e-2, 16))]
+    result = valid_analysis(analyze(hand_made(low + high), LR_AND_FROZEN, study_name="drowned"))
+    factors = {factor["param"]: factor for factor in result["factors"]}
+    assert set(factors) == {"lr", "frozen_stages"}
+    frozen = factors["frozen_stages"]
+    assert frozen["named_by"] == "conditional"
+    assert frozen["among"] == {"lr": factors["lr"]["removes_plateau"]} == frozen["given"]
+    assert frozen["among"]["lr"]["low"] == pytest.approx(2e-3)
+    assert (frozen["n_population"], frozen["n_plateau_inside"], frozen["n_plateau_outside"]) == (16, 0, 8)
+    marginal = next(test for test in frozen["tests"] if test["named_by"] == "marginal")
+    assert not marginal["holds"] and marginal["p_adjusted"] > 0.05
+    text = render_text(result)
+    assert "frozen_stages in {0, 1, 2} among runs with lr in [0.002, 0.09]: plateau kept in 0 of 8" in text
+
+
+def test_a_parameter_short_of_significance_is_reported_as_such_not_as_without_effect(valid_analysis):
+    # Plateaus by frozen stages 0..4: 1/4, 0/3, 1/4, 3/3, 3/4: beyond chance for one test, not
+    # once the scheduler's test is counted too.
+    plateaus = {0: (1, 4), 1: (0, 3), 2: (1, 4), 3: (3, 3), 4: (3, 4)}
+    records = []
+    for frozen, (n_kept, n_runs) in plateaus.items():
+        for run in range(n_runs):
+            params = {"frozen_stages": frozen, "scheduler": ["none", "cosine"][len(records) % 2]}
+            curve = history(PLATEAU if run < n_kept else IMPROVING)
+            records.append(TrialRecord(len(records), "COMPLETE", params, curve))
+    space = {"frozen_stages": IntDistribution(0, 4), "scheduler": CategoricalDistribution(["none", "cosine"])}
+    result = valid_analysis(analyze(records, space, study_name="short"))
+    assert result["factors"] == []
+    frozen = next(entry for entry in result["other_params"] if entry["param"] == "frozen_stages")
+    assert frozen["p_permutation"] < 0.05 <= frozen["p_adjusted"]
+    text = render_text(result)
+    assert ("Not named, short of significance once every test is counted: frozen_stages in {0, 1, 2} "
+            "kept the plateau in 2 of 11 runs vs 6 of 7 outside") in text
+    assert "No clear effect" not in text
+
+
+def test_no_parameter_is_both_a_factor_and_listed_without_effect_over_many_sweeps(valid_analysis):
+    for seed in range(6):
+        records, space = synthetic_records(24 + 8 * seed, seed=seed)
+        result = valid_analysis(analyze(records, space, study_name="s"))
+        named = {factor["param"] for factor in result["factors"]}
+        assert named.isdisjoint(entry["param"] for entry in result["other_params"])
+        for entry in result["usual_suspects"] + result["baseline_comparison"]:
+            assert entry["is_factor"] == (entry["param"] in named)
+
+
+@pytest.mark.parametrize("trials", [1, 7, 16, 40, 333])
+def test_wilson_interval_matches_scipy(trials):
+    for successes in range(trials + 1):
+        interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(successes, trials) == [round(interval.low, 4), round(interval.high, 4)]
+
+
 # --- reading a study ----------------------------------------------------------------------------
 
-def test_records_from_study_reads_history_failure_pruned_at_and_the_space():
+def test_records_from_study_reads_history_failure_pruned_at_and_the_space(valid_analysis):
     study = optuna.create_study()
     space = {"lr": SPACE["lr"], "scheduler": SPACE["scheduler"]}
     for number in range(4):
@@ -301,5 +412,5 @@ def test_records_from_study_reads_history_failure_pruned_at_and_the_space():
     assert records[2].history == [{"epoch": 1, "val_loss": 2.0}, {"epoch": 2, "val_loss": 1.5},
                                   {"epoch": 3, "val_loss": 1.4}]
     assert records[3].value is None and set(records[3].params) == {"lr", "scheduler"}
-    result = analyze(records, distributions, study_name="s")
+    result = valid_analysis(analyze(records, distributions, study_name="s"))
     assert [t["verdict"] for t in result["trials"]] == ["too_short", "diverged", "improving", "improving"]

@@ -30,9 +30,9 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def sweep():
+def sweep(valid_analysis):
     records, space = synthetic_records(120, seed=0)
-    return records, space, analyze(records, space, study_name="resnet-plateau")
+    return records, space, valid_analysis(analyze(records, space, study_name="resnet-plateau"))
 
 
 def validator():
@@ -59,40 +59,50 @@ def study_with_history(records):
 
 # --- JSON ---------------------------------------------------------------------------------------
 
-def test_json_from_a_real_study_validates_against_the_schema(sweep):
+def test_json_from_a_real_study_validates_against_the_schema(sweep, valid_analysis):
     records, _, _ = sweep
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     read, distributions = records_from_study(study_with_history(records[:60]))
-    result = analyze(read, distributions, study_name="resnet-plateau")
+    result = valid_analysis(analyze(read, distributions, study_name="resnet-plateau"))
     assert result["evidence"] == "ok" and result["factors"]
-    validator().validate(json.loads(json.dumps(result, allow_nan=False)))
+    assert all(factor["named_by"] in ("marginal", "conditional") for factor in result["factors"])
 
 
 @pytest.mark.parametrize("n_trials", [0, 3, 60])
-def test_json_validates_with_thin_or_no_evidence(n_trials):
+def test_json_validates_with_thin_or_no_evidence(n_trials, valid_analysis):
     records, space = synthetic_records(n_trials, seed=1)
-    result = analyze(records, space, study_name="s")
-    validator().validate(json.loads(json.dumps(result, allow_nan=False)))
+    valid_analysis(analyze(records, space, study_name="s"))
 
 
-def test_json_validates_when_every_trial_kept_the_plateau_or_diverged():
+def test_json_validates_when_every_trial_kept_the_plateau_or_diverged(valid_analysis):
     records, space = synthetic_records(20, seed=2, rule=lambda params: True, flip_rate=0.0)
     records.append(TrialRecord(20, "PRUNED", records[1].params, records[1].history[:2], failure="nan_loss"))
-    result = analyze(records, space, study_name="s")
+    result = valid_analysis(analyze(records, space, study_name="s"))
     assert result["evidence"] == "no_contrast" and result["factors"] == []
     assert "No judged trial removed the plateau" in render_text(result)
-    validator().validate(result)
 
 
 def test_the_schema_rejects_output_missing_a_contract_key(sweep):
     _, _, result = sweep
-    for path in (("factors", 0, "removes_plateau"), ("baseline", "verdict"), ("recommendation",)):
+    for path in (("factors", 0, "removes_plateau"), ("factors", 0, "named_by"), ("baseline", "verdict"),
+                 ("recommendation",)):
         broken = copy.deepcopy(result)
         holder = broken
         for key in path[:-1]:
             holder = holder[key]
         del holder[path[-1]]
         assert not validator().is_valid(broken), path
+
+
+def test_the_schema_rejects_a_factor_listed_among_the_other_params(sweep):
+    _, _, result = sweep
+    assert result["other_params"]
+    broken = copy.deepcopy(result)
+    broken["other_params"][0]["is_factor"] = True
+    assert not validator().is_valid(broken)
+    broken = copy.deepcopy(result)
+    broken["factors"][0]["named_by"] = "stepwise"
+    assert not validator().is_valid(broken)
 
 
 # --- text and HTML from the same result ---------------------------------------------------------
@@ -189,9 +199,9 @@ def test_emitted_config_is_a_narrowed_space_that_the_sweep_config_loader_accepts
     assert set(tomllib.loads(config_text)) == {"space", "baseline"}
 
 
-def test_emitted_config_with_thin_evidence_keeps_the_space():
+def test_emitted_config_with_thin_evidence_keeps_the_space(valid_analysis):
     records, space = synthetic_records(3, seed=0)
-    result = analyze(records, space, study_name="thin")
+    result = valid_analysis(analyze(records, space, study_name="thin"))
     config_text, _ = emit_config(result, space)
     document = tomllib.loads(config_text)
     assert document["space"]["frozen_stages"] == "0:4"

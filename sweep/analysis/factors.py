@@ -1,9 +1,11 @@
-"""Attribution: for each parameter, the values or range whose trials lost the plateau, with counts and uncertainty.
+"""Attribution: the parameters whose values or ranges removed the plateau, with counts, uncertainty and the naming test.
 
-A parameter is named a factor only when its best region beats chance after accounting for the
-search over regions (a permutation test, Holm-corrected over parameters) and the effect is not tiny.
-Factors are found one at a time, each among the trials inside the regions of those found before,
-so that a second cause is not drowned by the first (as a decision tree would split).
+Each varied parameter is tested on its own over all judged trials (marginal) and, once factors are
+named, among the runs inside their regions (conditional): a second cause can drown in the first
+(only the conditional test sees it) or vanish inside the first one's region when that region
+already holds few plateaus (only the marginal test sees it). A parameter is named a factor when one
+of its tests beats chance after accounting for the search over regions (a permutation test) and for
+every test run (Holm), and its effect is not tiny.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
-from scipy.stats import binomtest, fisher_exact
+from scipy.special import xlogy
+from scipy.stats import fisher_exact, norm
 
-ALPHA = 0.05  # family-wise error rate for naming a parameter a factor
+ALPHA = 0.05  # family-wise error rate over every test run
 MIN_EFFECT = 0.15  # smallest plateau-rate difference (outside - inside) worth naming
-N_PERMUTATIONS = 400
+N_PERMUTATIONS = 4000  # resolves p-values well below ALPHA divided by a dozen tests
+PERMUTATION_BATCH = 500
 MAX_LEVELS = 12  # quantile bins for a float parameter (and an int one with many values)
 NEAR_BEST = 0.05  # a region whose z is within this share of the best counts as equally clear
-MAX_SUBSET_LEVELS = 10  # above this many categories, only prefixes in plateau-rate order are tried
+Z_95 = float(norm.ppf(0.975))
+MAX_SUBSET_LEVELS = 10  # above this many categories, only contiguous runs of levels are tried
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,6 @@ class _Levels:
     values: list[Any]  # the trials' raw values (None where missing)
     labels: list[Any]  # per level: the value, or (low, high) of the bin's observed values
     candidates: np.ndarray  # (n_levels, n_candidates) 0/1: which levels each candidate region holds
-    ordered: bool  # candidates are contiguous runs of levels
 
 
 def is_fixed(distribution: BaseDistribution) -> bool:
@@ -43,11 +47,17 @@ def is_fixed(distribution: BaseDistribution) -> bool:
 
 
 def wilson_interval(successes: int, trials: int) -> list[float] | None:
-    """95% Wilson score interval for a rate (scipy's), or None for no trials."""
+    """95% Wilson score interval for a rate, or None for no trials.
+
+    scipy's ``binomtest(...).proportion_ci(method="wilson")`` gives the same numbers at a
+    millisecond each; every level of every test needs one, so the closed form is written out.
+    """
     if trials == 0:
         return None
-    interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
-    return [round(float(interval.low), 4), round(float(interval.high), 4)]
+    rate, z2 = successes / trials, Z_95**2
+    centre = (rate + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = Z_95 * math.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials**2)) / (1 + z2 / trials)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def _contiguous(n_levels: int) -> np.ndarray:
@@ -80,15 +90,15 @@ def _levels(param: str, distribution: BaseDistribution, values: list[Any]) -> _L
         labels += sorted((value for value in observed if value not in labels), key=str)
         index = {label: position for position, label in enumerate(labels)}
         level_of_trial = np.array([index[v] if v is not None else -1 for v in values])
-        ordered = len(labels) > MAX_SUBSET_LEVELS
-        candidates = _contiguous(len(labels)) if ordered else _subsets(len(labels))
-        return _Levels(param, "values", level_of_trial, values, labels, candidates, ordered)
+        many = len(labels) > MAX_SUBSET_LEVELS
+        return _Levels(param, "values", level_of_trial, values, labels,
+                       _contiguous(len(labels)) if many else _subsets(len(labels)))
 
     distinct = sorted(set(present))
     if isinstance(distribution, IntDistribution) and len(distinct) <= MAX_LEVELS:
         index = {value: position for position, value in enumerate(distinct)}
         level_of_trial = np.array([index[v] if v is not None else -1 for v in values])
-        return _Levels(param, "values", level_of_trial, values, distinct, _contiguous(len(distinct)), True)
+        return _Levels(param, "values", level_of_trial, values, distinct, _contiguous(len(distinct)))
 
     log = getattr(distribution, "log", False) and all(value > 0 for value in present)
     scaled = np.log(np.array(present, dtype=float)) if log else np.array(present, dtype=float)
@@ -106,18 +116,28 @@ def _levels(param: str, distribution: BaseDistribution, values: list[Any]) -> _L
         inside = [values[p] for p in present_positions if level_of_trial[p] == level]
         labels.append((min(inside), max(inside)))
     kind = "values" if isinstance(distribution, IntDistribution) else "range"
-    return _Levels(param, kind, level_of_trial, values, labels, _contiguous(len(used)), True)
+    return _Levels(param, kind, level_of_trial, values, labels, _contiguous(len(used)))
 
 
 def _z_scores(kept_in: np.ndarray, n_in: np.ndarray, kept_total: np.ndarray, n_total: int) -> np.ndarray:
-    """Pooled two-proportion z of (plateau rate outside - inside); large means the region helps."""
+    """Signed root of the likelihood-ratio statistic of inside vs outside; large means the region helps.
+
+    A z scale, but unlike the pooled score z it does not rate a region of three plateau-free runs
+    above a clear split of dozens when plateaus are common (that overrating inflates the null).
+    """
     n_out = n_total - n_in
-    kept_out = kept_total[..., None] - kept_in
+    kept_total = kept_total[..., None]
+    kept_out = kept_total - kept_in
     with np.errstate(divide="ignore", invalid="ignore"):
-        pooled = kept_total[..., None] / n_total
-        spread = np.sqrt(pooled * (1 - pooled) * (1 / n_in + 1 / n_out))
-        z = (kept_out / n_out - kept_in / n_in) / spread
+        statistic = 2 * (_log_likelihood(kept_in, n_in) + _log_likelihood(kept_out, n_out)
+                         - _log_likelihood(kept_total, n_total))
+        z = np.sign(kept_out / n_out - kept_in / n_in) * np.sqrt(np.maximum(statistic, 0.0))
     return np.where(np.isfinite(z), z, 0.0)
+
+
+def _log_likelihood(kept: np.ndarray, n: Any) -> np.ndarray:
+    """Binomial log-likelihood of ``kept`` of ``n`` at its own rate (0 log 0 = 0)."""
+    return xlogy(kept, kept / n) + xlogy(n - kept, (n - kept) / n)
 
 
 def _region_counts(levels: _Levels, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,45 +149,54 @@ def _region_counts(levels: _Levels, kept: np.ndarray) -> tuple[np.ndarray, np.nd
     return n_level, kept_level
 
 
-def _best_region(levels: _Levels, kept: np.ndarray, min_side: int) -> tuple[int | None, float]:
-    n_level, kept_level = _region_counts(levels, kept)
+def _region_scores(levels: _Levels, n_level: np.ndarray, kept_level: np.ndarray, min_side: int) -> np.ndarray:
+    """z of every candidate region (rows: one per row of ``kept_level``), -inf where a side is too small."""
     n_total = int(n_level.sum())
     n_in = n_level @ levels.candidates
     allowed = (n_in >= min_side) & (n_total - n_in >= min_side)
-    if not allowed.any():
+    z = _z_scores(kept_level @ levels.candidates, n_in, kept_level.sum(axis=-1), n_total)
+    return np.where(allowed, z, -np.inf)
+
+
+def _best_region(levels: _Levels, kept: np.ndarray, min_side: int) -> tuple[int | None, float]:
+    """The region to show (index into the candidates) and the best score, which the permutation test judges."""
+    n_level, kept_level = _region_counts(levels, kept)
+    z = _region_scores(levels, n_level, kept_level, min_side)
+    if not np.isfinite(z).any():
         return None, 0.0
-    z = _z_scores(kept_level @ levels.candidates, n_in, np.array(kept_level.sum()), n_total)
-    z = np.where(allowed, z, -np.inf)
     # Of the regions nearly as clear as the best, take the widest: one noisy trial at an edge
     # should not carve a hole in the recommendation.
     near_best = np.flatnonzero(z >= z.max() - NEAR_BEST * abs(z.max()))
-    best = int(near_best[np.argmax(n_in[near_best])])
-    return best, float(z[best])
-
-
-def _null_maxima(levels: _Levels, permuted_kept: np.ndarray, min_side: int) -> np.ndarray:
-    """Best region score under each permutation of the kept/removed labels."""
-    mask = levels.level_of_trial >= 0
-    n_levels = len(levels.labels)
-    one_hot = np.zeros((int(mask.sum()), n_levels))
-    one_hot[np.arange(one_hot.shape[0]), levels.level_of_trial[mask]] = 1
-    n_level = one_hot.sum(axis=0)
-    n_total = int(n_level.sum())
     n_in = n_level @ levels.candidates
-    allowed = (n_in >= min_side) & (n_total - n_in >= min_side)
-    if not allowed.any():
-        return np.zeros(permuted_kept.shape[0])
-    kept_level = permuted_kept[:, mask] @ one_hot
-    z = _z_scores(kept_level @ levels.candidates, n_in, kept_level.sum(axis=1), n_total)
-    return np.where(allowed, z, -np.inf).max(axis=1)
+    best = int(near_best[np.argmax(n_in[near_best])])
+    return best, float(z.max())
 
 
-def _holm(p_values: dict[str, float]) -> dict[str, float]:
-    adjusted, running = {}, 0.0
-    ordered = sorted(p_values.items(), key=lambda item: item[1])
-    for rank, (param, p_value) in enumerate(ordered):
-        running = max(running, min(1.0, p_value * (len(ordered) - rank)))
-        adjusted[param] = running
+def _permutation_p(levels: _Levels, kept: np.ndarray, score: float, min_side: int, rng: np.random.Generator) -> float:
+    """Share of label shuffles whose best region scores at least ``score``: the search over regions is in the null.
+
+    A shuffle only moves plateau counts between levels, so the counts are drawn directly
+    (multivariate hypergeometric): the cost does not grow with the number of trials.
+    """
+    n_level, kept_level = _region_counts(levels, kept)
+    drawn = at_least = 0
+    while drawn < N_PERMUTATIONS:
+        shuffled = rng.multivariate_hypergeometric(n_level.astype(np.int64), int(kept_level.sum()),
+                                                   size=PERMUTATION_BATCH, method="marginals")
+        null = _region_scores(levels, n_level, shuffled.astype(float), min_side).max(axis=1)
+        drawn, at_least = drawn + PERMUTATION_BATCH, at_least + int(np.sum(null >= score - 1e-12))
+        p_value = (1 + at_least) / (1 + drawn)
+        if p_value - 3 * math.sqrt(p_value * (1 - p_value) / drawn) > ALPHA:
+            break  # clearly above ALPHA: no correction can make it hold, more draws change nothing
+    return float(p_value)
+
+
+def _holm(p_values: list[float]) -> list[float]:
+    adjusted, running = [0.0] * len(p_values), 0.0
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, p_values[index] * (len(p_values) - rank)))
+        adjusted[index] = running
     return adjusted
 
 
@@ -200,69 +229,56 @@ def _region(levels: _Levels, column: np.ndarray) -> dict:
     return {"values": values}
 
 
-def attribute(
-    judged_params: list[dict[str, Any]],
-    kept: list[bool],
-    distributions: dict[str, BaseDistribution],
-    *,
-    seed: int = 0,
-) -> list[dict]:
-    """Per varied parameter: the region whose trials lost the plateau most clearly, with its evidence.
+def _test(param: str, distribution: BaseDistribution, values: list[Any], kept: np.ndarray,
+          min_side: int, rng: np.random.Generator) -> dict:
+    """One parameter's clearest region among the given trials, its counts and its permutation p-value."""
+    levels = _levels(param, distribution, values)
+    best, score = _best_region(levels, kept, min_side)
+    test: dict[str, Any] = {"param": param, "levels": _level_rows(levels, kept), "n_population": len(values)}
+    if best is None:
+        return test
+    column = levels.candidates[:, best]
+    inside = np.isin(levels.level_of_trial, np.flatnonzero(column))
+    outside = (levels.level_of_trial >= 0) & ~inside
+    n_in, n_out = int(inside.sum()), int(outside.sum())
+    kept_in, kept_out = int(kept[inside].sum()), int(kept[outside].sum())
+    _, fisher_p = fisher_exact([[kept_in, n_in - kept_in], [kept_out, n_out - kept_out]])
+    test.update(
+        region=_region(levels, column),
+        plateau_rate_inside=_rate(kept_in, n_in),
+        plateau_rate_outside=_rate(kept_out, n_out),
+        n_inside=n_in,
+        n_outside=n_out,
+        n_plateau_inside=kept_in,
+        n_plateau_outside=kept_out,
+        plateau_rate_inside_ci=wilson_interval(kept_in, n_in),
+        plateau_rate_outside_ci=wilson_interval(kept_out, n_out),
+        fisher_p=float(fisher_p),
+        z=round(score, 4),
+        p_permutation=round(_permutation_p(levels, kept, score, min_side, rng), 6),
+        effect=kept_out / n_out - kept_in / n_in,
+    )
+    return test
 
-    ``kept[i]`` says whether judged trial i kept the plateau (verdict plateau or diverged).
-    Returns one entry per parameter with ``is_factor`` saying whether it passed the tests.
-    """
-    kept_array = np.array(kept, dtype=float)
-    n_judged = len(kept)
-    min_side = max(2, math.ceil(0.05 * n_judged))
-    rng = np.random.default_rng(seed)
-    permuted = np.array([rng.permutation(kept_array) for _ in range(N_PERMUTATIONS)])
 
-    entries, raw_p = {}, {}
+def _tests_among(population: list[int], judged_params: list[dict[str, Any]], kept: list[bool],
+                 distributions: dict[str, BaseDistribution], among: dict[str, dict],
+                 rng: np.random.Generator) -> list[dict]:
+    """A test of each parameter over the trials in ``population`` (marginal when ``among`` is empty)."""
+    kept_array = np.array([kept[i] for i in population], dtype=float)
+    min_side = max(2, math.ceil(0.05 * len(population)))
+    tests = []
     for param, distribution in distributions.items():
-        if is_fixed(distribution):
-            continue
-        values = [params.get(param) for params in judged_params]
+        values = [judged_params[i].get(param) for i in population]
         if sum(value is not None for value in values) < 2 * min_side:
             continue
-        levels = _levels(param, distribution, values)
-        best, score = _best_region(levels, kept_array, min_side)
-        rows = _level_rows(levels, kept_array)
-        entry: dict[str, Any] = {"param": param, "levels": rows}
-        if best is not None:
-            column = levels.candidates[:, best]
-            inside = np.isin(levels.level_of_trial, np.flatnonzero(column))
-            present = levels.level_of_trial >= 0
-            outside = present & ~inside
-            n_in, n_out = int(inside.sum()), int(outside.sum())
-            kept_in, kept_out = int(kept_array[inside].sum()), int(kept_array[outside].sum())
-            _, fisher_p = fisher_exact([[kept_in, n_in - kept_in], [kept_out, n_out - kept_out]])
-            null = _null_maxima(levels, permuted, min_side)
-            raw_p[param] = float((1 + np.sum(null >= score - 1e-12)) / (1 + len(null)))
-            entry.update(
-                removes_plateau=_region(levels, column),
-                plateau_rate_inside=_rate(kept_in, n_in),
-                plateau_rate_outside=_rate(kept_out, n_out),
-                n_inside=n_in,
-                n_outside=n_out,
-                n_plateau_inside=kept_in,
-                n_plateau_outside=kept_out,
-                plateau_rate_inside_ci=wilson_interval(kept_in, n_in),
-                plateau_rate_outside_ci=wilson_interval(kept_out, n_out),
-                fisher_p=float(fisher_p),
-                z=round(score, 4),
-            )
-        entries[param] = entry
+        test = _test(param, distribution, values, kept_array, min_side, rng)
+        tests.append({**test, "named_by": "conditional" if among else "marginal", "among": dict(among)})
+    return tests
 
-    adjusted = _holm(raw_p)
-    for param, entry in entries.items():
-        if param not in adjusted:
-            entry.update(p_adjusted=None, is_factor=False)
-            continue
-        effect = entry["plateau_rate_outside"] - entry["plateau_rate_inside"]
-        entry["p_adjusted"] = round(adjusted[param], 4)
-        entry["is_factor"] = bool(adjusted[param] < ALPHA and effect >= MIN_EFFECT)
-    return list(entries.values())
+
+def _holds(test: dict) -> bool:
+    return test.get("p_adjusted") is not None and test["p_adjusted"] < ALPHA and test["effect"] >= MIN_EFFECT
 
 
 def find_factors(
@@ -271,37 +287,84 @@ def find_factors(
     distributions: dict[str, BaseDistribution],
     *,
     min_trials: int = 6,
-) -> tuple[list[dict], list[dict]]:
-    """Factors (each with ``given``: the regions of the factors found before it) and the other parameters.
+    seed: int = 0,
+    conditional_only: bool = False,
+) -> tuple[list[dict], list[dict], int]:
+    """Factors, the other varied parameters, and how many tests the correction counted.
 
-    The other parameters carry their evidence over all judged trials.
+    ``kept[i]`` says whether judged trial i kept the plateau. Rounds: Holm over the open tests
+    (those of parameters not yet named) names every parameter with a test that holds; then each
+    parameter still open is tested again among the runs inside all named regions, and those tests
+    join the family. A factor carries the evidence of the test that named it (``named_by``,
+    ``among``); every other parameter carries its marginal evidence over all judged trials.
+
+    ``conditional_only`` runs the earlier rule, kept to measure against (benchmarks/factor_recall.py):
+    one factor a round, each round's tests alone corrected, and after the first round only tests
+    among the runs inside the named regions.
     """
-    marginal = attribute(judged_params, kept, distributions)
-    factors: list[dict] = []
-    given: dict[str, dict] = {}
-    population = list(range(len(kept)))
-    entries = marginal
+    rng = np.random.default_rng(seed)
+    varied = {name: d for name, d in distributions.items() if not is_fixed(d)}
+    everyone = list(range(len(kept)))
+    tests = _tests_among(everyone, judged_params, kept, varied, {}, rng)
+    round_tests = tests
+    named: dict[str, dict] = {}
     while True:
-        candidates = [e for e in entries if e["is_factor"] and e["param"] not in given]
-        if not candidates:
+        family = round_tests if conditional_only else tests
+        open_tests = [t for t in family if t["param"] not in named and "p_permutation" in t]
+        for test, adjusted in zip(open_tests, _holm([t["p_permutation"] for t in open_tests])):
+            test["p_adjusted"] = round(adjusted, 4)
+        holding = sorted((t for t in open_tests if _holds(t)), key=lambda t: (t["p_adjusted"], -t["z"]))
+        if not holding:
             break
-        factor = min(candidates, key=lambda e: (e["p_adjusted"], -e["z"]))
-        factor["given"] = dict(given)
-        factor["n_population"] = len(population)
-        factors.append(factor)
-        given[factor["param"]] = factor["removes_plateau"]
-        population = [i for i in population if _inside(judged_params[i].get(factor["param"]), factor["removes_plateau"])]
+        for test in holding[:1] if conditional_only else holding:
+            named.setdefault(test["param"], test)
+        among = {param: test["region"] for param, test in named.items()}
+        population = [i for i in everyone
+                      if all(_inside(judged_params[i].get(param), region) for param, region in among.items())]
         sub_kept = [kept[i] for i in population]
-        if len(population) < min_trials or not any(sub_kept) or all(sub_kept):
+        if len(population) < min_trials or all(sub_kept) or not any(sub_kept):
             break
-        remaining = {name: d for name, d in distributions.items() if name not in given}
-        entries = attribute([judged_params[i] for i in population], sub_kept, remaining)
-    named = {factor["param"] for factor in factors}
-    others = [entry for entry in marginal if entry["param"] not in named]
-    for entry in others:  # not a factor: its clearest region is shown, not claimed to remove the plateau
-        if "removes_plateau" in entry:
-            entry["clearest_region"] = entry.pop("removes_plateau")
-    return factors, others
+        remaining = {name: d for name, d in varied.items() if name not in named}
+        round_tests = _tests_among(population, judged_params, kept, remaining, among, rng)
+        tests += round_tests
+    return _factor_entries(named, tests), _other_entries(named, tests), len(tests)
+
+
+def _summary(test: dict) -> dict:
+    keys = ("named_by", "among", "n_population", "region", "n_inside", "n_outside", "n_plateau_inside",
+            "n_plateau_outside", "fisher_p", "p_permutation", "p_adjusted")
+    return {**{key: test[key] for key in keys if key in test}, "holds": _holds(test)}
+
+
+def _evidence(test: dict, tests: list[dict], leave_out: tuple[str, ...] = ()) -> dict:
+    entry = {key: value for key, value in test.items() if key not in ("region", "effect", *leave_out)}
+    entry["tests"] = [_summary(t) for t in tests if t["param"] == test["param"]]
+    return entry
+
+
+def _factor_entries(named: dict[str, dict], tests: list[dict]) -> list[dict]:
+    factors = []
+    for param, test in named.items():
+        entry = _evidence(test, tests)
+        # given: the regions its counts are among (as named_by/among say), empty for a marginal factor
+        entry.update(removes_plateau=test["region"], given=dict(test["among"]), is_factor=True)
+        factors.append(entry)
+    return factors
+
+
+def _other_entries(named: dict[str, dict], tests: list[dict]) -> list[dict]:
+    """Not a factor: its clearest region over all judged trials is shown, not claimed to remove the plateau."""
+    others = []
+    for test in tests:
+        if test["named_by"] != "marginal" or test["param"] in named:
+            continue
+        entry = _evidence(test, tests, leave_out=("named_by", "among"))
+        entry.setdefault("p_adjusted", None)
+        if "region" in test:
+            entry["clearest_region"] = test["region"]
+        entry["is_factor"] = False
+        others.append(entry)
+    return others
 
 
 def _inside(value: Any, region: dict) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sweep.analysis.factors import ALPHA, MIN_EFFECT
+
 MAX_TRIAL_ROWS = 40  # beyond this, the table shows the baseline, the best runs and a count per verdict
 
 
@@ -78,20 +80,47 @@ def _trial_rows(result: dict) -> list[str]:
     return rows
 
 
+def condition_text(entry: dict) -> str:
+    """Which runs a factor's counts are over: all of them, or those inside earlier factors' regions."""
+    among = entry.get("among") or {}
+    if not among:
+        return "on its own"
+    return "among runs with " + ", ".join(region_text(param, region) for param, region in among.items())
+
+
 def _factor_lines(result: dict) -> list[str]:
     lines = []
     for rank, factor in enumerate(result["factors"][:5], start=1):
-        given = factor.get("given") or {}
-        among = " among runs with " + ", ".join(region_text(p, r) for p, r in given.items()) if given else ""
         lines.append(
-            f"  {rank}. {region_text(factor['param'], factor['removes_plateau'])}{among}: plateau kept in "
-            f"{factor['n_plateau_inside']} of {factor['n_inside']} runs "
+            f"  {rank}. {region_text(factor['param'], factor['removes_plateau'])} {condition_text(factor)}: "
+            f"plateau kept in {factor['n_plateau_inside']} of {factor['n_inside']} runs "
             f"({_percent(factor['plateau_rate_inside'])}{_interval(factor.get('plateau_rate_inside_ci'))}) "
             f"vs {factor['n_plateau_outside']} of {factor['n_outside']} outside "
             f"({_percent(factor['plateau_rate_outside'])}{_interval(factor.get('plateau_rate_outside_ci'))}); "
-            f"Fisher p={factor['fisher_p']:.2g} (corrected for the search: {factor['p_adjusted']:.2g}), "
+            f"Fisher p={factor['fisher_p']:.2g} (corrected for the search and the "
+            f"{result.get('n_factor_tests', len(result['factors']))} tests: {factor['p_adjusted']:.2g}), "
             f"importance {factor['importance']:.2f}"
         )
+    return lines
+
+
+def _other_lines(result: dict) -> list[str]:
+    """Parameters not named: one whose clearest region beat chance is said to fall short, not to do nothing."""
+    others = result.get("other_params") or []
+    lines, quiet = [], []
+    for entry in others:
+        if entry.get("p_permutation") is None or entry["p_permutation"] >= ALPHA:
+            quiet.append(entry["param"])
+            continue
+        reason = ("short of significance once every test is counted" if entry["p_adjusted"] >= ALPHA
+                  else f"beyond chance, but the plateau rates differ by less than {MIN_EFFECT * 100:.0f} points")
+        lines.append(
+            f"Not named, {reason}: {region_text(entry['param'], entry['clearest_region'])} kept the plateau in "
+            f"{entry['n_plateau_inside']} of {entry['n_inside']} runs vs {entry['n_plateau_outside']} of "
+            f"{entry['n_outside']} outside (p={entry['p_permutation']:.2g}, corrected {fmt(entry['p_adjusted'])})."
+        )
+    if quiet and result["factors"]:
+        lines.append(f"No clear effect: {', '.join(quiet)}.")
     return lines
 
 
@@ -103,6 +132,8 @@ def _comparison_lines(result: dict) -> list[str]:
             f"  {change['param']} {change['direction']} than the baseline's {fmt(change['baseline_value'])}: "
             f"{change['n_removed_with_change']} of {change['n_removed']} plateau-free runs "
             f"(vs {change['n_kept_with_change']} of {change['n_kept']} runs that kept it)"
+            + ("; not a factor: within chance once every test is counted"
+               if result.get("evidence") == "ok" and change.get("is_factor") is False else "")
         )
     return lines
 
@@ -122,9 +153,8 @@ def render_text(result: dict) -> str:
         lines += [result["message"], ""]
     if result["factors"]:
         lines += ["What removed the plateau", *_factor_lines(result), ""]
-    other = [entry["param"] for entry in result.get("other_params") or []]
-    if result["factors"] and other:
-        lines += [f"No clear effect: {', '.join(other)}.", ""]
+    other = _other_lines(result) if result.get("evidence") == "ok" else []
+    lines += [*other, ""] if other else []
     overfitting = result["verdict_counts"].get("overfitting", 0)
     if overfitting and result["n_plateau_removed"]:
         lines += [f"Of the {result['n_plateau_removed']} runs counted as plateau-free, {overfitting} overfit "

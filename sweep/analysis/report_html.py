@@ -14,21 +14,18 @@ from plotly.subplots import make_subplots
 
 from sweep.analysis.importance import build_study, quiet_optuna
 from sweep.analysis.records import FINISHED_STATES, TrialRecord
-from sweep.analysis.report import fmt, region_text, render_text
+from sweep.analysis.report import condition_text, fmt, render_text
 
 N_BEST_CURVES = 5
 BASELINE_COLOR = "#d62728"
 
 
 def _series(record: TrialRecord, key: str) -> tuple[list[int], list[float | None]]:
+    """Epochs and values of one history column; a non-finite value is a gap in the line."""
     epochs, values = [], []
     for index, entry in enumerate(record.history):
         value = entry.get(key)
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            value = None
-        epochs.append(int(entry.get("epoch", index + 1)))
+        epochs.append(entry.get("epoch", index + 1))
         values.append(value if value is not None and math.isfinite(value) else None)
     return epochs, values
 
@@ -98,10 +95,8 @@ def _rates_figure(result: dict) -> go.Figure | None:
         return None
     titles = []
     for entry in entries:
-        title = f"{entry['param']} (factor)" if entry.get("is_factor") else entry["param"]
-        if entry.get("given"):
-            title += " among runs with " + ", ".join(region_text(p, r) for p, r in entry["given"].items())
-        titles.append(title)
+        titles.append(f"{entry['param']} (factor, {condition_text(entry)})" if entry.get("is_factor")
+                      else f"{entry['param']} (all judged runs)")
     figure = make_subplots(rows=len(entries), cols=1, subplot_titles=titles, vertical_spacing=0.5 / len(entries))
     for row, entry in enumerate(entries, start=1):
         levels = entry["levels"]

@@ -25,14 +25,8 @@ PLATEAU_REMOVED = (
 
 
 def _best_val_loss(record: TrialRecord) -> float | None:
-    losses = []
-    for entry in record.history:
-        try:
-            value = float(entry.get("val_loss"))
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(value):
-            losses.append(value)
+    losses = [row["val_loss"] for row in record.history
+              if row.get("val_loss") is not None and math.isfinite(row["val_loss"])]
     if losses:
         return min(losses)
     if record.value is not None and math.isfinite(record.value):
@@ -110,6 +104,14 @@ def _factor_fields(entry: dict, importance: dict) -> dict:
     entry["importance_fanova"] = importance["plateau_removed"]["fanova"].get(param, 0.0)
     entry["importance_best_val_loss"] = importance["best_val_loss"]["ped_anova"].get(param, 0.0)
     return entry
+
+
+def _mark_factors(result: dict) -> dict:
+    """Tell each baseline change and usual suspect whether its parameter is a factor, so no part contradicts another."""
+    named = {factor["param"] for factor in result["factors"]}
+    for entry in result["usual_suspects"] + (result["baseline_comparison"] or []):
+        entry["is_factor"] = entry["param"] in named
+    return result
 
 
 def analyze(
@@ -203,9 +205,10 @@ def analyze(
         others = [(t["params"], t["plateau_removed"]) for t in judged if t["number"] != baseline_number]
         result["baseline_comparison"] = compare_with_baseline(baseline_trial["params"], others, distributions)
     if result["evidence"] != "ok":
-        return _plain(result)
+        return _plain(_mark_factors(result))
 
-    factors, others = find_factors(judged_params, kept, distributions, min_trials=min_trials)
+    factors, others, n_tests = find_factors(judged_params, kept, distributions, min_trials=min_trials)
+    result["n_factor_tests"] = n_tests
     by_importance = lambda entry: (-entry["importance"], entry["param"])  # noqa: E731
     result["factors"] = sorted((_factor_fields(e, importance) for e in factors), key=by_importance)
     result["other_params"] = sorted((_factor_fields(e, importance) for e in others), key=by_importance)
@@ -215,6 +218,6 @@ def analyze(
     if not result["factors"]:
         result["message"] = (
             "No parameter separated the plateau-free trials from the others clearly enough "
-            f"(family-wise error {ALPHA:g}); more trials would sharpen the picture."
+            f"(family-wise error {ALPHA:g} over the {n_tests} tests run); more trials would sharpen the picture."
         )
-    return _plain(result)
+    return _plain(_mark_factors(result))
