@@ -1,8 +1,11 @@
-"""Tiny training setups for `sweep doctor --module doctor_setups:NAME`: one correct, the others each with one bug."""
+"""Tiny training setups for `sweep doctor --module doctor_setups:NAME`: correct ones, and others each with one bug."""
 
+import functools
+
+import timm
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -51,13 +54,20 @@ class TinyNet(nn.Module):
         return self.fc(self.drop(x.mean((2, 3))))
 
 
-def train_epoch(model, loader, optimizer, scheduler, step_scheduler=True):
+def train_epoch(model, loader, optimizer, scheduler, step_scheduler="epoch", frozen_bn_in_eval=False):
+    """One epoch; the scheduler stepped once an epoch, once a batch or never (``step_scheduler``)."""
     model.train()
+    if frozen_bn_in_eval:
+        for module in model.modules():  # frozen BatchNorm keeps its running statistics
+            if isinstance(module, nn.BatchNorm2d) and not module.weight.requires_grad:
+                module.eval()
     for batch_images, labels in loader:
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(batch_images), labels).backward()
         optimizer.step()
-    if step_scheduler:
+        if step_scheduler == "batch":
+            scheduler.step()
+    if step_scheduler == "epoch":
         scheduler.step()
 
 
@@ -84,7 +94,7 @@ def build(*, val_normalize=(MEAN, STD), augment_val=False, bn_trains_at_eval=Fal
         "val_loader": DataLoader(ImageSet(val_pixels, val_labels, val_transform), batch_size=16),
         "optimizer": optimizer,
         "scheduler": scheduler,
-        "train_epoch": lambda *args: train_epoch(*args, step_scheduler=step_scheduler),
+        "train_epoch": functools.partial(train_epoch, step_scheduler="epoch" if step_scheduler else None),
         "data_config": {"mean": MEAN, "std": STD},
         "epochs": 4,
     }
@@ -118,9 +128,127 @@ def shared_images():
     return build(share_images=True)
 
 
+# ---------------------------------------------------------------- setups built the way real projects build them
+
+
+def loaders(train_set, val_set, batch_size=16):
+    return (DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)),
+            DataLoader(val_set, batch_size=batch_size))
+
+
+def bundle(model, train_loader, val_loader, optimizer, scheduler, train_epoch, epochs=4):
+    return {"model": model, "train_loader": train_loader, "val_loader": val_loader, "optimizer": optimizer,
+            "scheduler": scheduler, "train_epoch": train_epoch, "data_config": {"mean": MEAN, "std": STD},
+            "epochs": epochs}
+
+
+def frozen_bn_kept_in_loop():
+    """Correct: a timm ResNet at 32 px with stem and layer1 frozen; the loop puts their BatchNorm back in eval mode
+    after model.train(), as many fine-tuning scripts do instead of overriding train()."""
+    torch.manual_seed(0)
+    train_pixels, train_labels = images(64, seed=1)
+    val_pixels, val_labels = images(32, seed=2)
+    resize = [v2.Resize(32, antialias=True)]
+    train_set = ImageSet(train_pixels, train_labels, v2.Compose([*resize, v2.RandomHorizontalFlip(), v2.Normalize(MEAN, STD)]))
+    val_set = ImageSet(val_pixels, val_labels, v2.Compose([*resize, v2.Normalize(MEAN, STD)]))
+    model = timm.create_model("resnet18", num_classes=CLASSES)
+    for module in (model.conv1, model.bn1, model.layer1):
+        module.requires_grad_(False)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.02, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
+    return bundle(model, *loaders(train_set, val_set), optimizer, scheduler,
+                  functools.partial(train_epoch, frozen_bn_in_eval=True))
+
+
+def stepped_per_batch(scheduler_for):
+    """The tiny setup with the scheduler ``scheduler_for(optimizer, batches_per_epoch)``, stepped in the batch loop."""
+    setup = build()
+    optimizer = torch.optim.SGD([p for p in setup["model"].parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    scheduler = scheduler_for(optimizer, len(setup["train_loader"]))
+    return dict(setup, optimizer=optimizer, scheduler=scheduler,
+                train_epoch=functools.partial(train_epoch, step_scheduler="batch"))
+
+
+def scheduler_per_batch():
+    """Bug: StepLR sized in epochs (one step an epoch, x0.1) stepped in the batch loop."""
+    return stepped_per_batch(lambda optimizer, batches: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1))
+
+
+def exponential_per_batch():
+    """Bug: ExponentialLR (no period to read) sized in epochs, stepped in the batch loop."""
+    return stepped_per_batch(lambda optimizer, batches: torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5))
+
+
+def onecycle_per_batch():
+    """Correct: OneCycleLR sized in batches (epochs x batches per epoch) and stepped per batch."""
+    return stepped_per_batch(lambda optimizer, batches: torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.05, total_steps=4 * batches))
+
+
+def lr_far_too_low():
+    """Bug: SGD at lr 1e-7, where nothing trains."""
+    setup = build()
+    optimizer = torch.optim.SGD([p for p in setup["model"].parameters() if p.requires_grad], lr=1e-7, momentum=0.9)
+    return dict(setup, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5))
+
+
+def val_labels_shuffled():
+    """Bug: validation labels permuted apart from their images; the class balance is unchanged."""
+    setup = build()
+    dataset = setup["val_loader"].dataset
+    order = torch.randperm(len(dataset.targets), generator=torch.Generator().manual_seed(3)).tolist()
+    dataset.targets = [dataset.targets[index] for index in order]
+    return setup
+
+
+def requires_grad_attribute():
+    """Bug: the stem is "frozen" with a plain attribute (no underscore), so the optimizer still trains it."""
+    setup = build()
+    model = setup["model"]
+    model.conv1.requires_grad_(True)
+    model.bn1.requires_grad_(True)
+    model.conv1.requires_grad = False
+    model.bn1.requires_grad = False
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    return dict(setup, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5))
+
+
+def split_by_subsets(val_indices):
+    """One pool of 96 images: train is two Subsets (ConcatDataset) with random crops, val a Subset at
+    ``val_indices`` with the eval transform."""
+    setup = build()
+    pixels, labels = images(96, seed=1)
+    train_transform = v2.Compose([v2.RandomResizedCrop(16, scale=(0.6, 1.0), antialias=True), v2.Normalize(MEAN, STD)])
+    augmented, plain = ImageSet(pixels, labels, train_transform), ImageSet(pixels, labels, v2.Normalize(MEAN, STD))
+    train_set = ConcatDataset([Subset(augmented, range(0, 32)), Subset(augmented, range(32, 64))])
+    train_loader, val_loader = loaders(train_set, Subset(plain, val_indices))
+    return dict(setup, train_loader=train_loader, val_loader=val_loader)
+
+
+def overlap_behind_subsets():
+    """Bug: every validation image is also a training image, hidden behind Subset/ConcatDataset and random crops."""
+    return split_by_subsets(range(16, 48))
+
+
+def correct_subset_split():
+    """Correct: the same wrappers and crops over disjoint images."""
+    return split_by_subsets(range(64, 96))
+
+
+def train_epoch_raises():
+    """Bug: the epoch loop reads an attribute its loader does not have."""
+    setup = build()
+
+    def train_epoch(model, loader, optimizer, scheduler):
+        for batch_images, labels in loader:
+            loader.num_batches += 1
+
+    return dict(setup, train_epoch=train_epoch)
+
+
 def as_tuple():
-    bundle = build()
-    return bundle["model"], bundle["train_loader"], bundle["val_loader"]
+    setup = build()
+    return setup["model"], setup["train_loader"], setup["val_loader"]
 
 
 def not_a_bundle():

@@ -1,9 +1,10 @@
 """`sweep doctor`: pipeline checks that no hyperparameter fixes (eval determinism, normalisation, frozen stages, LR
-schedule, labels, an LR range test), on the sweep's own baseline trial or on the user's (``--module``)."""
+schedule, labels, learnability, an LR range test), on the sweep's own baseline trial or on the user's (``--module``)."""
 
 from sweep.doctor.checks.evaluation import check_eval_deterministic
 from sweep.doctor.checks.frozen import check_frozen_stages
 from sweep.doctor.checks.labels import check_labels
+from sweep.doctor.checks.learnability import check_learnability
 from sweep.doctor.checks.lr_range import check_lr_range
 from sweep.doctor.checks.normalisation import check_normalisation
 from sweep.doctor.checks.schedule import check_lr_schedule
@@ -20,7 +21,7 @@ from sweep.doctor.setup import (
 
 __all__ = [
     "ALL_CHECKS", "CHECKS", "DOCTOR_ATTR", "QUICK_CHECKS", "VERDICTS", "CheckResult", "DoctorSetupError", "Setup",
-    "SweepSetup", "check_eval_deterministic", "check_frozen_stages", "check_labels", "check_lr_range",
+    "SweepSetup", "check_eval_deterministic", "check_frozen_stages", "check_labels", "check_learnability", "check_lr_range",
     "check_lr_schedule", "check_normalisation", "load_module_function", "render_text", "run_checks", "run_doctor",
     "setup_from_config", "setup_from_module", "summary", "worst",
 ]

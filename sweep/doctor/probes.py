@@ -3,11 +3,13 @@ labels, and a hash per raw image."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
+import os
 
 import torch
-from torch.utils.data import default_collate
+from torch.utils.data import ConcatDataset, default_collate
 
 MAX_HASHED = 20_000
 AUGMENTATIONS = ("ColorJitter", "RandAugment", "AutoAugment", "TrivialAugmentWide", "AugMix")
@@ -90,30 +92,60 @@ def targets(loader, limit_batches: int = 200) -> list[int]:
 
 
 def raw_hashes(loader) -> tuple[list[str], str]:
-    """A hash per image before any transform where the data set lets us reach the raw image, else after it."""
+    """A hash per image before any transform (through Subset, ConcatDataset and other index wrappers) where the
+    data set lets us reach the raw image, else of the transformed batches."""
     dataset = getattr(loader, "dataset", None)
-    base, indices = getattr(dataset, "base", None), getattr(dataset, "indices", None)
-    if base is not None and indices is not None:
-        data = getattr(base, "data", None)
-        if data is not None and hasattr(data, "__getitem__") and len(data) == len(base):
-            return [_hash(data[i]) for i in list(indices)[:MAX_HASHED]], "raw"
-        samples = getattr(base, "samples", None)
-        if samples is not None:
-            return [_file_hash(samples[i][0]) for i in list(indices)[:MAX_HASHED]], "raw"
-        return [_hash(base[i][0]) for i in list(indices)[:MAX_HASHED]], "raw"
-    if dataset is not None and getattr(dataset, "transform", None) is not None:
-        saved = dataset.transform
+    if dataset is not None and hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
         try:
-            dataset.transform = None
-            return [_hash(dataset[i][0]) for i in range(min(len(dataset), MAX_HASHED))], "raw"
-        except Exception:
+            return [_raw_hash(dataset, index) for index in range(min(len(dataset), MAX_HASHED))], "raw"
+        except Exception:  # a data set we cannot see through: hash what the loader gives
             pass
-        finally:
-            dataset.transform = saved
     hashes = []
     for images, _ in batches(loader, MAX_HASHED):
         hashes.extend(_hash(image) for image in images)
     return hashes[:MAX_HASHED], "transformed"
+
+
+def _source_item(dataset, index: int):
+    """The innermost data set behind index wrappers, and the index there."""
+    for _ in range(10):
+        if isinstance(dataset, ConcatDataset):
+            part = bisect.bisect_right(dataset.cumulative_sizes, index)
+            index -= dataset.cumulative_sizes[part - 1] if part else 0
+            dataset = dataset.datasets[part]
+            continue
+        inner = next((getattr(dataset, name) for name in ("dataset", "base") if hasattr(dataset, name)), None)
+        indices = getattr(dataset, "indices", None)
+        if inner is None or not hasattr(inner, "__getitem__"):
+            break
+        if indices is not None:
+            index = int(indices[index])
+        elif len(inner) != len(dataset):
+            break
+        dataset = inner
+    return dataset, index
+
+
+def _raw_hash(dataset, index: int) -> str:
+    source, index = _source_item(dataset, index)
+    samples = getattr(source, "samples", None)
+    if samples is not None and isinstance(samples[index][0], (str, os.PathLike)):
+        return _file_hash(samples[index][0])
+    data = getattr(source, "data", None)
+    if data is not None and hasattr(data, "__getitem__") and len(data) == len(source):
+        return _hash(data[index])
+    if getattr(source, "transform", None) is None:
+        return _hash(source[index][0])
+    saved = source.transform
+    try:
+        source.transform = _unchanged  # not None: a data set may call its transform unconditionally
+        return _hash(source[index][0])
+    finally:
+        source.transform = saved
+
+
+def _unchanged(image):
+    return image
 
 
 def _hash(image) -> str:

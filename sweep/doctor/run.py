@@ -9,11 +9,13 @@ import torch
 from sweep.doctor.checks.evaluation import check_eval_deterministic
 from sweep.doctor.checks.frozen import check_frozen_stages
 from sweep.doctor.checks.labels import check_labels
+from sweep.doctor.checks.learnability import check_learnability
 from sweep.doctor.checks.lr_range import check_lr_range
 from sweep.doctor.checks.normalisation import check_normalisation
 from sweep.doctor.checks.schedule import check_lr_schedule
 from sweep.doctor.result import SYMBOLS, CheckResult, worst
 from sweep.doctor.setup import DoctorSetupError, Setup, setup_from_config, setup_from_module
+from sweep.doctor.training import TrainEpochError
 
 CHECKS: dict[str, Callable[..., CheckResult]] = {
     "eval_deterministic": check_eval_deterministic,
@@ -21,22 +23,26 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "frozen_stages": check_frozen_stages,
     "lr_schedule": check_lr_schedule,
     "labels": check_labels,
+    "learnability": check_learnability,
     "lr_range": check_lr_range,
 }
-QUICK_CHECKS = ("eval_deterministic", "normalisation", "frozen_stages", "lr_schedule", "labels")
+QUICK_CHECKS = ("eval_deterministic", "normalisation", "frozen_stages", "lr_schedule", "labels", "learnability")
 ALL_CHECKS = QUICK_CHECKS + ("lr_range",)
 
 
 def run_checks(setup: Setup, *, quick: bool = False, lr_steps: int = 100,
                progress: Callable[[str], None] | None = None) -> dict:
     """Run the checks on ``setup``; returns the report: source, overall verdict, counts, one result per check."""
-    results = []
+    results, loop_failed_in = [], None
     for name in QUICK_CHECKS if quick else ALL_CHECKS:
         if progress:
             progress(f"checking {name}")
         options = {"steps": lr_steps, "progress": progress} if name == "lr_range" else {}
         try:
             result = CHECKS[name](setup, **options)
+        except TrainEpochError as error:
+            result = _loop_failure(name, error, loop_failed_in)
+            loop_failed_in = loop_failed_in or name
         except Exception as error:  # a check that cannot run on this setup says so instead of stopping the others
             result = CheckResult(name, "warning", f"could not run: {type(error).__name__}: {error}".splitlines()[0],
                                  {"error": type(error).__name__}, "see the message; the other checks still ran")
@@ -50,6 +56,16 @@ def run_checks(setup: Setup, *, quick: bool = False, lr_steps: int = 100,
         "quick": quick,
         "checks": [result.as_dict() for result in results],
     }
+
+
+def _loop_failure(name: str, error: TrainEpochError, failed_before_in: str | None) -> CheckResult:
+    """The user's own loop raised: a problem theirs to fix, told once; later checks that needed it only point back."""
+    if failed_before_in is not None:
+        return CheckResult(name, "warning", f"could not run: train_epoch raised (see {failed_before_in})",
+                           {"error": type(error).__name__})
+    return CheckResult(name, "problem", str(error), {"error": type(error).__name__},
+                       "make train_epoch(model, loader, optimizer, scheduler) train one epoch over any iterable of "
+                       "(images, labels) batches")
 
 
 def render_text(report: dict) -> str:

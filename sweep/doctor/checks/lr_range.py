@@ -1,5 +1,5 @@
-"""The LR range test (fastai's lr_find): the training loss against an exponentially growing lr, and the lr range
-where it falls fastest."""
+"""The LR range test (fastai's lr_find) through the setup's own epoch loop: the training loss against an
+exponentially growing lr, the lr range where it falls fastest, and the run's own lr held against it."""
 
 from __future__ import annotations
 
@@ -7,48 +7,74 @@ import math
 from typing import Any, Callable
 
 from optuna.distributions import FloatDistribution
-from torch import nn
 
 from sweep.doctor.probes import cycle
 from sweep.doctor.result import CheckResult, rounded
 from sweep.doctor.setup import Setup
-from sweep.doctor.training import Snapshot, fallback_optimizer, to_device
+from sweep.doctor.training import FewBatches, LossRecorder, Snapshot, TrainEpochError, run_epoch, training_optimizer
+
+# An lr this many times outside the suggested range is flagged.
+OUTSIDE_FACTOR = 10
+# The smoothed loss must have fallen by this share by an lr for that lr to count as one that trains.
+FALLING_SHARE = 0.02
+
+
+def _smoothed(losses: list[float], beta: float = 0.9) -> list[float]:
+    """fastai's bias-corrected exponential moving average of the loss."""
+    average, out = 0.0, []
+    for step, loss in enumerate(losses):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta ** (step + 1)))
+    return out
+
+
+def _range_curve(setup: Setup, optimizer, steps: int, start_lr: float, end_lr: float,
+                 progress: Callable[[str], None] | None) -> tuple[list[float], list[float], bool]:
+    """(lrs, smoothed losses, diverged): one epoch of the setup's loop whose lr grows before every batch, cut
+    short once the loss is 4x its best or not finite."""
+    lrs: list[float] = []
+    with Snapshot(setup), LossRecorder(setup.model) as recorder:
+        def diverging() -> bool:
+            curve = _smoothed(recorder.losses)
+            return bool(curve) and (not math.isfinite(curve[-1]) or (len(curve) > steps // 10 + 1 and curve[-1] > 4 * min(curve)))
+
+        def before_batch(step: int) -> bool:
+            curve = _smoothed(recorder.losses)
+            if diverging():
+                return False
+            if progress and step and step % max(1, steps // 4) == 0 and curve:
+                progress(f"lr range test: step {step}/{steps}, lr {lrs[-1]:.2g}, loss {curve[-1]:.3f}")
+            lrs.append(start_lr * (end_lr / start_lr) ** (step / (steps - 1)))
+            for group in optimizer.param_groups:
+                group["lr"] = lrs[-1]
+            return True
+
+        def batches():
+            for images, labels in cycle(setup.train_loader, steps):
+                recorder.expect(labels)
+                yield images, labels
+
+        try:
+            run_epoch(setup, FewBatches(setup.train_loader, batches(), steps, before_batch), optimizer, hold_lr=True)
+        except TrainEpochError:
+            if not diverging():  # a loop that refuses a blown-up loss ends the test as the blow-up would
+                raise
+    raw = recorder.losses[: len(lrs)]
+    finite = [loss for loss in raw if math.isfinite(loss)]
+    diverged = len(finite) < len(raw) or len(raw) < steps
+    return lrs[: len(finite)], _smoothed(finite), diverged
 
 
 def check_lr_range(setup: Setup, steps: int = 100, start_lr: float = 1e-7, end_lr: float = 10.0,
                    progress: Callable[[str], None] | None = None) -> CheckResult:
     """Loss against an exponentially growing lr: the lr range where the loss falls fastest."""
     steps = max(steps, 5)
-    beta, smoothed, best = 0.9, 0.0, math.inf
-    lrs, losses = [], []
-    model, loss_fn = setup.model, nn.CrossEntropyLoss()
-    with Snapshot(setup):
-        optimizer = setup.optimizer or fallback_optimizer(model)
-        if optimizer is None:
-            return CheckResult("lr_range", "ok", "nothing trains: no lr to suggest", {})
-        model.train()
-        for step, (images, labels) in enumerate(cycle(setup.train_loader, steps)):
-            lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, labels = to_device(setup.device, images, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(images), labels)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                break
-            loss.backward()
-            optimizer.step()
-            smoothed = beta * smoothed + (1 - beta) * value
-            current = smoothed / (1 - beta ** (step + 1))
-            lrs.append(lr)
-            losses.append(current)
-            best = min(best, current)
-            if progress and (step + 1) % max(1, steps // 4) == 0:
-                progress(f"lr range test: step {step + 1}/{steps}, lr {lr:.2g}, loss {current:.3f}")
-            if step > steps // 10 and current > 4 * best:
-                break
-    evidence: dict[str, Any] = {"steps_run": len(lrs), "start_lr": start_lr, "end_lr": end_lr,
+    optimizer = training_optimizer(setup)
+    if optimizer is None:
+        return CheckResult("lr_range", "ok", "nothing trains: no lr to suggest", {})
+    own_lr = _own_lr(setup, optimizer)
+    lrs, losses, diverged = _range_curve(setup, optimizer, steps, start_lr, end_lr, progress)
+    evidence: dict[str, Any] = {"steps_run": len(lrs), "start_lr": start_lr, "end_lr": end_lr, "own_lr": own_lr,
                                 "curve": [[float(f"{lr:.4g}"), rounded(loss)] for lr, loss in zip(lrs, losses)][:: max(1, len(lrs) // 40)]}
     skip = max(1, len(losses) // 10)
     if len(losses) < skip + 3 or min(losses[skip:]) > 0.95 * losses[skip]:
@@ -66,16 +92,64 @@ def check_lr_range(setup: Setup, steps: int = 100, start_lr: float = 1e-7, end_l
     evidence.update({"lr_steepest": float(f"{lr_steep:.3g}"), "lr_at_min_loss": float(f"{lr_min:.3g}"),
                      "suggested_lr_range": [low, high]})
     message = f"loss falls fastest at lr {lr_steep:.2g} and is lowest at {lr_min:.2g}: search lr in {low:g}:{high:g}"
+    findings = [_own_lr_finding(own_lr, low, high, lrs, losses, diverged, setup)]
     lr_space = setup.sweep.config.space["lr"] if setup.sweep is not None else None
     if isinstance(lr_space, FloatDistribution):
-        sweep_low, sweep_high = lr_space.low, lr_space.high
-        evidence["sweep_lr_range"] = [sweep_low, sweep_high]
-        if sweep_high < low or sweep_low > high:
-            return CheckResult(
-                "lr_range", "warning", message + f", but the sweep searches {sweep_low:g}:{sweep_high:g}", evidence,
-                f"sweep start --lr {low:g}:{high:g}",
-            )
-    return CheckResult("lr_range", "ok", message, evidence)
+        evidence["sweep_lr_range"] = [lr_space.low, lr_space.high]
+        if lr_space.high < low or lr_space.low > high:
+            findings.append(("warning", f"the sweep searches {lr_space.low:g}:{lr_space.high:g}",
+                             f"sweep start --lr {low:g}:{high:g}"))
+    findings = [finding for finding in findings if finding]
+    if not findings:
+        return CheckResult("lr_range", "ok", message + _inside(own_lr, setup), evidence)
+    verdict = "problem" if any(verdict == "problem" for verdict, _, _ in findings) else "warning"
+    return CheckResult("lr_range", verdict, message + ", but " + "; ".join(text for _, text, _ in findings), evidence,
+                       "; ".join(fix for _, _, fix in findings))
+
+
+def _own_lr(setup: Setup, optimizer) -> float | None:
+    """The lr the run trains at: the sweep's baseline, or the optimizer's before any scheduler step (its peak for a
+    cyclic schedule, which keeps it as max_lr)."""
+    if setup.sweep is not None:
+        return float(setup.sweep.params["lr"])
+    if optimizer is not setup.optimizer:
+        return None
+    group = optimizer.param_groups[0]
+    return float(group.get("max_lr") or group.get("initial_lr") or group["lr"])
+
+
+def _who(setup: Setup) -> str:
+    return "the baseline lr" if setup.sweep is not None else "the optimizer's lr"
+
+
+def _inside(own_lr: float | None, setup: Setup) -> str:
+    return f"; {_who(setup)} {own_lr:g} is within {OUTSIDE_FACTOR}x of it" if own_lr else ""
+
+
+def _own_lr_finding(own_lr, low, high, lrs, losses, diverged, setup: Setup) -> tuple[str, str, str] | None:
+    """(verdict, text, fix) when the run's own lr lies over OUTSIDE_FACTOR times outside the suggested range: a
+    problem where the test shows that lr does not train (the loss had not yet fallen by it, or was above its start
+    there); else a warning, and always one for a sweep's baseline, since the sweep searches the lr."""
+    if not own_lr or low / OUTSIDE_FACTOR <= own_lr <= high * OUTSIDE_FACTOR:
+        return None
+    fix = f"set the lr inside {low:g}:{high:g}" + (f" (--baseline lr={math.sqrt(low * high):.1g})" if setup.sweep else "")
+    if own_lr < low:
+        reached = [loss for lr, loss in zip(lrs, losses) if lr <= own_lr]
+        fallen = 1 - (reached[-1] if reached else losses[0]) / losses[0]
+        untrained = fallen < FALLING_SHARE
+        text = (f"{_who(setup)} {own_lr:g} is {low / own_lr:.0f}x below it, where the loss had "
+                + ("not yet fallen in the test" if untrained else f"fallen by {fallen:.0%} in the test"))
+        decisive = untrained
+    else:
+        blown = diverged and own_lr >= lrs[-1]
+        above_start = any(lr >= own_lr and loss > losses[0] for lr, loss in zip(lrs, losses))
+        text = f"{_who(setup)} {own_lr:g} is {own_lr / high:.0f}x above it" + (
+            ", where the loss blew up in the test" if blown else
+            ", where the loss was above its starting value in the test" if above_start else "")
+        decisive = blown or above_start
+    if not diverged:
+        text += f" (the loss never blew up up to lr {lrs[-1]:.2g}, so the range is uncertain)"
+    return ("problem" if decisive and setup.sweep is None else "warning"), text, fix
 
 
 def _one_digit(value: float) -> float:

@@ -14,23 +14,61 @@ from torch import nn
 from sweep.doctor.probes import batches
 from sweep.doctor.result import CheckResult
 from sweep.doctor.setup import Setup, SweepSetup
-from sweep.doctor.training import Snapshot, current_lr
+from sweep.doctor.training import FewBatches, Snapshot, current_lr, run_epoch
 
 SIMULATED_BATCHES = 2
+# Stepping a schedule per batch over a whole run takes epochs x batches steps; past this many the rest is not shown.
+MAX_REPLAYED_STEPS = 20_000
+# Where torch's schedulers keep the length of their schedule, in steps.
+PERIOD_ATTRIBUTES = ("total_steps", "T_max", "T_0", "total_iters", "total_size", "step_size")
 
 
-def _expected_schedule(optimizer, scheduler, epochs: int, losses: list[float] | None = None) -> list[float]:
-    """The lr at the start of each epoch (and after the last) when the scheduler is stepped once per epoch."""
+def _expected_schedule(optimizer, scheduler, epochs: int, losses: list[float] | None = None,
+                       steps_per_epoch: int = 1) -> list[float]:
+    """The lr at the start of each epoch (and after the last) when the scheduler is stepped ``steps_per_epoch``
+    times an epoch; shorter when the scheduler refuses more steps (OneCycleLR past its total)."""
     lrs = [current_lr(optimizer)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": no training here on purpose
         for epoch in range(epochs):
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(losses[epoch] if losses else 1.0)
-            else:
-                scheduler.step()
+            try:
+                for _ in range(steps_per_epoch):
+                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        scheduler.step(losses[epoch] if losses else 1.0)
+                    else:
+                        scheduler.step()
+            except ValueError:
+                break
             lrs.append(current_lr(optimizer))
     return lrs
+
+
+def _period(scheduler) -> int | None:
+    """The length of the scheduler's schedule in steps, where it keeps one."""
+    for name in PERIOD_ATTRIBUTES:
+        value = getattr(scheduler, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    milestones = getattr(scheduler, "milestones", None)
+    return max(milestones) if milestones else None
+
+
+def _ratio(a: float, b: float) -> float:
+    if a == b:
+        return 1.0
+    return math.inf if min(a, b) <= 0 else max(a, b) / min(a, b)
+
+
+def _step_factor(lrs: list[float]) -> float:
+    """The largest change of the lr from one epoch to the next (StepLR's 1/gamma)."""
+    return max((_ratio(a, b) for a, b in zip(lrs, lrs[1:]) if min(a, b) > 0), default=1.0)
+
+
+def _batches_per_epoch(loader) -> int:
+    try:
+        return max(1, len(loader))
+    except TypeError:
+        return SIMULATED_BATCHES
 
 
 def _same_schedule(actual: list[float], expected: list[float]) -> bool:
@@ -76,7 +114,7 @@ def check_lr_schedule(setup: Setup) -> CheckResult:
         start_step = getattr(scheduler, "last_epoch", None)
         actual = [current_lr(optimizer)]
         for _ in range(epochs):
-            setup.train_epoch(setup.model, sample, optimizer, scheduler)
+            run_epoch(setup, FewBatches(setup.train_loader, sample, len(sample)), optimizer)
             actual.append(current_lr(optimizer))
         steps = None if start_step is None else scheduler.last_epoch - start_step
     evidence.update({"actual_lr": _rounded_lrs(actual), "scheduler_steps": steps})
@@ -89,12 +127,7 @@ def check_lr_schedule(setup: Setup) -> CheckResult:
             "call scheduler.step() once per epoch (after optimizer.step(); ReduceLROnPlateau: scheduler.step(val_loss))",
         )
     if steps is not None and steps > epochs:
-        return CheckResult(
-            "lr_schedule", "warning",
-            f"the scheduler was stepped {steps} times in {epochs} epochs of {len(sample)} batches: per batch, "
-            f"so it ran {_fmt_lrs(actual[:3])} … {actual[-1]:.3g}", evidence,
-            "step it once per epoch, or size the schedule in batches (T_max=epochs*len(train_loader))",
-        )
+        return _stepped_per_batch(setup, expected, steps, len(sample), evidence)
     if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and not _same_schedule(actual, expected):
         return CheckResult(
             "lr_schedule", "warning",
@@ -105,6 +138,48 @@ def check_lr_schedule(setup: Setup) -> CheckResult:
         "lr_schedule", "ok",
         f"{type(scheduler).__name__} stepped once per epoch: lr {_fmt_lrs(actual[:3])} … {actual[-1]:.3g} as expected",
         evidence,
+    )
+
+
+def _stepped_per_batch(setup: Setup, expected: list[float], steps: int, sample_batches: int,
+                       evidence: dict) -> CheckResult:
+    """A scheduler the loop steps more than once an epoch. Fine when its schedule is sized in batches (its period
+    nearer epochs x batches than epochs); a problem when it is sized in epochs, or, with no period to read, when one
+    real epoch of per-batch steps already moves the lr off the per-epoch schedule by the schedule's own step."""
+    scheduler, epochs = setup.scheduler, setup.epochs
+    name, per_epoch = type(scheduler).__name__, _batches_per_epoch(setup.train_loader)
+    period = _period(scheduler)
+    stepped = f"{name} was stepped {steps} times in {epochs} simulated epochs of {sample_batches} batches (per batch)"
+    evidence.update({"batches_per_epoch": per_epoch, "schedule_period": period})
+    if period is not None and period >= epochs * math.sqrt(per_epoch):
+        return CheckResult(
+            "lr_schedule", "ok",
+            f"{stepped}, and its schedule spans {period} steps, {period / per_epoch:.3g} epochs of {per_epoch} "
+            "batches: sized in batches, as it is stepped", evidence,
+        )
+    with Snapshot(setup):
+        replayed = _expected_schedule(setup.optimizer, scheduler, min(epochs, max(1, MAX_REPLAYED_STEPS // per_epoch)),
+                                      steps_per_epoch=per_epoch)
+    evidence["per_batch_lr"] = _rounded_lrs(replayed)
+    factor = _step_factor(expected)
+    off = [epoch for epoch in range(1, len(replayed)) if _ratio(replayed[epoch], expected[epoch]) >= factor > 1.0]
+    if len(replayed) < 2 or (off and off[0] == 1) or (period is not None and off):
+        first = off[0] if off else 1
+        run_out = len(replayed) <= first
+        where = (f"the schedule runs out within epoch {first}" if run_out else
+                 f"after epoch {first} the lr is {replayed[first]:.3g} where stepping once per epoch gives "
+                 f"{expected[first]:.3g} ({_ratio(replayed[first], expected[first]):.3g}x off, the schedule's "
+                 f"own step is {factor:.3g}x)")
+        sized = f"its schedule spans {period} steps, sized in epochs" if period else "it is sized in epochs"
+        return CheckResult(
+            "lr_schedule", "problem", f"{stepped}, but {sized}: with {per_epoch} batches an epoch {where}", evidence,
+            "step the scheduler once per epoch (after the batch loop), or size it in batches "
+            "(e.g. T_max=epochs*len(train_loader))",
+        )
+    return CheckResult(
+        "lr_schedule", "warning",
+        f"{stepped}: it ran {_fmt_lrs(replayed[:3])} … {replayed[-1]:.3g} over epochs of {per_epoch} batches", evidence,
+        "step it once per epoch, or size the schedule in batches (T_max=epochs*len(train_loader))",
     )
 
 

@@ -1,0 +1,96 @@
+"""Each check on setups of its own: the seeded bug it must find, and correct setups it must leave alone."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sweep import doctor
+from sweep.cli import main
+from sweep.config import build_config
+
+SETUPS = Path(__file__).parent
+LR_STEPS = 40
+
+# setup -> (check, verdict, words the message must hold)
+SEEDED_BUGS = {
+    "scheduler_per_batch": ("lr_schedule", "problem", "sized in epochs"),
+    "exponential_per_batch": ("lr_schedule", "problem", "the schedule's own step is 2x"),
+    "lr_far_too_low": ("lr_range", "problem", "the optimizer's lr 1e-07 is"),
+    "val_labels_shuffled": ("learnability", "problem", "labels not aligned with images"),
+    "requires_grad_attribute": ("frozen_stages", "warning", "plain attribute on conv1 (2 parameters), bn1"),
+    "overlap_behind_subsets": ("labels", "problem", "32 validation image(s) (100.0%) also in the training set"),
+    "train_epoch_raises": ("frozen_stages", "problem",
+                           "train_epoch doctor_setups.train_epoch_raises.<locals>.train_epoch raised AttributeError"),
+}
+CORRECT = ["correct", "onecycle_per_batch", "correct_subset_split",
+           pytest.param("frozen_bn_kept_in_loop", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(autouse=True)
+def in_setups_dir(monkeypatch):
+    monkeypatch.chdir(SETUPS)
+
+
+def setup_of(name: str) -> doctor.Setup:
+    return doctor.setup_from_module(f"doctor_setups:{name}", torch.device("cpu"))
+
+
+def result_of(report: dict, name: str) -> dict:
+    return next(check for check in report["checks"] if check["name"] == name)
+
+
+@pytest.mark.parametrize("name", sorted(SEEDED_BUGS))
+def test_seeded_bug_is_found_by_its_check(name):
+    check, verdict, words = SEEDED_BUGS[name]
+    report = doctor.run_checks(setup_of(name), quick=check != "lr_range", lr_steps=LR_STEPS)
+    found = result_of(report, check)
+    assert (found["verdict"], words in found["message"]) == (verdict, True), found
+    assert found["fix"] and "\n" not in found["message"]
+    others = {c["name"]: c["verdict"] for c in report["checks"] if c["name"] != check}
+    assert "problem" not in others.values(), others
+
+
+@pytest.mark.parametrize("name", CORRECT)
+def test_correct_setup_gives_no_problem_and_no_warning(name):
+    report = doctor.run_checks(setup_of(name), lr_steps=LR_STEPS)
+    assert {c["name"]: c["verdict"] for c in report["checks"]} == {check: "ok" for check in doctor.ALL_CHECKS}, report
+
+
+@pytest.mark.slow
+def test_frozen_stages_trains_through_the_users_own_loop():
+    setup = setup_of("frozen_bn_kept_in_loop")
+    assert doctor.check_frozen_stages(setup).verdict == "ok"
+    # The same model through the sweep's loop (model.train(), nothing put back in eval): the frozen BN drifts.
+    drifting = doctor.check_frozen_stages(dataclasses.replace(setup, train_epoch=None))
+    assert drifting.verdict == "problem" and "layer1.0.bn1.running_mean" in drifting.evidence["drifting_buffers"]
+
+
+def test_checks_put_model_optimizer_and_scheduler_back():
+    setup = setup_of("scheduler_per_batch")
+    weights = {key: value.clone() for key, value in setup.model.state_dict().items()}
+    modes = [module.training for module in setup.model.modules()]
+    doctor.run_checks(setup, lr_steps=10)
+    assert all(torch.equal(weights[key], value) for key, value in setup.model.state_dict().items())
+    assert [module.training for module in setup.model.modules()] == modes
+    assert setup.optimizer.param_groups[0]["lr"] == 0.05 and setup.scheduler.last_epoch == 0
+
+
+def test_a_failing_train_epoch_is_one_problem_line_not_a_traceback():
+    result = CliRunner().invoke(main, ["doctor", "--module", "doctor_setups:train_epoch_raises", "--quick", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    failures = [line for line in result.output.splitlines() if line.startswith("✗")]
+    assert len(failures) == 1 and "✗ frozen_stages: train_epoch" in failures[0]
+    assert "! lr_schedule: could not run: train_epoch raised (see frozen_stages)" in result.output
+
+
+@pytest.mark.slow
+def test_a_sweeps_baseline_lr_far_outside_the_range_is_a_warning():
+    config = build_config(None, {"model": "resnet18", "weights": "none", "data": "synthetic:64", "max_train": 32,
+                                 "max_val": 16, "baseline": {"lr": 1e-7}})
+    report = doctor.run_doctor(config=config, device="cpu", lr_steps=20)
+    lr_range = result_of(report, "lr_range")
+    assert lr_range["verdict"] == "warning" and "the baseline lr 1e-07 is" in lr_range["message"], lr_range
