@@ -51,18 +51,20 @@ def build_datasets(
     val_fraction: float = 0.25,
     max_train: int | None = None,
     max_val: int | None = None,
+    skip_bad_images: bool = False,
 ) -> Datasets:
     """Split `spec` into train (augmented) and validation (eval transform) sets, deterministically by `seed`.
 
     A data set with its own validation split (CIFAR's test set, an ImageFolder's val/) keeps it and ignores
-    `val_fraction`; `max_train`/`max_val` keep a seeded, stratified subset of each split.
+    `val_fraction`; `max_train`/`max_val` keep a seeded, stratified subset of each split. Unreadable image files
+    stop it (``data.UnreadableImages``), or are left out with `skip_bad_images`.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r}: expected a fraction strictly between 0 and 1")
     for label, limit in (("max_train", max_train), ("max_val", max_val)):
         if limit is not None and limit < 1:
             raise ValueError(f"{label}={limit!r}: expected a positive number of images or None for all")
-    source = load_source(spec, image_size)
+    source = load_source(spec, image_size, skip_bad_images)
     if source.val is None:
         train_indices, val_indices = _split(source.train.targets, val_fraction, seed)
         train_base = val_base = source.train

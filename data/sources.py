@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
+from data.image_check import UnreadableImages, unreadable_images
 from data.spec import DataSpec
 from reachability import reachable
+
+log = logging.getLogger("sweep")
 
 DOWNLOAD_PROBE_TIMEOUT_S = 3.0
 SYNTHETIC_CLASSES = 10
@@ -46,8 +50,12 @@ class InMemoryImages(Dataset):
         return self.images[index], self.targets[index]
 
 
-def load_source(spec: DataSpec, image_size: int) -> Source:
-    """The images of `spec`, read once per process (in-memory sets also per image size)."""
+def load_source(spec: DataSpec, image_size: int, skip_bad_images: bool = False) -> Source:
+    """The images of `spec`, read once per process (in-memory sets also per image size).
+
+    An image folder's files are all decoded once first: unreadable ones stop it, or are left out with
+    ``skip_bad_images``.
+    """
     if spec.kind == "digits":
         return _digits(image_size)
     if spec.kind == "synthetic":
@@ -55,7 +63,7 @@ def load_source(spec: DataSpec, image_size: int) -> Source:
     if spec.kind in ("cifar10", "cifar100"):
         return _cifar(spec.kind, spec.root)
     if spec.kind == "imagefolder":
-        return _image_folder(spec.root)
+        return _image_folder(spec.root, skip_bad_images)
     raise ValueError(
         f"unknown data set kind {spec.kind!r}: expected digits, synthetic, cifar10, cifar100 or imagefolder"
     )
@@ -107,6 +115,21 @@ def _cifar(kind: str, root: str) -> Source:
     return Source(train, val, list(train.classes))
 
 
+def _drop_unreadable(root: str, folders: list[ImageFolder], skip: bool) -> None:
+    """Stop on files PIL cannot decode, or with ``skip`` leave them out of ``folders`` and say how many."""
+    bad = unreadable_images([path for folder in folders for path, _ in folder.samples])
+    if not bad:
+        return
+    if not skip:
+        raise UnreadableImages(root, bad)
+    unreadable = {path for path, _ in bad}
+    for folder in folders:
+        folder.samples = [(path, label) for path, label in folder.samples if path not in unreadable]
+        folder.imgs = folder.samples
+        folder.targets = [label for _, label in folder.samples]
+    log.warning("ImageFolder '%s': skipped %d unreadable image file(s) (--skip-bad-images)", root, len(bad))
+
+
 def _download_cifar(dataset_class: type, kind: str, root: str) -> None:
     what_to_put = (
         f"put {dataset_class.base_folder}/ there (unpack {dataset_class.filename} from {dataset_class.url})"
@@ -123,18 +146,22 @@ def _download_cifar(dataset_class: type, kind: str, root: str) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _image_folder(root: str) -> Source:
+def _image_folder(root: str, skip_bad_images: bool = False) -> Source:
     train_dir, val_dir = Path(root) / "train", Path(root) / "val"
+    split = train_dir.is_dir() and val_dir.is_dir()
     try:
-        if not (train_dir.is_dir() and val_dir.is_dir()):
-            train = ImageFolder(root)
-            return Source(train, None, list(train.classes))
-        train, val = ImageFolder(train_dir), ImageFolder(val_dir)
+        train, val = (ImageFolder(train_dir), ImageFolder(val_dir)) if split else (ImageFolder(root), None)
     except (FileNotFoundError, OSError) as error:
         raise ValueError(
             f"ImageFolder '{root}' has no images: {error}; expected class subfolders, "
             "or train/ and val/ each with class subfolders"
         ) from error
+    if len(train.classes) < 2:
+        raise ValueError(f"ImageFolder '{root}' has {len(train.classes)} class ({', '.join(train.classes)}): a "
+                         "classifier needs at least 2 class subfolders")
+    _drop_unreadable(root, [folder for folder in (train, val) if folder is not None], skip_bad_images)
+    if not split:
+        return Source(train, None, list(train.classes))
     unknown = sorted(set(val.classes) - set(train.classes))
     if unknown:
         raise ValueError(f"ImageFolder '{root}': classes {unknown} are in val/ but not in train/")

@@ -67,7 +67,7 @@ SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queu
 @setup_options
 @space_options
 @options(*(setting_option(name) for name in ("val_fraction", "epochs", "n_trials", "seed", "optimizer", "pruner",
-                                          "patience", "min_delta", "compile")))
+                                          "patience", "min_delta", "compile", "skip_bad_images")))
 @device_option
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
               help="Local worker processes (one GPU each when there are GPUs); 1 trains in this process; "

@@ -53,6 +53,7 @@ class SweepConfig:
     patience: int = 2
     min_delta: float = 0.01
     compile: bool = False  # torch.compile the model per trial; pays off on GPU for long trials
+    skip_bad_images: bool = False  # train without the image files that cannot be decoded instead of stopping
     space: dict[str, BaseDistribution] = field(default_factory=space_module.default_space)
     baseline: dict[str, Any] = field(default_factory=lambda: dict(space_module.DEFAULT_BASELINE))
 
@@ -145,6 +146,8 @@ SETTINGS: dict[str, Setting] = {
     "pruner": Setting(str, "Stops hopeless trials early.", choices=tuple(PRUNERS)),
     "patience": Setting(int, "Plateau rule: epochs without improvement.", 1),
     "min_delta": Setting(float, "Plateau rule: relative improvement that counts.", 0, 1, open_ends="high"),
+    "skip_bad_images": Setting(bool, "Train without image files that cannot be decoded (how many is logged) instead "
+                                     "of stopping before the first trial with their names."),
     "compile": Setting(bool, "torch.compile each trial's model (compile time recorded apart); pays off on GPU with "
                              "long trials."),
 }

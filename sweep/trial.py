@@ -57,6 +57,7 @@ def load_datasets(config: SweepConfig) -> data.Datasets:
         val_fraction=config.val_fraction,
         max_train=config.max_train,
         max_val=config.max_val,
+        skip_bad_images=config.skip_bad_images,
     )
 
 
