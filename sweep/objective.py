@@ -13,7 +13,7 @@ import torch
 import data
 from sweep import space
 from sweep.config import SweepConfig
-from sweep.record import TrialWriter
+from sweep.record import DUPLICATE_OF, TrialWriter
 from sweep.train import DivergedLoss, EpochRecord, acceleration_for, fit
 from sweep.trial import build_trial, load_datasets
 
@@ -21,6 +21,21 @@ from sweep.trial import build_trial, load_datasets
 class TrialProgress(Protocol):
     def trial_started(self, number: int, params: dict) -> None: ...
     def epoch_done(self, number: int, record: EpochRecord, epochs: int) -> None: ...
+
+
+def same_params(trial: optuna.Trial, params: dict) -> int | None:
+    """The number of a finished or running trial with exactly ``params``, if any: a sweep never trains a point twice.
+
+    A retry of a failed trial is asked for: its predecessor is FAIL (not compared) and it says so.
+    """
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    others = trial.study.get_trials(deepcopy=False, states=states)
+    if any(other.number == trial.number and "failed_trial" in other.system_attrs for other in others):
+        return None
+    for other in others:
+        if other.number != trial.number and other.params == params and DUPLICATE_OF not in other.user_attrs:
+            return other.number
+    return None
 
 
 class Objective:
@@ -42,6 +57,10 @@ class Objective:
         params = space.suggest(trial, config.space)
         record = TrialWriter(trial)
         record.started({"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
+        earlier = same_params(trial, params)
+        if earlier is not None:
+            record.duplicate(earlier)
+            raise optuna.TrialPruned(f"same params as trial {earlier}: not trained again")
         if self.progress:
             self.progress.trial_started(trial.number, params)
         datasets = self.datasets()  # once per process; before seeding, so every trial draws the same from its seed

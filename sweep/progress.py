@@ -18,6 +18,8 @@ def describe_params(params: dict) -> str:
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
     record = TrialRecord.from_trial(trial)
+    if record.duplicate_of is not None:
+        return f"trial {record.number} skipped: same params as trial {record.duplicate_of}, not trained again"
     if record.state == "COMPLETE":
         outcome = f"best val_loss {record.value:.4f} after {record.epochs_done} epochs"
     elif record.state == "PRUNED":

@@ -24,6 +24,7 @@ HOLD_UNTIL = "hold_until"  # the first epoch at which a pruner may judge its ran
 WORKER = "worker"  # {host, pid, device}
 COMPILE_SECONDS = "compile_seconds"
 BASELINE = "baseline"  # set on the enqueued baseline trial
+DUPLICATE_OF = "duplicate_of"  # a proposal identical to this earlier trial's params: ended untrained
 
 
 def _float(value: Any) -> float | None:
@@ -54,6 +55,7 @@ class TrialRecord:
     hold_until: int | None = None
     worker: dict = field(default_factory=dict)
     is_baseline: bool = False
+    duplicate_of: int | None = None
     started: str | None = None  # ISO time the trial started
 
     @property
@@ -80,6 +82,7 @@ class TrialRecord:
             hold_until=attrs.get(HOLD_UNTIL),
             worker=dict(attrs.get(WORKER) or {}),
             is_baseline=bool(attrs.get(BASELINE)),
+            duplicate_of=attrs.get(DUPLICATE_OF),
             started=trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
         )
 
@@ -120,6 +123,9 @@ class TrialWriter:
 
     def compile_seconds(self, seconds: float) -> None:
         self.trial.set_user_attr(COMPILE_SECONDS, round(seconds, 3))
+
+    def duplicate(self, number: int) -> None:
+        self.trial.set_user_attr(DUPLICATE_OF, int(number))
 
     def stopped(self, epoch: int, failure: str | None = None) -> None:
         if failure is not None:

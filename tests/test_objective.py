@@ -130,3 +130,33 @@ def test_the_same_trial_trains_the_same_twice():
         study.optimize(Objective(config, torch.device("cpu")), n_trials=1)
         curves.append([(row["train_loss"], row["val_loss"]) for row in study.trials[0].user_attrs["history"]])
     assert curves[0] == curves[1]
+
+
+def test_a_proposal_identical_to_an_earlier_trial_is_not_trained_again():
+    # One point in the whole space: every trial after the first proposes it again.
+    config = tiny_config(epochs=1, n_trials=3, space={"lr": "1e-2", "dropout": "0", "weight_decay": "0",
+                                                       "scheduler": "none", "frozen_stages": "4"})
+    study = optuna.create_study()
+    run_trials(study, config, torch.device("cpu"))
+    first, *again = study.trials
+    assert first.state.name == "COMPLETE" and len(first.user_attrs["history"]) == 1
+    assert [(t.state.name, t.user_attrs.get("duplicate_of"), t.user_attrs.get("history")) for t in again] == [
+        ("PRUNED", 0, None), ("PRUNED", 0, None)]
+    from sweep.analysis import records_from_study
+
+    assert [record.number for record in records_from_study(study)[0]] == [0]  # the analysis counts the point once
+
+
+def test_a_resumed_sweep_does_not_replay_its_first_proposals(tmp_path):
+    from sweep.storage import open_storage
+    from sweep.study import create_or_resume
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    config = tiny_config(epochs=1, n_trials=2, pruner="none")
+    study, _ = create_or_resume(open_storage(storage), "resumed", config)
+    run_trials(study, config, torch.device("cpu"))
+    more = tiny_config(epochs=1, n_trials=4, pruner="none")
+    study, _ = create_or_resume(open_storage(storage), "resumed", more)
+    run_trials(study, more, torch.device("cpu"))
+    proposals = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(proposals) == 4 and len(set(proposals)) == 4

@@ -13,11 +13,15 @@ __all__ = ["FINISHED_STATES", "TrialRecord", "records_from_study", "records_from
 def records_from_trials(
     trials: list[optuna.trial.FrozenTrial],
 ) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
-    """Trials already read from a study as records, and the search space they were drawn from."""
+    """Trials already read from a study as records, and the search space they were drawn from.
+
+    A proposal that repeated an earlier trial's params was never trained: it is left out, so no point counts twice.
+    """
     distributions: dict[str, BaseDistribution] = {}
     for trial in trials:  # later trials win: they saw the space as it is now
         distributions.update(trial.distributions)
-    return [TrialRecord.from_trial(trial) for trial in trials], distributions
+    records = [TrialRecord.from_trial(trial) for trial in trials]
+    return [record for record in records if record.duplicate_of is None], distributions
 
 
 def records_from_study(study: optuna.Study) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
