@@ -11,6 +11,26 @@ from torchvision.transforms import v2
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLASSES = 4
 
+# Each setup with a bug -> (the check that must find it, its verdict, words its message must hold).
+SEEDED_BUGS = {
+    "augmented_val": ("eval_deterministic", "problem", "random augmentation in the validation transform"),
+    "bn_train_at_eval": ("eval_deterministic", "problem", "modules still in train mode after model.eval(): bn2"),
+    "wrong_mean_std": ("normalisation", "problem", "but the pretrained weights expect mean"),
+    "frozen_bn_drifting": ("frozen_stages", "problem", "BatchNorm running stats of frozen layers drift"),
+    "scheduler_not_stepped": ("lr_schedule", "problem", "the scheduler is never stepped"),
+    "shared_images": ("labels", "problem", "8 validation image(s) (25.0%) also in the training set"),
+    "scheduler_per_batch": ("lr_schedule", "problem", "sized in epochs"),
+    "exponential_per_batch": ("lr_schedule", "problem", "the schedule's own step is 2x"),
+    "lr_far_too_low": ("lr_range", "problem", "the optimizer's lr 1e-07 is"),
+    "val_labels_shuffled": ("learnability", "problem", "labels not aligned with images"),
+    "requires_grad_attribute": ("frozen_stages", "warning", "plain attribute on conv1 (2 parameters), bn1"),
+    "overlap_behind_subsets": ("labels", "problem", "32 validation image(s) (100.0%) also in the training set"),
+    "train_epoch_raises": ("frozen_stages", "problem",
+                           "train_epoch doctor_setups.train_epoch_raises.<locals>.train_epoch raised AttributeError"),
+}
+# Setups without a bug: every check must pass them.
+CORRECT_SETUPS = ("correct", "onecycle_per_batch", "correct_subset_split", "frozen_bn_kept_in_loop")
+
 
 def images(count: int, seed: int) -> tuple[torch.Tensor, list[int]]:
     """16x16 images whose colour says the class, with noise: learnable in a few steps."""

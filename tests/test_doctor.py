@@ -1,26 +1,16 @@
-"""`sweep doctor`: each deliberately broken setup is caught by its check, a correct one passes clean."""
+"""`sweep doctor` on the command line: exit codes, text and JSON output, the result stored on the study."""
 
 import json
 from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from click.testing import CliRunner
 
 from sweep import doctor
 from sweep.cli import main
 
 SETUPS = Path(__file__).parent
-
-BROKEN = {
-    "augmented_val": "eval_deterministic",
-    "bn_train_at_eval": "eval_deterministic",
-    "wrong_mean_std": "normalisation",
-    "frozen_bn_drifting": "frozen_stages",
-    "scheduler_not_stepped": "lr_schedule",
-    "shared_images": "labels",
-}
 
 OWN = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
        "--max-train", "32", "--max-val", "16"]
@@ -38,16 +28,6 @@ def run(*args, storage=None):
 
 def checks_of(report: dict) -> dict[str, str]:
     return {check["name"]: check["verdict"] for check in report["checks"]}
-
-
-@pytest.mark.parametrize("name, check", sorted(BROKEN.items()))
-def test_each_broken_setup_is_caught_by_its_check(in_setups_dir, name, check):
-    report = doctor.run_checks(doctor.setup_from_module(f"doctor_setups:{name}", torch.device("cpu")), quick=True)
-    verdicts = checks_of(report)
-    assert verdicts[check] == "problem", report
-    assert report["verdict"] == "problem"
-    problem = next(c for c in report["checks"] if c["name"] == check)
-    assert problem["fix"] and problem["evidence"]
 
 
 def test_correct_setup_passes_clean_with_json_and_exit_0(in_setups_dir):

@@ -11,22 +11,12 @@ from sweep import doctor
 from sweep.cli import main
 from sweep.config import build_config
 
+from doctor_setups import CORRECT_SETUPS, SEEDED_BUGS
+
 SETUPS = Path(__file__).parent
 LR_STEPS = 40
 
-# setup -> (check, verdict, words the message must hold)
-SEEDED_BUGS = {
-    "scheduler_per_batch": ("lr_schedule", "problem", "sized in epochs"),
-    "exponential_per_batch": ("lr_schedule", "problem", "the schedule's own step is 2x"),
-    "lr_far_too_low": ("lr_range", "problem", "the optimizer's lr 1e-07 is"),
-    "val_labels_shuffled": ("learnability", "problem", "labels not aligned with images"),
-    "requires_grad_attribute": ("frozen_stages", "warning", "plain attribute on conv1 (2 parameters), bn1"),
-    "overlap_behind_subsets": ("labels", "problem", "32 validation image(s) (100.0%) also in the training set"),
-    "train_epoch_raises": ("frozen_stages", "problem",
-                           "train_epoch doctor_setups.train_epoch_raises.<locals>.train_epoch raised AttributeError"),
-}
-CORRECT = ["correct", "onecycle_per_batch", "correct_subset_split",
-           pytest.param("frozen_bn_kept_in_loop", marks=pytest.mark.slow)]
+SLOW_SETUPS = {"frozen_bn_kept_in_loop"}  # a timm ResNet-18: a minute of CPU for the full doctor
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +43,8 @@ def test_seeded_bug_is_found_by_its_check(name):
     assert "problem" not in others.values(), others
 
 
-@pytest.mark.parametrize("name", CORRECT)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW_SETUPS else [])
+                                  for name in CORRECT_SETUPS])
 def test_correct_setup_gives_no_problem_and_no_warning(name):
     report = doctor.run_checks(setup_of(name), lr_steps=LR_STEPS)
     assert {c["name"]: c["verdict"] for c in report["checks"]} == {check: "ok" for check in doctor.ALL_CHECKS}, report

@@ -21,7 +21,7 @@ from sweep.doctor.setup import (
 
 __all__ = [
     "ALL_CHECKS", "CHECKS", "DOCTOR_ATTR", "QUICK_CHECKS", "VERDICTS", "CheckResult", "DoctorSetupError", "Setup",
-    "SweepSetup", "check_eval_deterministic", "check_frozen_stages", "check_labels", "check_learnability", "check_lr_range",
-    "check_lr_schedule", "check_normalisation", "load_module_function", "render_text", "run_checks", "run_doctor",
-    "setup_from_config", "setup_from_module", "summary", "worst",
+    "SweepSetup", "check_eval_deterministic", "check_frozen_stages", "check_labels", "check_learnability",
+    "check_lr_range", "check_lr_schedule", "check_normalisation", "load_module_function", "render_text", "run_checks",
+    "run_doctor", "setup_from_config", "setup_from_module", "summary", "worst",
 ]

@@ -1,4 +1,5 @@
-"""What a check returns (verdict, message, evidence, fix), how verdicts combine, and what the study keeps of a report."""
+"""What a check returns (verdict, message, evidence, fix), how verdicts combine, and what the study keeps of a
+report."""
 
 from __future__ import annotations
 

@@ -36,7 +36,9 @@ def _range_curve(setup: Setup, optimizer, steps: int, start_lr: float, end_lr: f
     with Snapshot(setup), LossRecorder(setup.model) as recorder:
         def diverging() -> bool:
             curve = _smoothed(recorder.losses)
-            return bool(curve) and (not math.isfinite(curve[-1]) or (len(curve) > steps // 10 + 1 and curve[-1] > 4 * min(curve)))
+            if not curve:
+                return False
+            return not math.isfinite(curve[-1]) or (len(curve) > steps // 10 + 1 and curve[-1] > 4 * min(curve))
 
         def before_batch(step: int) -> bool:
             curve = _smoothed(recorder.losses)
@@ -74,8 +76,9 @@ def check_lr_range(setup: Setup, steps: int = 100, start_lr: float = 1e-7, end_l
         return CheckResult("lr_range", "ok", "nothing trains: no lr to suggest", {})
     own_lr = _own_lr(setup, optimizer)
     lrs, losses, diverged = _range_curve(setup, optimizer, steps, start_lr, end_lr, progress)
+    curve = [[float(f"{lr:.4g}"), rounded(loss)] for lr, loss in zip(lrs, losses)]
     evidence: dict[str, Any] = {"steps_run": len(lrs), "start_lr": start_lr, "end_lr": end_lr, "own_lr": own_lr,
-                                "curve": [[float(f"{lr:.4g}"), rounded(loss)] for lr, loss in zip(lrs, losses)][:: max(1, len(lrs) // 40)]}
+                                "curve": curve[:: max(1, len(lrs) // 40)]}
     skip = max(1, len(losses) // 10)
     if len(losses) < skip + 3 or min(losses[skip:]) > 0.95 * losses[skip]:
         return CheckResult(
@@ -132,7 +135,9 @@ def _own_lr_finding(own_lr, low, high, lrs, losses, diverged, setup: Setup) -> t
     there); else a warning, and always one for a sweep's baseline, since the sweep searches the lr."""
     if not own_lr or low / OUTSIDE_FACTOR <= own_lr <= high * OUTSIDE_FACTOR:
         return None
-    fix = f"set the lr inside {low:g}:{high:g}" + (f" (--baseline lr={math.sqrt(low * high):.1g})" if setup.sweep else "")
+    fix = f"set the lr inside {low:g}:{high:g}"
+    if setup.sweep is not None:
+        fix += f" (--baseline lr={math.sqrt(low * high):.1g})"
     if own_lr < low:
         reached = [loss for lr, loss in zip(lrs, losses) if lr <= own_lr]
         fallen = 1 - (reached[-1] if reached else losses[0]) / losses[0]

@@ -158,8 +158,8 @@ def _stepped_per_batch(setup: Setup, expected: list[float], steps: int, sample_b
             "batches: sized in batches, as it is stepped", evidence,
         )
     with Snapshot(setup):
-        replayed = _expected_schedule(setup.optimizer, scheduler, min(epochs, max(1, MAX_REPLAYED_STEPS // per_epoch)),
-                                      steps_per_epoch=per_epoch)
+        replayed_epochs = min(epochs, max(1, MAX_REPLAYED_STEPS // per_epoch))
+        replayed = _expected_schedule(setup.optimizer, scheduler, replayed_epochs, steps_per_epoch=per_epoch)
     evidence["per_batch_lr"] = _rounded_lrs(replayed)
     factor = _step_factor(expected)
     off = [epoch for epoch in range(1, len(replayed)) if _ratio(replayed[epoch], expected[epoch]) >= factor > 1.0]
