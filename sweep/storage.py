@@ -1,28 +1,30 @@
-"""Where the study lives: storage URLs, password masking, and the RDB storage with heartbeats."""
+"""Where the study lives: storage URLs and study names, password masking, heartbeat settings, and the RDB storage
+with heartbeats."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import optuna
 import sqlalchemy.exc
-
-from sweep.errors import SweepFailed
 from sqlalchemy.engine import make_url
+
+from sweep.errors import SweepFailed, UsageError
 
 DEFAULT_STORAGE = "sqlite:///plateau-sweep.db"
 STORAGE_ENV = "SWEEP_STORAGE"
-
-# A worker beats every HEARTBEAT_INTERVAL s; a trial silent for GRACE_PERIOD s is failed and retried.
-HEARTBEAT_INTERVAL = int(os.environ.get("SWEEP_HEARTBEAT_INTERVAL", "10"))
-GRACE_PERIOD = int(os.environ.get("SWEEP_GRACE_PERIOD", "60"))
+# The backends whose drivers we install and test; Optuna would accept more and then fail on a missing driver.
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# Optuna's studies.study_name column is String(512); PostgreSQL refuses a longer name, SQLite would keep it.
+STUDY_NAME_MAX_LENGTH = 512
 MAX_RETRY = 2
-# A worker that loses the database waits this long for it (retrying with backoff) before it gives up.
-STORAGE_RETRY_LIMIT = float(os.environ.get("SWEEP_STORAGE_RETRY_LIMIT", "300"))
 
 # What SQLAlchemy and Optuna raise when the database is unreachable (server down, connection dropped).
 OUTAGE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, optuna.exceptions.StorageInternalError)
@@ -34,6 +36,58 @@ _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@\s]*:)(?P<password>[^
 
 class StorageError(SweepFailed):
     """The storage cannot be opened; the message carries the masked URL and the reason."""
+
+
+@dataclass(frozen=True)
+class HeartbeatSettings:
+    """A worker beats every ``heartbeat_interval`` s; a trial silent for ``grace_period`` s is failed and retried;
+    a worker that loses the database waits ``storage_retry_limit`` s for it (retrying with backoff) before it gives up.
+    """
+
+    heartbeat_interval: int = 10
+    grace_period: int = 60
+    storage_retry_limit: float = 300.0
+
+
+def heartbeat_settings(environ: Mapping[str, str] | None = None) -> HeartbeatSettings:
+    """The settings from SWEEP_HEARTBEAT_INTERVAL, SWEEP_GRACE_PERIOD and SWEEP_STORAGE_RETRY_LIMIT, checked.
+
+    Read when used, so a bad value is a one-line usage error of the command that needs it.
+    """
+    environ = os.environ if environ is None else environ
+    default = HeartbeatSettings()
+    interval = _seconds(environ, "SWEEP_HEARTBEAT_INTERVAL", default.heartbeat_interval, int)
+    grace = _seconds(environ, "SWEEP_GRACE_PERIOD", default.grace_period, int)
+    limit = _seconds(environ, "SWEEP_STORAGE_RETRY_LIMIT", default.storage_retry_limit, float)
+    if grace <= interval:
+        raise UsageError(
+            f"SWEEP_GRACE_PERIOD={grace} is not accepted with SWEEP_HEARTBEAT_INTERVAL={interval}: the grace period "
+            "must be above the heartbeat interval, or a live worker's trial is failed between two heartbeats"
+        )
+    return HeartbeatSettings(interval, grace, limit)
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    text = environ.get(name, "").strip()
+    if not text:  # unset, or empty as compose's ${VAR:-} passes it
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        what = "a whole number of seconds above 0" if kind is int else "a number of seconds above 0"
+        raise UsageError(f"{name}={text!r} is not accepted: expected {what} (default {default:g})")
+    return value
+
+
+def __getattr__(name: str):
+    # The settings by their constant names, as modules that import them expect; read at each access.
+    fields = {"HEARTBEAT_INTERVAL": "heartbeat_interval", "GRACE_PERIOD": "grace_period",
+              "STORAGE_RETRY_LIMIT": "storage_retry_limit"}
+    if name in fields:
+        return getattr(heartbeat_settings(), fields[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def mask_url(url: str) -> str:
@@ -49,19 +103,29 @@ def mask_secrets(text: str) -> str:
     return _PASSWORD_IN_URL.sub(r"\g<head>***", text)
 
 
+def check_study_name(name: str) -> str:
+    """A study name every storage can hold, or a one-line usage error saying what is accepted."""
+    if not name:
+        raise UsageError("--study '': a study needs a name, e.g. --study resnet-plateau")
+    if len(name) > STUDY_NAME_MAX_LENGTH:
+        raise UsageError(f"--study {name[:20]!r}... is {len(name)} characters long: "
+                         f"the storage holds names of up to {STUDY_NAME_MAX_LENGTH}")
+    return name
+
+
 def check_url(url: str) -> str:
-    """A usable SQLAlchemy URL, or a one-line error naming the (masked) value and what is accepted."""
+    """A usable SQLAlchemy URL, or a one-line usage error naming the (masked) value and what is accepted."""
     try:
         parsed = make_url(url)
     except Exception:
-        raise StorageError(
+        raise UsageError(
             f"storage URL {mask_url(url)!r} is not a database URL: expected e.g. "
             f"{DEFAULT_STORAGE} or postgresql+psycopg://USER@HOST/DB"
         ) from None
-    if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql"):
-        raise StorageError(
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise UsageError(
             f"storage backend {parsed.get_backend_name()!r} in {mask_url(url)} is not supported: "
-            "expected sqlite or postgresql"
+            f"expected {' or '.join(SUPPORTED_BACKENDS)}"
         )
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # Plain postgresql:// makes SQLAlchemy look for psycopg2, which we don't ship.
@@ -72,13 +136,14 @@ def check_url(url: str) -> str:
 def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with a pre-pinged connection pool and, for workers, trial heartbeats."""
     url = check_url(url)
+    settings = heartbeat_settings()
     engine_kwargs = {"pool_pre_ping": True}
     if make_url(url).get_backend_name() == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     heartbeat_kwargs = (
         {
-            "heartbeat_interval": HEARTBEAT_INTERVAL,
-            "grace_period": GRACE_PERIOD,
+            "heartbeat_interval": settings.heartbeat_interval,
+            "grace_period": settings.grace_period,
             # A trial whose worker died is failed and its params are tried again by another worker.
             "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=MAX_RETRY
@@ -132,8 +197,10 @@ def storage_reachable(storage: optuna.storages.RDBStorage) -> bool:
         return False
 
 
-def wait_for_storage(storage: optuna.storages.RDBStorage, reason: str, limit: float = STORAGE_RETRY_LIMIT) -> None:
-    """Block until the database answers again, retrying with backoff; StorageError after ``limit`` seconds."""
+def wait_for_storage(storage: optuna.storages.RDBStorage, reason: str, limit: float | None = None) -> None:
+    """Block until the database answers again, retrying with backoff; StorageError after ``limit`` seconds
+    (SWEEP_STORAGE_RETRY_LIMIT unless given)."""
+    limit = heartbeat_settings().storage_retry_limit if limit is None else limit
     url = mask_url(storage.url)
     start = time.monotonic()
     delay = 1.0

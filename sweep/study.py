@@ -11,6 +11,7 @@ from sweep.errors import UsageError
 from sweep.record import BASELINE, TrialRecord
 from sweep.pruning import create_pruner
 from sweep.sampler import create_sampler
+from sweep.storage import check_study_name
 
 # The budget counts trials that ended with a verdict; crashed (FAIL) trials are retried instead.
 BUDGET_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -29,8 +30,10 @@ def create_or_resume(
 ) -> tuple[optuna.Study, bool]:
     """The study, created with ``config`` and the baseline as trial 0, or resumed when the config matches.
 
-    Returns ``(study, created)``. A different trial budget is allowed on resume and updates the study.
+    Returns ``(study, created)``. A different trial budget is allowed on resume and updates the study, unless
+    it is below the trials already finished.
     """
+    check_study_name(study_name)
     if exists(storage, study_name):
         study = _open(storage, study_name, config)
         stored = stored_config(study)
@@ -44,6 +47,12 @@ def create_or_resume(
                 f"study {study_name!r} exists with a different config ({details}); {how}, or choose a new --study name"
             )
         if stored.n_trials != config.n_trials:
+            finished = finished_count(study)
+            if config.n_trials < finished:
+                raise UsageError(
+                    f"study {study_name!r} has {finished} finished trials, more than --n-trials {config.n_trials}: "
+                    f"pass --n-trials {max(finished, stored.n_trials)} to resume it (or more to run more trials)"
+                )
             study.set_user_attr(CONFIG_ATTR, config.to_dict())
         return study, False
     study = optuna.create_study(
@@ -95,6 +104,7 @@ def stored_config(study: optuna.Study) -> SweepConfig:
 
 def load(storage: optuna.storages.BaseStorage, study_name: str, worker: str = "") -> tuple[optuna.Study, SweepConfig]:
     """An existing study with its config, its sampler and pruner: all a worker needs."""
+    check_study_name(study_name)
     try:
         config = stored_config(optuna.load_study(study_name=study_name, storage=storage))
     except KeyError:

@@ -1,0 +1,122 @@
+"""Storage as a user meets it: the heartbeat settings from the environment, which URLs and study names are
+accepted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from sweep import storage
+from sweep.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+# A sweep that `start --workers 0` creates in a second: no training, tiny data.
+TINY = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:32", "--image-size", "32",
+        "--max-train", "16", "--max-val", "8", "--epochs", "1", "--workers", "0", "--no-doctor", "--quiet"]
+
+
+def sweep_process(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def error_line(output: str) -> str:
+    """The one line the command ended with, after asserting it is the only error shown."""
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+# --- heartbeat settings from the environment ---
+
+@pytest.mark.parametrize("name, value, fragment", [
+    ("SWEEP_GRACE_PERIOD", "sixty", "SWEEP_GRACE_PERIOD='sixty' is not accepted: expected a whole number of seconds"),
+    ("SWEEP_HEARTBEAT_INTERVAL", "-5", "SWEEP_HEARTBEAT_INTERVAL='-5' is not accepted: expected a whole number"),
+    ("SWEEP_HEARTBEAT_INTERVAL", "2.5", "SWEEP_HEARTBEAT_INTERVAL='2.5' is not accepted"),
+    ("SWEEP_STORAGE_RETRY_LIMIT", "0", "SWEEP_STORAGE_RETRY_LIMIT='0' is not accepted: expected a number of seconds above 0"),
+    ("SWEEP_STORAGE_RETRY_LIMIT", "inf", "SWEEP_STORAGE_RETRY_LIMIT='inf' is not accepted"),
+    ("SWEEP_GRACE_PERIOD", "10", "SWEEP_GRACE_PERIOD=10 is not accepted with SWEEP_HEARTBEAT_INTERVAL=10: the grace "
+                                 "period must be above the heartbeat interval"),
+])
+def test_bad_heartbeat_setting_is_one_line_and_exit_2(tmp_path, name, value, fragment):
+    result = sweep_process("status", "--study", "s", "--storage", f"sqlite:///{tmp_path / 's.db'}", **{name: value})
+    assert result.returncode == 2, result.stderr
+    assert fragment in error_line(result.stderr)
+
+
+@pytest.mark.parametrize("command", [
+    ["start", *TINY],
+    ["worker", "--device", "cpu"],
+    ["analyze"],
+    ["dashboard", "--port", "0"],
+])
+def test_every_command_that_opens_the_storage_refuses_a_bad_heartbeat_setting(tmp_path, command):
+    result = sweep_process(command[0], "--study", "s", "--storage", f"sqlite:///{tmp_path / 's.db'}", *command[1:],
+                           SWEEP_HEARTBEAT_INTERVAL="often")
+    assert result.returncode == 2, result.stderr
+    assert "SWEEP_HEARTBEAT_INTERVAL='often' is not accepted" in error_line(result.stderr)
+
+
+def test_heartbeat_settings_are_read_when_the_storage_opens(monkeypatch, tmp_path):
+    monkeypatch.setenv("SWEEP_HEARTBEAT_INTERVAL", "3")
+    monkeypatch.setenv("SWEEP_GRACE_PERIOD", "7")
+    monkeypatch.setenv("SWEEP_STORAGE_RETRY_LIMIT", " 2.5 ")
+    assert storage.heartbeat_settings() == storage.HeartbeatSettings(3, 7, 2.5)
+    opened = storage.open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert (opened.heartbeat_interval, opened.grace_period) == (3, 7)
+    monkeypatch.setenv("SWEEP_GRACE_PERIOD", "")  # compose's ${VAR:-} when unset: the default
+    assert storage.heartbeat_settings().grace_period == 60
+
+
+# --- storage URLs and study names ---
+
+@pytest.mark.parametrize("url", ["mysql://sweep@db/sweep", "mysql+pymysql://sweep@db/sweep", "redis://db:6379"])
+def test_only_the_installed_backends_are_accepted(url):
+    result = CliRunner().invoke(main, ["status", "--study", "s", "--storage", url])
+    assert result.exit_code == 2, result.output
+    assert "is not supported: expected sqlite or postgresql" in error_line(result.output)
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("", "--study '': a study needs a name"),
+    ("n" * 600, "is 600 characters long: the storage holds names of up to 512"),
+])
+@pytest.mark.parametrize("command", [["start", *TINY], ["worker", "--device", "cpu"], ["status"], ["analyze"]])
+def test_study_name_the_storage_cannot_hold_is_a_usage_error(pg_url, command, name, fragment):
+    result = CliRunner().invoke(main, [command[0], "--study", name, "--storage", pg_url, *command[1:]])
+    assert result.exit_code == 2, result.output
+    assert fragment in error_line(result.output)
+    assert optuna.get_all_study_summaries(pg_url) == []
+
+
+def test_the_name_limit_is_optunas_column():
+    from optuna.storages._rdb import models
+
+    assert models.StudyModel.__table__.c.study_name.type.length == storage.STUDY_NAME_MAX_LENGTH
+
+
+def test_budget_below_the_finished_trials_is_refused_on_resume(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    made = CliRunner().invoke(main, ["start", "--study", "s", "--storage", url, *TINY, "--n-trials", "4"])
+    assert made.exit_code == 0, made.output
+    study = optuna.load_study(study_name="s", storage=url)
+    for _ in range(2):
+        study.tell(study.ask(), 1.0)
+
+    refused = CliRunner().invoke(main, ["start", "--study", "s", "--storage", url, *TINY, "--n-trials", "1"])
+    assert refused.exit_code == 2, refused.output
+    assert ("study 's' has 2 finished trials, more than --n-trials 1: pass --n-trials 4 to resume it"
+            in error_line(refused.output))
+    assert optuna.load_study(study_name="s", storage=url).user_attrs["sweep_config"]["n_trials"] == 4
+
+    # Down to exactly the finished trials is allowed: nothing more to run, and status agrees.
+    resumed = CliRunner().invoke(main, ["start", "--study", "s", "--storage", url, *TINY, "--n-trials", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "2/2 trials finished" in CliRunner().invoke(main, ["status", "--study", "s", "--storage", url]).output
