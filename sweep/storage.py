@@ -32,6 +32,12 @@ OUTAGE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
 log = logging.getLogger("sweep")
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
+# PostgreSQL's too_many_connections (SQLSTATE 53300); libpq gives a refused connection no SQLSTATE, only the message.
+_CONNECTION_LIMIT = re.compile(r"too many (clients|connections)|remaining connection slots are reserved", re.I)
+CONNECTION_LIMIT_ADVICE = (
+    "PostgreSQL's connection limit is reached: raise max_connections in postgresql.conf (or the role's or "
+    "database's CONNECTION LIMIT), run fewer workers, or put a pooler such as PgBouncer (session mode) in front of it"
+)
 
 
 class StorageError(SweepFailed):
@@ -154,9 +160,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
     )
     try:
         return _SweepRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
-    except (sqlalchemy.exc.SQLAlchemyError, OSError) as error:
-        reason = mask_secrets(str(getattr(error, "orig", None) or error).strip().splitlines()[0])
-        raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
+    except (*OUTAGE_ERRORS, sqlalchemy.exc.SQLAlchemyError, OSError) as error:
+        raise StorageError(f"cannot open storage {mask_url(url)}: {describe_error(error)}") from None
 
 
 class _SweepRDBStorage(optuna.storages.RDBStorage):
@@ -177,10 +182,30 @@ class _SweepRDBStorage(optuna.storages.RDBStorage):
 
 
 def describe_error(error: BaseException) -> str:
-    """One line saying why a database call failed, with any password masked."""
-    cause = getattr(error, "orig", None) or error.__cause__ or error
+    """One line saying why a database call failed, with any password masked and, where there is one, the fix."""
+    cause = database_cause(error)
     lines = str(cause).strip().splitlines() or [type(cause).__name__]
-    return mask_secrets(lines[0])
+    line = mask_secrets(lines[0])
+    if getattr(cause, "sqlstate", None) == "53300" or _CONNECTION_LIMIT.search(line):
+        line = f"{line}; {CONNECTION_LIMIT_ADVICE}"
+    return line
+
+
+def database_cause(error: BaseException) -> BaseException:
+    """The database driver's own error behind ``error``; else the first SQLAlchemy or OS error behind it; else ``error``.
+
+    Optuna wraps every failed query in a StorageInternalError that blames "invalid data in the commit", and its
+    trial loop can fail with an UnboundLocalError while handling one: neither says why the database failed.
+    """
+    seen, link = set(), error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, sqlalchemy.exc.DBAPIError) and isinstance(link.orig, BaseException):
+            return link.orig
+        if isinstance(link, (sqlalchemy.exc.SQLAlchemyError, OSError)):
+            return link
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    return error
 
 
 def _ping(storage: optuna.storages.RDBStorage) -> None:

@@ -1,15 +1,17 @@
 """Storage as a user meets it: the heartbeat settings from the environment, which URLs and study names are
-accepted."""
+accepted, and what a refused or lost connection says."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from click.testing import CliRunner
 
 from sweep import storage
@@ -120,3 +122,83 @@ def test_budget_below_the_finished_trials_is_refused_on_resume(tmp_path):
     resumed = CliRunner().invoke(main, ["start", "--study", "s", "--storage", url, *TINY, "--n-trials", "2"])
     assert resumed.exit_code == 0, resumed.output
     assert "2/2 trials finished" in CliRunner().invoke(main, ["status", "--study", "s", "--storage", url]).output
+
+
+# --- refused and lost connections ---
+
+@pytest.fixture
+def limited_role(pg_url):
+    """A login role with CONNECTION LIMIT n that owns the test database; its URL for n, dropped afterwards."""
+    import psycopg
+
+    from conftest import PG_ADMIN_DSN
+
+    role, database = f"sweep_limited_{uuid.uuid4().hex[:8]}", pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'ALTER DATABASE "{database}" OWNER TO "{role}"')
+
+    def url(limit: int) -> str:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT {limit}')
+        return f"postgresql+psycopg://{role}@127.0.0.1:5432/{database}"
+
+    yield url
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" OWNER TO postgres')
+    with psycopg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}", autocommit=True) as owner_db:
+        owner_db.execute(f'DROP OWNED BY "{role}"')
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("limit", [0, 1])  # 1: Optuna's schema setup needs a second connection while holding one
+def test_connection_limit_at_start_says_how_to_raise_it(limited_role, limit):
+    result = CliRunner().invoke(main, ["start", "--study", "s", "--storage", limited_role(limit), *TINY])
+    assert result.exit_code == 1, result.output
+    line = error_line(result.output)
+    assert "too many connections for role" in line
+    assert "raise max_connections" in line and "PgBouncer" in line
+    assert "invalid data" not in line
+
+
+@pytest.mark.parametrize("message", [
+    "connection failed: FATAL:  sorry, too many clients already",
+    "connection failed: FATAL:  remaining connection slots are reserved for roles with the SUPERUSER attribute",
+])
+def test_server_wide_connection_limit_says_how_to_raise_it(message):
+    import psycopg
+
+    try:
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError(message))
+        except sqlalchemy.exc.OperationalError as error:
+            raise optuna.exceptions.StorageInternalError("invalid data in the commit, e.g. exceeding max length") from error
+    except optuna.exceptions.StorageInternalError as wrapped:
+        described = storage.describe_error(wrapped)
+    assert described.startswith(message) and "max_connections" in described and "PgBouncer" in described
+
+
+def test_outage_during_a_trial_is_described_by_the_database_cause(pg_url):
+    import psycopg
+
+    from conftest import PG_ADMIN_DSN
+
+    database = pg_url.rsplit("/", 1)[1]
+    study = optuna.create_study(study_name="s", storage=storage.open_storage(pg_url, heartbeat=False))
+
+    def objective(trial):  # the database goes away while the trial trains: Optuna's tell then fails
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+        return 1.0
+
+    try:
+        with pytest.raises(Exception) as raised:
+            study.optimize(objective, n_trials=1)
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    described = storage.describe_error(raised.value)
+    assert f'database "{database}" is not currently accepting connections' in described
+    assert "updated_state" not in described and "max length" not in described
