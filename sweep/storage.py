@@ -22,6 +22,8 @@ DEFAULT_STORAGE = "sqlite:///plateau-sweep.db"
 STORAGE_ENV = "SWEEP_STORAGE"
 # The backends whose drivers we install and test; Optuna would accept more and then fail on a missing driver.
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# .env.example's password: a URL that still carries it was copied, not configured.
+PLACEHOLDER_PASSWORD = "change-me"
 # Optuna's studies.study_name column is String(512); PostgreSQL refuses a longer name, SQLite would keep it.
 STUDY_NAME_MAX_LENGTH = 512
 MAX_RETRY = 2
@@ -31,7 +33,9 @@ OUTAGE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
 
 log = logging.getLogger("sweep")
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
+# scheme://user:PASSWORD@host: the password runs to the last '@', since an unencoded one may hold '@' itself.
+_PASSWORD_IN_URL = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*(?=@)", re.I)
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)[^&\s]*", re.I)
 # PostgreSQL's too_many_connections (SQLSTATE 53300); libpq gives a refused connection no SQLSTATE, only the message.
 _CONNECTION_LIMIT = re.compile(r"too many (clients|connections)|remaining connection slots are reserved", re.I)
 CONNECTION_LIMIT_ADVICE = (
@@ -98,15 +102,37 @@ def __getattr__(name: str):
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``: the only form we ever print or log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return _PASSWORD_IN_URL.sub(r"\g<head>***", url)
+    return mask_secrets(url)
 
 
 def mask_secrets(text: str) -> str:
     """Every URL password inside free text (exception messages, log lines) replaced by ``***``."""
-    return _PASSWORD_IN_URL.sub(r"\g<head>***", text)
+    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", _PASSWORD_IN_URL.sub(r"\g<head>***", text))
+
+
+def password_on_command_line(argv: list[str]) -> str | None:
+    """The warning to print once when ``--storage`` in ``argv`` carries a password, else None.
+
+    A command line is visible to every user of the machine (``ps``) and stays in the shell's history.
+    """
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--storage" and index + 1 < len(argv):
+            url = argv[index + 1]
+        elif arg.startswith("--storage="):
+            url = arg.split("=", 1)[1]
+        else:
+            continue
+        if _has_password(url):
+            return ("warning: --storage carries a password, which other users see in the process list and your shell "
+                    "keeps in its history: set SWEEP_STORAGE instead (with docker compose, POSTGRES_PASSWORD in .env)")
+    return None
+
+
+def _has_password(url: str) -> bool:
+    in_userinfo = _PASSWORD_IN_URL.search(url)
+    return bool(in_userinfo and in_userinfo.end() > in_userinfo.end("head")) or bool(_PASSWORD_IN_QUERY.search(url))
 
 
 def check_study_name(name: str) -> str:
@@ -132,6 +158,15 @@ def check_url(url: str) -> str:
         raise UsageError(
             f"storage backend {parsed.get_backend_name()!r} in {mask_url(url)} is not supported: "
             f"expected {' or '.join(SUPPORTED_BACKENDS)}"
+        )
+    if parsed.host and "@" in parsed.host:  # SQLAlchemy ends the password at the first '@'
+        raise UsageError(
+            f"storage URL {mask_url(url)} has an '@' in its password: write it as %40 (URL-encode the password)"
+        )
+    if parsed.password == PLACEHOLDER_PASSWORD:
+        raise UsageError(
+            f"storage URL {mask_url(url)} carries the placeholder password {PLACEHOLDER_PASSWORD!r} from "
+            ".env.example: set a real password in .env"
         )
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # Plain postgresql:// makes SQLAlchemy look for psycopg2, which we don't ship.

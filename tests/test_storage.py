@@ -1,9 +1,10 @@
 """Storage as a user meets it: the heartbeat settings from the environment, which URLs and study names are
-accepted, and what a refused or lost connection says."""
+accepted, what a refused or lost connection says, and where a password may show."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy.exc
+import yaml
 from click.testing import CliRunner
 
 from sweep import storage
@@ -202,3 +204,74 @@ def test_outage_during_a_trial_is_described_by_the_database_cause(pg_url):
     described = storage.describe_error(raised.value)
     assert f'database "{database}" is not currently accepting connections' in described
     assert "updated_state" not in described and "max length" not in described
+
+
+# --- passwords ---
+
+@pytest.mark.parametrize("url, masked", [
+    ("postgresql+psycopg://u:p@ss@db/sweep", "postgresql+psycopg://u:***@db/sweep"),
+    ("postgresql+psycopg://u:p@s/s:x@db:5432/sweep", "postgresql+psycopg://u:***@db:5432/sweep"),
+    ("postgresql+psycopg://u:p%40ss@db/sweep", "postgresql+psycopg://u:***@db/sweep"),
+    ("postgresql+psycopg://u@db/sweep?sslmode=require&password=hunter2", "postgresql+psycopg://u@db/sweep?sslmode=require&password=***"),
+    ("sqlite:///runs/a@b.db", "sqlite:///runs/a@b.db"),
+])
+def test_masking_hides_the_whole_password(url, masked):
+    assert storage.mask_url(url) == masked
+    assert storage.mask_secrets(f"storage {url} unreachable") == f"storage {masked} unreachable"
+
+
+def test_unencoded_at_in_the_password_is_refused_without_showing_it():
+    result = CliRunner().invoke(main, ["status", "--study", "s", "--storage", "postgresql+psycopg://u:p@ss@db/sweep"])
+    assert result.exit_code == 2, result.output
+    assert "has an '@' in its password: write it as %40" in error_line(result.output)
+    assert "ss@" not in result.output
+
+
+@pytest.mark.parametrize("argv, warned", [
+    (["start", "--study", "s", "--storage", "postgresql+psycopg://u:secret@db/sweep"], True),
+    (["worker", "--storage=postgresql+psycopg://u:secret@db/sweep", "--study", "s"], True),
+    (["status", "--storage", "postgresql+psycopg://u@db/sweep?password=secret", "--study", "s"], True),
+    (["status", "--storage", "postgresql+psycopg://u@db/sweep", "--study", "s"], False),
+    (["status", "--study", "s"], False),  # the URL in SWEEP_STORAGE
+])
+def test_a_password_on_the_command_line_is_noticed(argv, warned):
+    warning = storage.password_on_command_line(argv)
+    assert (warning is not None) == warned
+    if warned:
+        assert "SWEEP_STORAGE" in warning and "secret" not in warning
+
+
+def env_example() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_the_env_example_placeholder_password_is_refused():
+    assert env_example()["POSTGRES_PASSWORD"] == storage.PLACEHOLDER_PASSWORD
+    # Port 1: were it not refused first, the command would fail to connect (exit 1) instead.
+    url = f"postgresql+psycopg://sweep:{storage.PLACEHOLDER_PASSWORD}@127.0.0.1:1/sweep"
+    result = CliRunner().invoke(main, ["status", "--study", "s"], env={"SWEEP_STORAGE": url})
+    assert result.exit_code == 2, result.output
+    assert "set a real password in .env" in error_line(result.output)
+
+
+@pytest.mark.parametrize("password, refused", [(env_example()["POSTGRES_PASSWORD"], True), ("s3cret-Pass", False)])
+def test_compose_postgres_refuses_the_placeholder_before_its_first_start(tmp_path, password, refused):
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose (Debian package; .ci/run installs it) not found")
+    config = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--env-file",
+                             str(ROOT / ".env.example"), "config"], capture_output=True, text=True, timeout=60)
+    assert config.returncode == 0, config.stderr
+    entrypoint = yaml.safe_load(config.stdout)["services"]["postgres"]["entrypoint"]
+    # The image's own entrypoint, standing in here: it says what it was asked to run.
+    fake = tmp_path / "docker-entrypoint.sh"
+    fake.write_text('#!/bin/sh\necho "image entrypoint: $*"\n')
+    fake.chmod(0o755)
+    result = subprocess.run([part.replace("$$", "$") for part in entrypoint], capture_output=True, text=True,
+                            env={"PATH": f"{tmp_path}:{os.environ['PATH']}", "POSTGRES_PASSWORD": password})
+    if refused:
+        assert result.returncode == 1 and "set a real password in .env" in result.stderr
+        assert "image entrypoint" not in result.stdout
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "image entrypoint: postgres"
