@@ -41,11 +41,11 @@ def _range_curve(setup: Setup, optimizer, steps: int, start_lr: float, end_lr: f
             return not math.isfinite(curve[-1]) or (len(curve) > steps // 10 + 1 and curve[-1] > 4 * min(curve))
 
         def before_batch(step: int) -> bool:
-            curve = _smoothed(recorder.losses)
             if diverging():
                 return False
-            if progress and step and step % max(1, steps // 4) == 0 and curve:
-                progress(f"lr range test: step {step}/{steps}, lr {lrs[-1]:.2g}, loss {curve[-1]:.3f}")
+            if progress and step and step % max(1, steps // 4) == 0 and recorder.losses:
+                loss = _smoothed(recorder.losses)[-1]
+                progress(f"lr range test: step {step}/{steps}, lr {lrs[-1]:.2g}, loss {loss:.3f}")
             lrs.append(start_lr * (end_lr / start_lr) ** (step / (steps - 1)))
             for group in optimizer.param_groups:
                 group["lr"] = lrs[-1]
