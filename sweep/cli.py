@@ -7,10 +7,11 @@ import sys
 
 import click
 
+from sweep.artifacts import check_location
 from sweep.errors import SweepFailed, UsageError
 from sweep.logs import setup_logging
 from sweep.options import (
-    NEW_FILE, device_option, options, overrides_from, quiet_option, setting_option, setup_options, space_options,
+    NEW_FILE, Checked, device_option, options, overrides_from, quiet_option, setting_option, setup_options, space_options,
     storage_option, study_option,
 )
 
@@ -19,9 +20,13 @@ class SweepGroup(click.Group):
     traceback."""
 
     def invoke(self, ctx):
-        from sweep.storage import mask_secrets
+        from sweep.storage import heartbeat_settings, mask_secrets, password_on_command_line
 
+        warning = password_on_command_line(sys.argv[1:])
+        if warning:
+            click.echo(warning, err=True)
         try:
+            heartbeat_settings()  # a bad SWEEP_* variable is refused before any work, by every command
             return super().invoke(ctx)
         except UsageError as error:
             raise click.UsageError(mask_secrets(str(error)), ctx) from None
@@ -67,7 +72,9 @@ SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queu
 @setup_options
 @space_options
 @options(*(setting_option(name) for name in ("val_fraction", "epochs", "n_trials", "seed", "optimizer", "pruner",
-                                          "patience", "min_delta", "compile", "skip_bad_images")))
+                                          "patience", "min_delta", "compile", "skip_bad_images", "checkpoints",
+                                          "keep_best")))
+@setting_option("artifacts", Checked("DIR|s3://BUCKET/PREFIX", check_location))
 @device_option
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
               help="Local worker processes (one GPU each when there are GPUs); 1 trains in this process; "

@@ -20,10 +20,14 @@ class NoTracebackOnInterrupt(logging.Filter):
 
 
 class NoInterruptedTrialLines(logging.Filter):
-    """Optuna's two warnings about a trial a stop signal cut short: the command's own line says it (trial, signal)."""
+    """Optuna's warnings, traceback included, about a trial that a stop signal cut short or that another worker took
+    over while this one was paused: the command's own line says what happened."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        import optuna
+
+        if record.exc_info and isinstance(record.exc_info[1],
+                                          (KeyboardInterrupt, optuna.exceptions.UpdateFinishedTrialError)):
             return False
         # the second of Optuna's two lines about any failed trial: the first names the error, this adds nothing
         return not record.getMessage().endswith("failed with value None.")

@@ -10,7 +10,7 @@ import click
 
 from sweep import space
 from sweep.config import SETTINGS
-from sweep.storage import DEFAULT_STORAGE, STORAGE_ENV, check_url
+from sweep.storage import DEFAULT_STORAGE, STORAGE_ENV, check_study_name, check_url
 
 class Checked(click.ParamType):
     """A value that ``check`` accepts (and may convert); the one line of its error becomes the usage error."""
@@ -91,7 +91,7 @@ def setting_option(name: str, type: click.ParamType | None = None, metavar: str 
     return click.option(flag, name, type=type, metavar=metavar, help=help_text)
 
 
-study_option = click.option("--study", "study_name", required=True, metavar="NAME",
+study_option = click.option("--study", "study_name", required=True, type=Checked("NAME", check_study_name),
                             help="Name of the Optuna study (one sweep).")
 storage_option = click.option(
     "--storage", type=Checked("URL", check_url), default=DEFAULT_STORAGE, envvar=STORAGE_ENV, show_default=True,

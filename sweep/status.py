@@ -9,7 +9,7 @@ import optuna
 from sweep.analysis.curves import classify_curve
 from sweep.config import SweepConfig
 from sweep.record import TrialRecord
-from sweep.storage import GRACE_PERIOD, heartbeat_ages, open_storage
+from sweep.storage import heartbeat_ages, heartbeat_settings, open_storage
 from sweep.study import BUDGET_STATES, load
 
 
@@ -22,6 +22,7 @@ def status_text(storage_url: str, study_name: str) -> str:
 
 def study_status(study: optuna.Study, config: SweepConfig, storage: optuna.storages.BaseStorage | None = None) -> dict:
     heartbeats = heartbeat_ages(storage, study) if storage is not None else {}
+    grace_period = heartbeat_settings().grace_period
     trials = study.get_trials(deepcopy=False)
     records = [TrialRecord.from_trial(trial) for trial in trials]
     states = Counter(record.state for record in records)
@@ -49,7 +50,7 @@ def study_status(study: optuna.Study, config: SweepConfig, storage: optuna.stora
     alive = {
         (trial["worker"].get("host"), trial["worker"].get("pid"))
         for trial in running
-        if trial["heartbeat_age"] is not None and trial["heartbeat_age"] <= GRACE_PERIOD
+        if trial["heartbeat_age"] is not None and trial["heartbeat_age"] <= grace_period
     }
     return {
         "study": study.study_name,
@@ -60,7 +61,7 @@ def study_status(study: optuna.Study, config: SweepConfig, storage: optuna.stora
         "best": {"number": best.number, "value": best.value, "params": best.params} if best else None,
         "running": running,
         "workers_alive": len(alive),
-        "grace_period": GRACE_PERIOD,
+        "grace_period": grace_period,
     }
 
 

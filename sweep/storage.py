@@ -17,6 +17,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from sweep.errors import SweepFailed, UsageError
+from sweep.recovery import RetryStaleTrial
 
 DEFAULT_STORAGE = "sqlite:///plateau-sweep.db"
 STORAGE_ENV = "SWEEP_STORAGE"
@@ -89,15 +90,6 @@ def _seconds(environ: Mapping[str, str], name: str, default: float, kind: type) 
         what = "a whole number of seconds above 0" if kind is int else "a number of seconds above 0"
         raise UsageError(f"{name}={text!r} is not accepted: expected {what} (default {default:g})")
     return value
-
-
-def __getattr__(name: str):
-    # The settings by their constant names, as modules that import them expect; read at each access.
-    fields = {"HEARTBEAT_INTERVAL": "heartbeat_interval", "GRACE_PERIOD": "grace_period",
-              "STORAGE_RETRY_LIMIT": "storage_retry_limit"}
-    if name in fields:
-        return getattr(heartbeat_settings(), fields[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def mask_url(url: str) -> str:
@@ -185,10 +177,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
         {
             "heartbeat_interval": settings.heartbeat_interval,
             "grace_period": settings.grace_period,
-            # A trial whose worker died is failed and its params are tried again by another worker.
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRY
-            ),
+            # A trial whose worker died is failed, its params are tried again by another worker, and a line says so.
+            "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=MAX_RETRY),
         }
         if heartbeat
         else {}
@@ -286,6 +276,7 @@ def heartbeat_ages(storage: optuna.storages.BaseStorage, study: optuna.Study) ->
     Optuna has no public getter for heartbeats; this reads its ``trial_heartbeats`` table the way
     its own ``_get_stale_trial_ids`` does, with the database's clock on both sides.
     """
+    storage = getattr(storage, "_backend", storage)  # a study's storage is Optuna's cache around the RDB storage
     if not isinstance(storage, optuna.storages.RDBStorage):
         return {}
     query = sqlalchemy.text(

@@ -15,10 +15,12 @@ import torch
 from optuna.trial import TrialState
 
 from sweep.admission import BudgetGate
+from sweep.artifacts import keep_best_for
 from sweep.config import SweepConfig
 from sweep.objective import Objective
+from sweep.recovery import StaleTrialWatcher, fail_stale_trials
 from sweep.storage import (
-    HEARTBEAT_INTERVAL, MAX_RETRY, OUTAGE_ERRORS, describe_error, mask_url, open_storage, storage_reachable,
+    MAX_RETRY, OUTAGE_ERRORS, describe_error, heartbeat_settings, mask_url, open_storage, storage_reachable,
     wait_for_storage,
 )
 from sweep.study import BUDGET_STATES, finished_count
@@ -107,12 +109,6 @@ def _room(study: optuna.Study) -> tuple[int, set[int]]:
     return len(trials) - len(running), running
 
 
-def _fail_stale_trials(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
 def run_trials(
     study: optuna.Study,
     config: SweepConfig,
@@ -135,7 +131,7 @@ def run_trials(
     """
     gate = BudgetGate(storage, study.study_name)
     objective = Objective(config, device, progress)
-    poll_seconds = poll_seconds or max(1.0, float(HEARTBEAT_INTERVAL))
+    poll_seconds = poll_seconds or max(1.0, float(heartbeat_settings().heartbeat_interval))
     ran = 0
     current: dict = {}
     waiting_logged = False
@@ -144,48 +140,60 @@ def run_trials(
         # The trial now exists as RUNNING, so every other worker counts it: let them check.
         current["number"] = trial.number
         gate.release()
-        return objective(trial)
+        try:
+            return objective(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed this trial (no heartbeat while this one was paused) and queued it again; Optuna's
+            # own tell of it fails next with another error, so it is noted here.
+            current["taken_over"] = True
+            raise
 
     def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal ran
         ran += 1
 
-    all_callbacks = [count, *([progress] if progress is not None else []), *callbacks]
-    while max_trials is None or ran < max_trials:
-        current.clear()
-        try:
-            with gate:
-                _fail_stale_trials(study)
-                finished, running_before = _room(study)
-                running = len(running_before)
-                if finished >= config.n_trials:
-                    break
-                has_room = finished + running < config.n_trials
-                if has_room:
-                    waiting_logged = False
-                    try:
-                        study.optimize(admitted, n_trials=1, callbacks=all_callbacks, gc_after_trial=False)
-                    except KeyboardInterrupt:
-                        if "number" not in current:  # between Optuna's ask and our objective: the gate is still ours
-                            _fail_unadmitted(study, running_before)
-                        raise
-        except KeyboardInterrupt as interrupt:
-            interrupt.trial = _requeue_interrupted(study, current.get("number"))
-            raise
-        except Exception as error:
-            # Optuna's own error handling can fail with another exception type while the database is
-            # down (e.g. its tell of the abandoned trial), so ask the database, not the exception.
-            if storage is None or (not isinstance(error, OUTAGE_ERRORS) and storage_reachable(storage)):
+    all_callbacks = [count, *([progress] if progress is not None else []), *callbacks, *keep_best_for(config, study)]
+    # Stale trials are failed and queued again every heartbeat interval, not only when a worker asks for a trial.
+    with StaleTrialWatcher(study, interval=poll_seconds):
+        while max_trials is None or ran < max_trials:
+            current.clear()
+            try:
+                with gate:
+                    fail_stale_trials(study)
+                    finished, running_before = _room(study)
+                    running = len(running_before)
+                    if finished >= config.n_trials:
+                        break
+                    has_room = finished + running < config.n_trials
+                    if has_room:
+                        waiting_logged = False
+                        try:
+                            study.optimize(admitted, n_trials=1, callbacks=all_callbacks, gc_after_trial=False)
+                        except KeyboardInterrupt:
+                            if "number" not in current:  # between Optuna's ask and our objective: the gate is still ours
+                                _fail_unadmitted(study, running_before)
+                            raise
+            except KeyboardInterrupt as interrupt:
+                interrupt.trial = _requeue_interrupted(study, current.get("number"))
                 raise
-            wait_for_storage(storage, describe_error(error))
-            continue
-        if not has_room:
-            if not until_done:
-                break
-            if not waiting_logged:
-                log.info("budget handed out (%d finished, %d running): waiting for the running trials", finished, running)
-                waiting_logged = True
-            time.sleep(poll_seconds)
+            except Exception as error:
+                if current.get("taken_over"):
+                    log.warning("trial %d was taken over: it was failed and queued again while this worker was paused "
+                                "(no heartbeat); dropped here, going on", current["number"])
+                    continue
+                # Optuna's own error handling can fail with another exception type while the database is
+                # down (e.g. its tell of the abandoned trial), so ask the database, not the exception.
+                if storage is None or (not isinstance(error, OUTAGE_ERRORS) and storage_reachable(storage)):
+                    raise
+                wait_for_storage(storage, describe_error(error))
+                continue
+            if not has_room:
+                if not until_done:
+                    break
+                if not waiting_logged:
+                    log.info("budget handed out (%d finished, %d running): waiting for the running trials", finished, running)
+                    waiting_logged = True
+                time.sleep(poll_seconds)
     return ran
 
 
