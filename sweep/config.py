@@ -54,6 +54,9 @@ class SweepConfig:
     min_delta: float = 0.01
     compile: bool = False  # torch.compile the model per trial; pays off on GPU for long trials
     skip_bad_images: bool = False  # train without the image files that cannot be decoded instead of stopping
+    checkpoints: bool = True  # each trial's state after every epoch and its best weights in the artifact store
+    keep_best: int = 3  # trials whose best weights stay in the artifact store
+    artifacts: str = ""  # the artifact store: a folder or s3://BUCKET/PREFIX; "" = beside the storage
     space: dict[str, BaseDistribution] = field(default_factory=space_module.default_space)
     baseline: dict[str, Any] = field(default_factory=lambda: dict(space_module.DEFAULT_BASELINE))
 
@@ -150,6 +153,12 @@ SETTINGS: dict[str, Setting] = {
                                      "of stopping before the first trial with their names."),
     "compile": Setting(bool, "torch.compile each trial's model (compile time recorded apart); pays off on GPU with "
                              "long trials."),
+    "checkpoints": Setting(bool, "Each trial's state after every epoch (a retried trial resumes from it) and its best "
+                                 "weights (for `sweep export`) in the artifact store."),
+    "keep_best": Setting(int, "Trials whose best weights stay in the artifact store.", 1),
+    "artifacts": Setting(str, "Artifact store: a folder, or s3://BUCKET/PREFIX (AWS_ENDPOINT_URL for MinIO); also "
+                              "SWEEP_ARTIFACTS. Default: NAME.artifacts beside a SQLite file NAME.db, else "
+                              "plateau-sweep.artifacts in the working directory."),
 }
 
 

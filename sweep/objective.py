@@ -12,9 +12,10 @@ import torch
 
 import data
 from sweep import space
+from sweep.checkpoints import checkpoints_for
 from sweep.config import SweepConfig
 from sweep.record import DUPLICATE_OF, TrialWriter
-from sweep.train import DivergedLoss, EpochRecord, acceleration_for, fit
+from sweep.train import DivergedLoss, EpochRecord, acceleration_for, fit, grad_scaler_for
 from sweep.trial import build_trial, load_datasets
 
 
@@ -65,6 +66,9 @@ class Objective:
             self.progress.trial_started(trial.number, params)
         datasets = self.datasets()  # once per process; before seeding, so every trial draws the same from its seed
         compile_seconds = 0.0
+        checkpoints = checkpoints_for(config, trial, record)
+        acceleration = acceleration_for(self.device, compile=config.compile)
+        scaler = grad_scaler_for(self.device, acceleration)
 
         def on_epoch(epoch: EpochRecord) -> None:
             nonlocal compile_seconds
@@ -73,32 +77,41 @@ class Objective:
                 compile_seconds += epoch.compile_seconds
                 record.compile_seconds(compile_seconds)
             trial.report(epoch.val_loss, step=epoch.epoch)
+            checkpoints.epoch_done(epoch.epoch, epoch.val_loss, built.model)
             if self.progress:
                 self.progress.epoch_done(trial.number, epoch, config.epochs)
             if epoch.epoch < config.epochs and trial.should_prune():
                 record.stopped(epoch.epoch)
                 raise optuna.TrialPruned(f"val_loss {epoch.val_loss:.4f} at epoch {epoch.epoch}")
+            if epoch.epoch < config.epochs:  # a retry after the last epoch would have nothing left to train
+                checkpoints.save(epoch.epoch, built, scaler)
 
         built = None
         try:
             built = build_trial(config, params, datasets, device=self.device, seed=config.seed + trial.number)
             record.built(built.init, built.hold_until)
+            done = checkpoints.resume(built, scaler)  # epochs a retried trial already trained
             fit(
                 built.model, built.train_loader, built.val_loader,
                 epochs=config.epochs, optimizer=built.optimizer, scheduler=built.scheduler,
-                device=self.device, on_epoch=on_epoch,
-                acceleration=acceleration_for(self.device, compile=config.compile),
+                device=self.device, on_epoch=on_epoch, acceleration=acceleration, first_epoch=done + 1, scaler=scaler,
             )
+        except optuna.TrialPruned:
+            checkpoints.ended()
+            raise
         except DivergedLoss as error:
             record.stopped(error.epoch, error.failure)
+            checkpoints.ended()
             raise optuna.TrialPruned(str(error)) from None
         except torch.cuda.OutOfMemoryError:
             # Out of memory says this batch size does not fit, not that the sweep is broken: go on.
             record.stopped(len(record.history), "oom")
+            checkpoints.ended()
             raise optuna.TrialPruned(f"out of GPU memory with batch_size={params['batch_size']}") from None
         finally:
             del built
             if self.device.type == "cuda":
                 gc.collect()
                 torch.cuda.empty_cache()
+        checkpoints.ended()
         return min(row["val_loss"] for row in record.history)

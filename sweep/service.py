@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sweep import space
 from sweep import study as study_module
+from sweep.artifacts import settle_location
 from sweep.config import SweepConfig
 from sweep.errors import SweepFailed, UsageError
 from sweep.storage import mask_secrets, mask_url, open_storage
@@ -39,6 +40,7 @@ def start_sweep(study_name: str, storage_url: str, config: SweepConfig, *, devic
         log.warning("baseline %s: it runs as given, but the sweep won't sample there", problem)
     report = check_before_start(config, device, quiet) if doctor else check_data_and_weights(config)
     storage = open_storage(storage_url)
+    config = settle_location(config, storage, study_name, storage_url)
     study, created = study_module.create_or_resume(storage, study_name, config)
     if report is not None:
         store_doctor(study, config, report)

@@ -66,6 +66,11 @@ def acceleration_for(device: torch.device, *, compile: bool = False) -> Accelera
     return Acceleration(compile=compile)
 
 
+def grad_scaler_for(device: torch.device, acceleration: Acceleration) -> torch.amp.GradScaler | None:
+    """The GradScaler fp16 autocast needs (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler(device.type) if acceleration.amp_dtype == torch.float16 else None
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; anything else must be a device torch knows."""
     if name == "auto":
@@ -174,10 +179,13 @@ def fit(
     device: torch.device,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     acceleration: Acceleration | None = None,
+    first_epoch: int = 1,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> list[EpochRecord]:
-    """Train for ``epochs``, calling ``on_epoch`` after each (it may raise to stop, e.g. to prune).
+    """Train epochs ``first_epoch``..``epochs``, calling ``on_epoch`` after each (it may raise to stop, e.g. to prune).
 
-    ``acceleration`` defaults to ``acceleration_for(device)``: AMP and channels_last on CUDA only.
+    ``acceleration`` defaults to ``acceleration_for(device)``: AMP and channels_last on CUDA only. A run resumed
+    from a checkpoint passes the epoch after it and the restored ``scaler``; otherwise fp16 gets a new one.
     """
     acceleration = acceleration or acceleration_for(device)
     if device.type == "cuda":
@@ -185,11 +193,11 @@ def fit(
     model.to(device)
     if acceleration.channels_last:
         model.to(memory_format=torch.channels_last)
-    scaler = torch.amp.GradScaler(device.type) if acceleration.amp_dtype == torch.float16 else None
+    scaler = scaler if scaler is not None else grad_scaler_for(device, acceleration)
     # the compiled wrapper shares parameters and train/eval mode with ``model``
     runner = torch.compile(model, backend=acceleration.compile_backend) if acceleration.compile else model
     records: list[EpochRecord] = []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         started = time.perf_counter()
         compiled_before = _compile_seconds() if acceleration.compile else 0.0
         lr = optimizer.param_groups[0]["lr"]

@@ -1,0 +1,250 @@
+"""The study's artifact store (Optuna's ``optuna.artifacts``): where it is, opening it, the trial attrs that name
+what a trial keeps there, and which trials' weights stay. No torch: ``sweep dashboard`` and ``export`` read it.
+
+A trial keeps at most two things in the store: its last training state (``checkpoint``, for a retry to resume
+from) while it runs, and its best epoch's weights (``weights``) once it has ended. Of the finished trials only
+the best ``keep_best`` keep their weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import optuna
+from optuna.artifacts.exceptions import ArtifactNotFound
+from sqlalchemy.engine import make_url
+
+from sweep.errors import UsageError
+from sweep.storage import mask_secrets
+
+log = logging.getLogger("sweep")
+
+ARTIFACTS_ENV = "SWEEP_ARTIFACTS"
+S3_SCHEME = "s3://"
+DEFAULT_FOLDER = "plateau-sweep.artifacts"
+# S3's own rule for bucket names: 3-63 lower-case letters, digits, dots and hyphens, a letter or digit at each end.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# Trial user attrs, written only through sweep.checkpoints (they are part of a trial's record, beside record.py's).
+CHECKPOINT = "checkpoint"  # {artifact_id, epoch, bytes}: the last complete training state
+WEIGHTS = "weights"  # {artifact_id, epoch, val_loss, bytes}: the best epoch's weights (safetensors)
+RESUMED_FROM = "resumed_from"  # {trial, epoch}: the trial and epoch a retry continued from
+# Verdicts whose weights are not worth exporting: the run stalled, or its loss blew up.
+UNWANTED_VERDICTS = ("plateau", "diverged")
+
+
+def default_location(storage_url: str) -> str:
+    """A folder beside a SQLite file (``X.db`` -> ``X.artifacts``); for a server database, one in the working
+    directory. Absolute, since the location is stored with the study and read by every worker."""
+    url = make_url(storage_url)
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:":
+        path = Path(database).expanduser().resolve()
+        return str(path.with_name(path.stem + ".artifacts"))
+    return str(Path.cwd() / DEFAULT_FOLDER)
+
+
+def check_location(text: str) -> str:
+    """``s3://BUCKET[/PREFIX]`` or a folder (made absolute); a one-line usage error naming what is accepted."""
+    text = text.strip()
+    if not text:
+        raise UsageError("'' is not a store: expected a folder or s3://BUCKET[/PREFIX]")
+    if text.lower().startswith(S3_SCHEME):
+        bucket, _ = _split_s3(text)
+        if not _BUCKET.match(bucket):
+            raise UsageError(f"{mask_secrets(text)!r}: bucket {bucket!r} is not an S3 bucket name (3-63 lower-case "
+                             "letters, digits, '.' or '-'); expected s3://BUCKET[/PREFIX]")
+        return text
+    if "://" in text:
+        raise UsageError(f"{mask_secrets(text)!r} is not a store: expected a folder or s3://BUCKET[/PREFIX]")
+    path = Path(text).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{text!r} is a file: expected a folder (made if missing) or s3://BUCKET[/PREFIX]")
+    return str(path)
+
+
+def _split_s3(text: str) -> tuple[str, str]:
+    bucket, _, prefix = text[len(S3_SCHEME):].partition("/")
+    return bucket, prefix.strip("/")
+
+
+class PrefixedStore:
+    """An artifact store under a key prefix of another, so that several sweeps can share one bucket."""
+
+    def __init__(self, store, prefix: str):
+        self.store = store
+        self.prefix = prefix.rstrip("/") + "/"
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self.store.open_reader(self.prefix + artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self.store.write(self.prefix + artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(self.prefix + artifact_id)
+
+
+def open_store(location: str):
+    """Optuna's artifact store at ``location``: ``Boto3ArtifactStore`` for s3:// (credentials and endpoint from
+    boto3's usual sources: AWS_ENDPOINT_URL points it at MinIO), else ``FileSystemArtifactStore`` (folder made)."""
+    if location.lower().startswith(S3_SCHEME):
+        try:
+            import boto3
+        except ImportError:
+            raise UsageError(f"--artifacts {location}: needs boto3 (pip install boto3)") from None
+        bucket, prefix = _split_s3(location)
+        # avoid_buf_copy: checkpoints are already in memory; a second copy of a ResNet's state is not needed
+        store = optuna.artifacts.Boto3ArtifactStore(bucket, boto3.client("s3"), avoid_buf_copy=True)
+        return PrefixedStore(store, prefix) if prefix else store
+    Path(location).mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(location)
+
+
+def location_of(config, study: optuna.Study) -> str | None:
+    """The store a study's config names; a study stored without one (made before it had a store) gets the default
+    beside its storage; an in-memory study, which nothing can resume, none."""
+    if config.artifacts:
+        return config.artifacts
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDBStorage in a cache
+    url = getattr(storage, "url", None)
+    return default_location(url) if url else None
+
+
+def settle_location(config, storage, study_name: str, storage_url: str):
+    """The config with its store's location fixed for good: --artifacts, else SWEEP_ARTIFACTS, else what the study
+    already holds, else the default beside the storage. Said in one line, where a worker elsewhere must see it."""
+    import dataclasses
+    import os
+
+    from sweep import study as study_module
+
+    location = config.artifacts or os.environ.get(ARTIFACTS_ENV, "").strip()
+    if location:
+        try:
+            location = check_location(location)
+        except UsageError as error:
+            given = "--artifacts" if config.artifacts else ARTIFACTS_ENV
+            raise UsageError(f"{given}: {error}") from None
+    elif study_module.exists(storage, study_name):
+        location = study_module.stored_config(optuna.load_study(study_name=study_name, storage=storage)).artifacts
+    else:
+        location = default_location(storage_url)
+        if config.checkpoints and make_url(storage_url).get_backend_name() != "sqlite":
+            log.info("checkpoints go to %s (no --artifacts given): workers on other machines need that folder at the "
+                     "same path, or pass --artifacts s3://BUCKET/PREFIX", location)
+    return dataclasses.replace(config, artifacts=location)
+
+
+def state_ids(study_name: str, number: int) -> tuple[str, str]:
+    """The two keys a trial's training state alternates between: a write cut short only ever hits the one that
+    the trial's ``checkpoint`` attr does not name. Named by study and trial so that a store can be shared."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", study_name)[:40]
+    digest = hashlib.sha1(study_name.encode()).hexdigest()[:8]
+    return tuple(f"{safe}-{digest}-trial-{number}-state-{slot}" for slot in "ab")
+
+
+def remove_quietly(store, artifact_id: str) -> bool:
+    """Remove an artifact; False when it was not there (already removed, or never finished writing)."""
+    try:
+        store.remove(artifact_id)
+        return True
+    except ArtifactNotFound:
+        return False
+    except FileNotFoundError:
+        return False
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A finished trial whose best weights are in the store, with what ranks it."""
+
+    number: int
+    state: str
+    verdict: str
+    best_val_loss: float
+    weights: dict
+
+    @property
+    def wanted(self) -> bool:
+        return self.state == "COMPLETE" and self.verdict not in UNWANTED_VERDICTS
+
+
+def ranked_weights(trials: list[optuna.trial.FrozenTrial], *, patience: int, min_delta: float) -> list[Kept]:
+    """Finished trials that recorded weights, best first: complete runs without a plateau or divergence by
+    validation loss, then the rest by validation loss. ``sweep export`` picks the first wanted one; the sweep
+    keeps the first ``keep_best``."""
+    from sweep.analysis import classify_curve
+    from sweep.record import TrialRecord
+
+    kept = []
+    for trial in trials:
+        weights = trial.user_attrs.get(WEIGHTS)
+        if not weights or trial.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            continue
+        record = TrialRecord.from_trial(trial)
+        verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
+        kept.append(Kept(trial.number, record.state, verdict.verdict, float(weights["val_loss"]), weights))
+    return sorted(kept, key=lambda item: (not item.wanted, item.best_val_loss, item.number))
+
+
+class KeepBest:
+    """Optuna callback: after each trial, only the best ``keep_best`` finished trials keep their weights; when the
+    whole budget has ended, states that no retry will read any more go too.
+
+    Safe with many workers: a trial dropped from the best K of some finished trials is out of the best K of any
+    larger set, so workers that see the study at different moments never remove a weight another one keeps.
+    """
+
+    def __init__(self, store, *, keep_best: int, n_trials: int, patience: int, min_delta: float):
+        self.store = store
+        self.keep_best = keep_best
+        self.n_trials = n_trials
+        self.patience = patience
+        self.min_delta = min_delta
+        self._removed: set[str] = set()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            self.prune(study)
+        except Exception as error:  # bounding the store's size never stops a sweep
+            log.warning("could not remove the weights of trials outside the best %d: %s", self.keep_best,
+                        mask_secrets(str(error)).splitlines()[0] if str(error) else type(error).__name__)
+
+    def prune(self, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        ranked = ranked_weights(trials, patience=self.patience, min_delta=self.min_delta)
+        for dropped in ranked[self.keep_best:]:
+            artifact_id = dropped.weights["artifact_id"]
+            if artifact_id not in self._removed:
+                remove_quietly(self.store, artifact_id)
+                self._removed.add(artifact_id)
+        states = optuna.trial.TrialState
+        live = [t for t in trials if t.state in (states.RUNNING, states.WAITING)]
+        finished = [t for t in trials if t.state in (states.COMPLETE, states.PRUNED)]
+        if not live and len(finished) >= self.n_trials:
+            # failed trials that will not be retried any more still hold a state (a retry could have used it)
+            for each in trials:
+                for artifact_id in state_ids(study.study_name, each.number):
+                    if artifact_id not in self._removed:
+                        remove_quietly(self.store, artifact_id)
+                        self._removed.add(artifact_id)
+
+
+def keep_best_for(config, study: optuna.Study) -> tuple:
+    """The worker's ``KeepBest`` callback for this study, as a tuple: empty when checkpoints are off or the store
+    cannot be opened (each trial says why when it tries)."""
+    location = location_of(config, study)
+    if not config.checkpoints or location is None:
+        return ()
+    try:
+        store = open_store(location)
+    except Exception:
+        return ()
+    return (KeepBest(store, keep_best=config.keep_best, n_trials=config.n_trials, patience=config.patience,
+                     min_delta=config.min_delta),)

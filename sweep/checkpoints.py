@@ -1,0 +1,229 @@
+"""A trial's checkpoints in the study's artifact store: its whole training state after each epoch, so that a retry of
+a trial cut short resumes where it stopped, and its best epoch's weights (safetensors) once it has ended."""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from sweep.artifacts import CHECKPOINT, RESUMED_FROM, WEIGHTS, location_of, open_store, remove_quietly, state_ids
+from sweep.config import SweepConfig
+from sweep.record import TrialWriter
+from sweep.storage import mask_secrets
+
+log = logging.getLogger("sweep")
+
+WEIGHTS_FILE = "model.safetensors"
+_stores: dict[str, object] = {}  # one store per location and process, like the data set
+
+
+def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWriter) -> "TrialCheckpoints":
+    """The trial's checkpoints in the study's store; off (doing nothing) with --no-checkpoints or when the store
+    cannot be opened (said once per trial: the trial trains on)."""
+    location = location_of(config, trial.study)
+    if not config.checkpoints or location is None:
+        return TrialCheckpoints(None, trial, record)
+    try:
+        if location not in _stores:
+            _stores[location] = open_store(location)
+        store = _stores[location]
+    except Exception as error:
+        log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot open %s: %s",
+                    trial.number, mask_secrets(location), TrialCheckpoints._reason(error))
+        store = None
+    return TrialCheckpoints(store, trial, record, location)
+
+
+def rng_state() -> dict:
+    """Every random generator a trial's training draws from: augmentation (Python, NumPy), dropout and init (torch)."""
+    numpy_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        # as plain values: torch.load(weights_only=True) reads tensors and built-in types only
+        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    version, keys, *rest = state["numpy"]
+    random.setstate(_as_tuples(state["python"]))
+    np.random.set_state((version, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value):
+    # random.setstate wants the tuples back that a round trip through torch.save may have kept as lists
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+def cpu_copy(state_dict: dict) -> dict:
+    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in state_dict.items()}
+
+
+class TrialCheckpoints:
+    """One trial's checkpoints. ``store`` None: checkpoints are off, and every method does nothing.
+
+    A reference to a checkpoint (the trial's ``checkpoint`` user attr) is written only after the store has all of
+    it, so a write cut short is never read back. A write that fails (full disk, bucket away) is logged once and
+    ends checkpoints for this trial only: the trial trains on.
+    """
+
+    def __init__(self, store, trial: optuna.Trial, record: TrialWriter, location: str = ""):
+        self.store = store
+        self.trial = trial
+        self.record = record
+        self.location = location
+        self.ids = state_ids(trial.study.study_name, trial.number)
+        # a retry starts with the user attrs of the trial it retries: its checkpoint is where to resume
+        self.ref: dict | None = trial.user_attrs.get(CHECKPOINT) if store is not None else None
+        self.best: dict | None = None  # {epoch, val_loss, model}: the best epoch's weights, on the CPU
+        # whose states this trial removes once it no longer needs them: its own and the one it inherited
+        self.owners = {trial.number} | ({int(self.ref["trial"])} if self.ref else set())
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    def resume(self, built, scaler) -> int:
+        """Restore the inherited state into ``built`` (and ``scaler``), copy its history into this trial's record
+        and report it again to the pruner; returns the epochs already done (0: start from the beginning)."""
+        ref = self.ref
+        if not self.enabled or not ref:
+            return 0
+        try:
+            state = self._read(ref)
+        except Exception as error:
+            log.warning("trial %d: cannot resume from the checkpoint of trial %s at epoch %s (%s); training from "
+                        "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), self._reason(error))
+            return 0
+        built.model.load_state_dict(state["model"])
+        built.optimizer.load_state_dict(state["optimizer"])
+        if built.scheduler is not None:
+            built.scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        built.train_loader.generator.set_state(state["loader"])
+        set_rng_state(state["rng"])
+        best = state["best"]
+        self.best = {**best, "model": best["model"] if best["model"] is not None else cpu_copy(state["model"])}
+        for row in state["history"]:
+            self.record.epoch(row)
+            self.trial.report(row["val_loss"], step=row["epoch"])
+        self.trial.set_user_attr(RESUMED_FROM, {"trial": ref["trial"], "epoch": state["epoch"]})
+        log.info("trial %d resumes trial %d after epoch %d", self.trial.number, ref["trial"], state["epoch"])
+        return int(state["epoch"])
+
+    def epoch_done(self, epoch: int, val_loss: float, model: torch.nn.Module) -> None:
+        """Keep the weights of the best epoch so far (in memory; they go to the store with each state)."""
+        if self.enabled and (self.best is None or val_loss < self.best["val_loss"]):
+            self.best = {"epoch": epoch, "val_loss": val_loss, "model": cpu_copy(model.state_dict())}
+
+    def save(self, epoch: int, built, scaler) -> None:
+        """The training state after ``epoch`` into the slot the current checkpoint does not use, then the
+        reference to it, then the previous state goes."""
+        if not self.enabled:
+            return
+        target = self.ids[1] if self.ref and self.ref["artifact_id"] == self.ids[0] else self.ids[0]
+        payload = io.BytesIO()
+        torch.save(self._state(epoch, built, scaler), payload)
+        size = payload.tell()
+        payload.seek(0)
+        try:
+            self.store.write(target, payload)
+        except Exception as error:
+            self._give_up(error, target)
+            return
+        previous, self.ref = self.ref, {"artifact_id": target, "epoch": epoch, "bytes": size,
+                                        "trial": self.trial.number}
+        self.trial.set_user_attr(CHECKPOINT, self.ref)
+        if previous is not None:
+            self._drop_states(keep=target)
+
+    def ended(self) -> None:
+        """The trial ended (complete or pruned): its best weights go to the store, its states are removed."""
+        if not self.enabled:
+            return
+        if self.best is not None:
+            self._upload_weights()
+        if self.store is not None and self.ref is not None:
+            self._drop_states(keep=None)
+
+    def _state(self, epoch: int, built, scaler) -> dict:
+        model_state = built.model.state_dict()
+        best = self.best or {"epoch": epoch, "val_loss": float("inf"), "model": None}
+        return {
+            "epoch": epoch,
+            "history": list(self.record.history),
+            "model": model_state,
+            "optimizer": built.optimizer.state_dict(),
+            "scheduler": built.scheduler.state_dict() if built.scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "loader": built.train_loader.generator.get_state(),
+            "rng": rng_state(),
+            # the best weights ride along only when they are not this epoch's own
+            "best": {"epoch": best["epoch"], "val_loss": best["val_loss"],
+                     "model": None if best["epoch"] == epoch else best["model"]},
+        }
+
+    def _read(self, ref: dict) -> dict:
+        with self.store.open_reader(ref["artifact_id"]) as reader:
+            data = reader.read()
+        if len(data) != ref["bytes"]:
+            raise ValueError(f"{len(data)} bytes where {ref['bytes']} were written")
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+    def _upload_weights(self) -> None:
+        from safetensors.torch import save_file
+
+        best = self.best
+        with tempfile.TemporaryDirectory(prefix="sweep-weights-") as folder:
+            path = Path(folder) / WEIGHTS_FILE
+            try:
+                save_file(best["model"], str(path), metadata={"epoch": str(best["epoch"]),
+                                                                "trial": str(self.trial.number)})
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=self.store, file_path=str(path), study_or_trial=self.trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise  # another worker finished this trial: the worker's loop must hear of it
+            except Exception as error:
+                self._give_up(error, None)
+                return
+            size = path.stat().st_size
+        self.trial.set_user_attr(WEIGHTS, {"artifact_id": artifact_id, "epoch": best["epoch"],
+                                           "val_loss": best["val_loss"], "bytes": size})
+
+    def _drop_states(self, keep: str | None) -> None:
+        """Remove the states of this trial and of the trial it took its checkpoint from, except ``keep``."""
+        for owner in self.owners:
+            for artifact_id in state_ids(self.trial.study.study_name, owner):
+                if artifact_id != keep:
+                    self._remove(artifact_id)
+
+    def _remove(self, artifact_id: str) -> None:
+        try:
+            remove_quietly(self.store, artifact_id)
+        except Exception as error:  # a leftover is removed when the sweep ends; never stop a trial for it
+            log.debug("could not remove %s: %s", artifact_id, self._reason(error))
+
+    def _give_up(self, error: BaseException, partial: str | None) -> None:
+        log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot write to %s: %s",
+                    self.trial.number, mask_secrets(self.location) or "the artifact store", self._reason(error))
+        if partial is not None:
+            self._remove(partial)
+        self.store = None
+
+    @staticmethod
+    def _reason(error: BaseException) -> str:
+        lines = str(error).strip().splitlines()
+        return mask_secrets(lines[0]) if lines else type(error).__name__

@@ -1,0 +1,94 @@
+"""Checkpoints in the study's artifact store: a retried trial resumes where the one it retries stopped, with the
+same curve as a run that was never cut short; only the last state and the best weights of a trial are kept."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from sweep import space
+from sweep import study as study_module
+from sweep.artifacts import CHECKPOINT, RESUMED_FROM, WEIGHTS, state_ids
+from sweep.config import build_config
+from sweep.storage import open_storage
+from sweep.worker import run_trials
+
+EPOCHS = 4
+
+
+def tiny_config(artifacts: Path, **overrides):
+    fixed = {"model": "resnet18", "weights": "none", "data": "synthetic:64", "image_size": 32, "max_train": 32,
+             "max_val": 16, "epochs": EPOCHS, "n_trials": 1, "artifacts": str(artifacts)}
+    # a single point that trains hard (no frozen stage, cosine schedule, dropout): a lost state would show
+    space_values = {"batch_size": "16", "dropout": "0.2", "lr": "0.05", "frozen_stages": "0", "scheduler": "cosine",
+                    "weight_decay": "0.0001", **overrides.pop("space", {})}
+    fixed.update(overrides)
+    fixed["space"] = {name: space.parse_param(name, text) for name, text in space_values.items()}
+    return build_config(None, fixed)
+
+
+class StopAt:
+    """Progress sink that stops the sweep as Ctrl-C does, when the trial reports ``epoch``."""
+
+    def __init__(self, epoch: int | None):
+        self.epoch = epoch
+
+    def trial_started(self, number, params):
+        pass
+
+    def epoch_done(self, number, record, epochs):
+        if record.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+    def __call__(self, study, trial):
+        pass
+
+
+def new_study(tmp_path: Path, name: str, config):
+    storage = open_storage(f"sqlite:///{tmp_path / (name + '.db')}")
+    study, _ = study_module.create_or_resume(storage, name, config)
+    return study, storage
+
+
+def val_losses(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return [row["val_loss"] for row in trial.user_attrs["history"]]
+
+
+def stored_files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_a_retried_trial_resumes_after_the_last_checkpoint_with_the_uninterrupted_curve(tmp_path):
+    reference, storage = new_study(tmp_path, "reference", tiny_config(tmp_path / "ref-artifacts"))
+    run_trials(reference, tiny_config(tmp_path / "ref-artifacts"), torch.device("cpu"), storage=storage)
+    expected = reference.trials[0]
+
+    config = tiny_config(tmp_path / "artifacts")
+    study, storage = new_study(tmp_path, "cut", config)
+    with pytest.raises(KeyboardInterrupt):  # during epoch 3's report: epoch 2 is the last complete checkpoint
+        run_trials(study, config, torch.device("cpu"), storage=storage, progress=StopAt(3))
+    cut = study.trials[0]  # failed and queued again, as by a stop signal
+    assert cut.state.name == "FAIL" and cut.user_attrs[CHECKPOINT]["epoch"] == 2
+    assert stored_files(tmp_path / "artifacts") == [state_ids("cut", 0)[1]]  # epoch 1's state went with epoch 2's
+
+    run_trials(study, config, torch.device("cpu"), storage=storage)
+    assert [trial.state.name for trial in study.trials] == ["FAIL", "COMPLETE"]
+    retry = study.trials[1]
+    assert retry.system_attrs["failed_trial"] == 0
+    assert retry.user_attrs[RESUMED_FROM] == {"trial": 0, "epoch": 2}
+    history = retry.user_attrs["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert history[:2] == cut.user_attrs["history"][:2]  # copied, seconds and all: not trained again
+    assert retry.intermediate_values == {row["epoch"]: row["val_loss"] for row in history}
+    # the pruner and the analysis see one curve, the same as a run never cut short
+    for got, want in zip(val_losses(retry), val_losses(expected)):
+        assert got == pytest.approx(want, abs=1e-6)
+    assert [row["lr"] for row in history] == [row["lr"] for row in expected.user_attrs["history"]]
+    # when it ended its states went, and only its best weights stay
+    weights = retry.user_attrs[WEIGHTS]
+    assert stored_files(tmp_path / "artifacts") == [weights["artifact_id"]]
+    assert weights["val_loss"] == min(val_losses(retry)) and 1 <= weights["epoch"] <= EPOCHS
