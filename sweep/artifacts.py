@@ -107,13 +107,19 @@ def open_store(location: str):
 
 
 def location_of(config, study: optuna.Study) -> str | None:
-    """The store a study's config names; a study stored without one (made before it had a store) gets the default
-    beside its storage; an in-memory study, which nothing can resume, none."""
+    """The store a study's config names; a study stored without one (made before it had a store) gets
+    SWEEP_ARTIFACTS or the default beside its storage; an in-memory study, which nothing can resume, none."""
+    import os
+
     if config.artifacts:
         return config.artifacts
     storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDBStorage in a cache
     url = getattr(storage, "url", None)
-    return default_location(url) if url else None
+    if not url:
+        return None
+    if os.environ.get(ARTIFACTS_ENV, "").strip():
+        return check_location(os.environ[ARTIFACTS_ENV])
+    return default_location(url)
 
 
 def settle_location(config, storage, study_name: str, storage_url: str):

@@ -25,6 +25,12 @@ def postgres_available() -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def artifacts_in_tmp(tmp_path, monkeypatch):
+    """A test's checkpoints go to its own folder, not to the working directory (a PostgreSQL sweep's default)."""
+    monkeypatch.setenv("SWEEP_ARTIFACTS", str(tmp_path / "artifacts"))
+
+
 @pytest.fixture
 def pg_url():
     """A fresh PostgreSQL database for one test, dropped afterwards; SQLAlchemy URL for psycopg 3."""
