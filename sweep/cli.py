@@ -254,5 +254,20 @@ def dashboard(study_name, storage, host, port):
     run_dashboard(storage, study_name, host, port)
 
 
+@main.command(epilog="\b\nExample:\n  sweep export --study resnet-plateau --out model/   # timm: 'local-dir:model'")
+@study_option
+@storage_option
+@click.option("--trial", "trial_number", type=click.IntRange(0),
+              help="The trial to export. [default: the best complete trial that did not plateau or diverge]")
+@click.option("--out", type=click.Path(file_okay=False, writable=True), required=True,
+              help="Folder for model.safetensors, config.json (timm reads both) and trial.json (params, verdict).")
+def export(study_name, storage, trial_number, out):
+    """Write a trial's best weights as a timm model; `sweep start --weights OUT/model.safetensors` starts from it."""
+    from sweep.export import export_model
+
+    setup_logging(quiet=True)
+    click.echo(export_model(storage, study_name, out, trial_number))
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,119 @@
+"""``sweep export``: a trial's best weights from the study's artifact store as a folder timm reads back
+(``model.safetensors`` + ``config.json``, written by timm's own ``save_for_hf``), with ``trial.json`` beside them:
+the trial's params, verdict and best epoch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import optuna
+
+from sweep import study as study_module
+from sweep.artifacts import Kept, location_of, open_store, ranked_weights
+from sweep.errors import SweepFailed, UsageError
+from sweep.storage import mask_secrets, open_storage
+
+log = logging.getLogger("sweep")
+
+TRIAL_FILE = "trial.json"
+
+
+def export_model(storage_url: str, study_name: str, out: str | Path, trial_number: int | None = None) -> str:
+    """Write the chosen trial's model into ``out`` (made if missing); returns the line the command prints.
+
+    Default trial: the best complete one whose verdict is neither plateau nor diverged.
+    """
+    out = Path(out)
+    study, config = study_module.load(open_storage(storage_url, heartbeat=False), study_name)
+    location = location_of(config, study)
+    ranked = ranked_weights(study.get_trials(deepcopy=False), patience=config.patience, min_delta=config.min_delta)
+    if not ranked or location is None:
+        off = " (it was started with --no-checkpoints)" if not config.checkpoints else ""
+        raise SweepFailed(f"study {study_name!r} has no checkpoints{off}: no trial's weights are in "
+                          f"{mask_secrets(location or 'an artifact store')}, so there is no model to export")
+    store = open_store(location)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".download-") as folder:
+        chosen, weights_file = _download(store, _candidates(ranked, study, study_name, trial_number), Path(folder))
+        model = _model(config, chosen, weights_file)
+        _save_for_timm(model, config, out)
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == chosen.number)
+    summary = {"study": study_name, "trial": chosen.number, "state": chosen.state, "verdict": chosen.verdict,
+               "best_epoch": chosen.weights["epoch"], "best_val_loss": chosen.best_val_loss,
+               "params": dict(trial.params), "model": config.model, "num_classes": model.num_classes,
+               "image_size": config.image_size}
+    (out / TRIAL_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return (f"wrote trial {chosen.number} ({chosen.verdict}, best val loss {chosen.best_val_loss:.4g} at epoch "
+            f"{chosen.weights['epoch']}) to {out / 'model.safetensors'}, {out / 'config.json'} and {out / TRIAL_FILE}")
+
+
+def _candidates(ranked: list[Kept], study: optuna.Study, study_name: str, trial_number: int | None) -> list[Kept]:
+    """The trials to try in order: the one asked for, or the wanted ones best first (the sweep keeps the best)."""
+    if trial_number is not None:
+        chosen = [kept for kept in ranked if kept.number == trial_number]
+        if not chosen:
+            numbers = sorted(trial.number for trial in study.get_trials(deepcopy=False))
+            if trial_number not in numbers:
+                raise UsageError(f"--trial {trial_number}: study {study_name!r} has no such trial "
+                                 f"(its trials are {_span(numbers)})")
+            raise SweepFailed(f"trial {trial_number} of study {study_name!r} has no weights (it did not finish, or "
+                              f"trained no epoch): trials with weights are {_span([k.number for k in ranked])}")
+        return chosen
+    wanted = [kept for kept in ranked if kept.wanted]
+    if not wanted:
+        raise SweepFailed(f"no complete trial of study {study_name!r} ended without a plateau or divergence: choose "
+                          f"one with --trial N (best first: {', '.join(str(k.number) for k in ranked[:5])})")
+    return wanted
+
+
+def _download(store, candidates: list[Kept], folder: Path) -> tuple[Kept, Path]:
+    missing = []
+    for kept in candidates:
+        path = folder / f"trial-{kept.number}.safetensors"
+        try:
+            optuna.artifacts.download_artifact(artifact_store=store, file_path=str(path),
+                                               artifact_id=kept.weights["artifact_id"])
+        except optuna.artifacts.exceptions.ArtifactNotFound:
+            missing.append(kept.number)
+            continue
+        return kept, path
+    raise SweepFailed(f"the weights of trial(s) {', '.join(map(str, missing))} are no longer in the artifact store "
+                      "(only the best --keep-best trials keep theirs): choose another with --trial N")
+
+
+def _model(config, chosen: Kept, weights_file: Path):
+    """The sweep's model for the trial, with its weights (head size read off the weights)."""
+    from safetensors.torch import load_file
+
+    import models
+
+    state = load_file(str(weights_file))
+    probe = models.create_transfer_model(config.model, num_classes=1, weights="none")
+    head = (probe.pretrained_cfg.get("classifier") or "fc") + ".weight"
+    model = models.create_transfer_model(config.model, num_classes=int(state[head].shape[0]), weights="none")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _save_for_timm(model, config, out: Path) -> None:
+    from timm.models import save_for_hf
+
+    from sweep.trial import model_data_config
+
+    data_config = model_data_config(config.model)
+    # the preprocessing the trial was trained and validated with, so that timm's resolve_data_config gives it back
+    save_for_hf(model, str(out), safe_serialization=True, data_config={
+        "input_size": (3, config.image_size, config.image_size), "mean": data_config["mean"],
+        "std": data_config["std"], "interpolation": data_config["interpolation"],
+        "crop_pct": data_config["crop_pct"]})
+
+
+def _span(numbers: list[int]) -> str:
+    if not numbers:
+        return "none"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 3:
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(map(str, numbers))

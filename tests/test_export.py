@@ -1,0 +1,108 @@
+"""`sweep export`: a trial's best weights as a folder timm reads back, the next sweep's --weights, and the study's
+store bounded to the best --keep-best trials' weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load as load_bytes
+
+import models
+from sweep import space
+from sweep import study as study_module
+from sweep.artifacts import WEIGHTS, open_store, ranked_weights
+from sweep.cli import main
+from sweep.config import build_config
+from sweep.storage import open_storage
+from sweep.worker import run_trials
+
+
+def run_sweep(tmp_path, name: str, **overrides):
+    fixed = {"model": "resnet18", "weights": "none", "data": "synthetic:64", "image_size": 32, "max_train": 32,
+             "max_val": 16, "epochs": 3, "n_trials": 4, "keep_best": 2, "artifacts": str(tmp_path / "artifacts"),
+             "pruner": "none", **overrides}
+    fixed["space"] = {name: space.parse_param(name, text) for name, text in
+                      {"batch_size": "16", "lr": "1e-3:1e-1", "frozen_stages": "0:1"}.items()}
+    config = build_config(None, fixed)
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    storage = open_storage(url)
+    study, _ = study_module.create_or_resume(storage, name, config)
+    run_trials(study, config, torch.device("cpu"), storage=storage)
+    return url, study, config
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("swept")
+    return (tmp_path, *run_sweep(tmp_path, "export"))
+
+
+def export(url: str, *args: str):
+    return CliRunner().invoke(main, ["export", "--storage", url, *args])
+
+
+def test_only_the_best_trials_keep_their_weights_and_no_state_is_left(swept):
+    tmp_path, url, study, config = swept
+    ranked = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)
+    assert len(ranked) == 4
+    kept = {kept.weights["artifact_id"] for kept in ranked[:2]}
+    assert {path.name for path in (tmp_path / "artifacts").iterdir()} == kept
+
+
+def test_export_writes_the_best_trial_as_a_timm_model_that_timm_and_the_next_sweep_read_back(swept):
+    import timm
+
+    tmp_path, url, study, config = swept
+    out = tmp_path / "model"
+    result = export(url, "--study", "export", "--out", str(out))
+    assert result.exit_code == 0, result.output
+
+    best = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)[0]
+    summary = json.loads((out / "trial.json").read_text())
+    assert summary["trial"] == best.number and summary["verdict"] == best.verdict
+    assert summary["params"] == study.trials[best.number].params
+    assert summary["best_val_loss"] == best.best_val_loss == min(r["val_loss"] for r in
+                                                                  study.trials[best.number].user_attrs["history"])
+    with open_store(config.artifacts).open_reader(best.weights["artifact_id"]) as reader:
+        trained = reader.read()
+
+    reference = models.create_transfer_model("resnet18", num_classes=summary["num_classes"], weights="none")
+    reference.load_state_dict(load_bytes(trained))
+    images = torch.randn(2, 3, 32, 32)
+    expected = reference.eval()(images)
+    from_folder = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    from_file = timm.create_model("resnet18", pretrained=True, num_classes=summary["num_classes"],
+                                  pretrained_cfg_overlay=dict(file=str(out / "model.safetensors"),
+                                                              num_classes=summary["num_classes"])).eval()
+    with torch.no_grad():
+        assert torch.equal(from_folder(images), expected.detach())
+        assert torch.equal(from_file(images), expected.detach())
+    assert timm.data.resolve_data_config({}, model=from_folder)["input_size"] == (3, 32, 32)
+    # the next sweep starts from it through --weights: the backbone is the trained one
+    warm = models.create_transfer_model("resnet18", num_classes=7, weights=str(out / "model.safetensors"))
+    assert torch.equal(warm.state_dict()["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
+
+
+def test_export_of_a_dropped_or_missing_trial_says_which_to_choose(swept):
+    tmp_path, url, study, config = swept
+    dropped = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)[-1].number
+    result = export(url, "--study", "export", "--trial", str(dropped), "--out", str(tmp_path / "dropped"))
+    assert result.exit_code == 1
+    assert f"weights of trial(s) {dropped} are no longer in the artifact store" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = export(url, "--study", "export", "--trial", "99", "--out", str(tmp_path / "none"))
+    assert result.exit_code == 2 and "--trial 99: study 'export' has no such trial (its trials are 0-3)" in result.output
+
+
+def test_export_of_a_study_without_checkpoints_is_one_line_exit_1(tmp_path):
+    url, study, _ = run_sweep(tmp_path, "bare", checkpoints=False, n_trials=1, epochs=1)
+    assert not (tmp_path / "artifacts").exists()
+    assert WEIGHTS not in study.trials[0].user_attrs
+    result = export(url, "--study", "bare", "--out", str(tmp_path / "model"))
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: study 'bare' has no checkpoints (it was started with --no-checkpoints): "
+                                     f"no trial's weights are in {tmp_path / 'artifacts'}, so there is no model to "
+                                     "export")
