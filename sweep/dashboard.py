@@ -162,9 +162,26 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(storage: optuna.storages.BaseStorage, host: str, port: int) -> None:
-    """optuna-dashboard's own server (blocks until interrupted)."""
-    optuna_dashboard.run_server(storage, host=host, port=port)
+def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_store=None) -> None:
+    """optuna-dashboard's own server (blocks until interrupted); with the study's artifact store, each kept trial's
+    best weights (model.safetensors) can be downloaded from its page."""
+    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifact_store)
+
+
+def _artifact_store(config, study: optuna.Study):
+    """The study's artifact store, or None (said once) when it is off or cannot be opened: the rest still works."""
+    from sweep.artifacts import location_of, open_store
+    from sweep.storage import mask_secrets
+
+    location = location_of(config, study) if config.checkpoints else None
+    if location is None:
+        return None
+    try:
+        return open_store(location)
+    except Exception as error:
+        log.warning("artifact store %s cannot be opened (%s): the dashboard shows no weights", mask_secrets(location),
+                    mask_secrets(str(error).splitlines()[0] if str(error) else type(error).__name__))
+        return None
 
 
 def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> None:
@@ -181,10 +198,11 @@ def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> No
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name)
     log.info("notes and curves written for %d trial(s) of study %r", sync(study, config), study_name)
+    artifact_store = _artifact_store(config, study)
     if not is_loopback(host):
         log.warning("listening on %s: anyone who can reach this machine sees the dashboard (it has no login)", host)
     log.info("optuna-dashboard for %s on http://%s:%d/dashboard (Ctrl-C stops it)", mask_url(storage_url), host, port)
     try:
-        serve(storage, host, port)
+        serve(storage, host, port, artifact_store)
     except KeyboardInterrupt:
         pass

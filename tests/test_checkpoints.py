@@ -20,7 +20,7 @@ from sweep.worker import run_trials
 EPOCHS = 4
 
 
-def tiny_config(artifacts: Path, **overrides):
+def tiny_config(artifacts: Path | str, **overrides):
     fixed = {"model": "resnet18", "weights": "none", "data": "synthetic:64", "image_size": 32, "max_train": 32,
              "max_val": 16, "epochs": EPOCHS, "n_trials": 1, "artifacts": str(artifacts)}
     # a single point that trains hard (no frozen stage, cosine schedule, dropout): a lost state would show
