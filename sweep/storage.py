@@ -28,9 +28,14 @@ PLACEHOLDER_PASSWORD = "change-me"
 # Optuna's studies.study_name column is String(512); PostgreSQL refuses a longer name, SQLite would keep it.
 STUDY_NAME_MAX_LENGTH = 512
 MAX_RETRY = 2
+# A hard bound per process: one connection holds the budget lock while the worker asks for a trial, the other is taken
+# in turn by its trial loop, Optuna's heartbeat thread and the stale-trial watcher (each holds it for one query).
+CONNECTIONS_PER_PROCESS = 2
 
-# What SQLAlchemy and Optuna raise when the database is unreachable (server down, connection dropped).
-OUTAGE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, optuna.exceptions.StorageInternalError)
+# What SQLAlchemy and Optuna raise when the database is unreachable (server down, connection dropped, or so slow to
+# answer that the process's other connection was not free within the pool's 30 s).
+OUTAGE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+                 optuna.exceptions.StorageInternalError)
 
 log = logging.getLogger("sweep")
 
@@ -173,6 +178,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
     engine_kwargs = {"pool_pre_ping": True}
     if make_url(url).get_backend_name() == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        engine_kwargs.update(pool_size=CONNECTIONS_PER_PROCESS, max_overflow=0)
     heartbeat_kwargs = (
         {
             "heartbeat_interval": settings.heartbeat_interval,

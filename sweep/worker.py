@@ -9,21 +9,23 @@ import socket
 import time
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable
 
 import optuna
-import torch
 from optuna.trial import TrialState
 
 from sweep.admission import BudgetGate
 from sweep.artifacts import keep_best_for
 from sweep.config import SweepConfig
-from sweep.objective import Objective
 from sweep.recovery import StaleTrialWatcher, fail_stale_trials
 from sweep.storage import (
     MAX_RETRY, OUTAGE_ERRORS, describe_error, heartbeat_settings, mask_url, open_storage, storage_reachable,
     wait_for_storage,
 )
 from sweep.study import BUDGET_STATES, finished_count
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("sweep")
 
@@ -120,6 +122,7 @@ def run_trials(
     max_trials: int | None = None,
     until_done: bool = True,
     poll_seconds: float | None = None,
+    objective: Callable[[optuna.Trial], float] | None = None,
 ) -> int:
     """Run trials until ``config.n_trials`` have finished in the whole study; returns how many ran here.
 
@@ -128,9 +131,13 @@ def run_trials(
     ``until_done`` the worker stays while other workers' trials run, so that it retries the
     trial of a worker that died (failed by Optuna's heartbeat check); otherwise it leaves as soon
     as the whole budget is handed out. A lost database is waited for (``wait_for_storage``).
+    ``objective`` trains one trial: the sweep's ``Objective`` unless given.
     """
+    if objective is None:
+        from sweep.objective import Objective  # torch: imported only by a worker that trains
+
+        objective = Objective(config, device, progress)
     gate = BudgetGate(storage, study.study_name)
-    objective = Objective(config, device, progress)
     poll_seconds = poll_seconds or max(1.0, float(heartbeat_settings().heartbeat_interval))
     ran = 0
     current: dict = {}

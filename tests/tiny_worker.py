@@ -1,0 +1,87 @@
+"""`sweep worker`'s loop (budget lock, heartbeat, stale-trial watcher, Optuna's sampler and pruner, the trial record and
+dashboard notes) with a pure-Python objective in place of training: many workers on a 2-core machine, for the
+connection test and benchmarks/workers.py. A worker that imports torch holds about 1 GiB; this one, no torch at all.
+
+    SWEEP_STORAGE=postgresql+psycopg://... python tests/tiny_worker.py --study tiny --epoch-seconds 0.05
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import sys
+import time
+
+import optuna
+
+
+def create_study(storage_url: str, study_name: str, n_trials: int, epochs: int = 3) -> None:
+    """A sweep with the default config but ``n_trials`` and ``epochs``, created as `sweep start --workers 0` does."""
+    from sweep import study as study_module
+    from sweep.config import SweepConfig
+    from sweep.storage import open_storage
+
+    storage = open_storage(storage_url, heartbeat=False)
+    study_module.create_or_resume(storage, study_name, SweepConfig(n_trials=n_trials, epochs=epochs, checkpoints=False))
+    storage.engine.dispose()
+
+
+class TinyObjective:
+    """A made-up validation curve from the sampled params, one ``epoch_seconds`` pause and one report per epoch."""
+
+    def __init__(self, space: dict, epochs: int, epoch_seconds: float):
+        self.space = space
+        self.epochs = epochs
+        self.epoch_seconds = epoch_seconds
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from sweep import space
+        from sweep.record import TrialWriter
+
+        params = space.suggest(trial, self.space)
+        record = TrialWriter(trial)
+        record.started({"host": socket.gethostname(), "pid": os.getpid(), "device": "cpu",
+                        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
+        floor = 0.2 + 0.1 * abs(math.log10(params["lr"]) + 3)
+        for epoch in range(1, self.epochs + 1):
+            time.sleep(self.epoch_seconds)
+            val_loss = floor + 1.0 / epoch
+            record.epoch({"epoch": epoch, "train_loss": val_loss * 0.9, "val_loss": val_loss, "val_acc": 1 - val_loss / 2,
+                          "lr": params["lr"], "seconds": self.epoch_seconds})
+            trial.report(val_loss, step=epoch)
+            if epoch < self.epochs and trial.should_prune():
+                record.stopped(epoch)
+                raise optuna.TrialPruned(f"val_loss {val_loss:.4f} at epoch {epoch}")
+        return min(row["val_loss"] for row in record.history)
+
+
+def run(storage_url: str, study_name: str, epoch_seconds: float, worker_index: int | None) -> int:
+    """What ``run_worker`` does, with the tiny objective; the trials run here."""
+    from sweep import study as study_module
+    from sweep.dashboard import TrialNotes
+    from sweep.storage import open_storage
+    from sweep.worker import run_trials, stop_signals, worker_name
+
+    storage = open_storage(storage_url)
+    study, config = study_module.load(storage, study_name, worker=worker_name(worker_index))
+    with stop_signals():
+        return run_trials(study, config, None, storage=storage, until_done=True,
+                          objective=TinyObjective(config.space, config.epochs, epoch_seconds),
+                          callbacks=(TrialNotes(config.patience, config.min_delta),))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--epoch-seconds", type=float, default=0.05)
+    parser.add_argument("--worker-index", type=int)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ran = run(os.environ["SWEEP_STORAGE"], args.study, args.epoch_seconds, args.worker_index)
+    print(f"ran {ran}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
