@@ -11,8 +11,8 @@ from sweep.artifacts import check_location
 from sweep.errors import SweepFailed, UsageError
 from sweep.logs import setup_logging
 from sweep.options import (
-    NEW_FILE, Checked, device_option, options, overrides_from, quiet_option, setting_option, setup_options, space_options,
-    storage_option, study_option,
+    GPUS, NEW_FILE, Checked, device_option, options, overrides_from, quiet_option, setting_option, setup_options,
+    space_options, storage_option, study_option,
 )
 
 class SweepGroup(click.Group):
@@ -177,6 +177,29 @@ def worker(study_name, storage, device, max_trials, until_done, worker_index, qu
     setup_logging(quiet)
     logging.getLogger("sweep").info(run_worker(study_name, storage, device=device, max_trials=max_trials,
                                                until_done=until_done, worker_index=worker_index, quiet=quiet))
+
+
+WORKERS_EXAMPLE = """
+\b
+Examples:
+  SWEEP_STORAGE=postgresql+psycopg://sweep@db/sweep sweep workers --study resnet-plateau
+  sweep workers --study resnet-plateau --gpus 0,2     # or --cpu 2 on a host without GPUs
+"""
+
+
+@main.command(epilog=WORKERS_EXAMPLE)
+@study_option
+@storage_option
+@click.option("--gpus", type=GPUS, help="The GPUs that get a worker each. [default: all the visible ones]")
+@click.option("--cpu", "n_cpu", type=click.IntRange(1), help="Run N CPU workers instead (a host without GPUs).")
+@quiet_option
+def workers(study_name, storage, gpus, n_cpu, quiet):
+    """One `sweep worker` per GPU of this host, each seeing only its GPU; one that dies is started again (3 times in
+    a row at most), and SIGINT, SIGTERM or SIGHUP stops them all cleanly."""
+    from sweep.launcher import run_host_workers
+
+    setup_logging(quiet)
+    run_host_workers(study_name, storage, gpus=gpus, n_cpu=n_cpu, quiet=quiet)
 
 
 DOCTOR_EXAMPLE = """

@@ -56,8 +56,15 @@ def _new_file(value: str) -> Path:
     return path
 
 
+def _gpus(value: str) -> list[str]:
+    from sweep.launcher import parse_gpus
+
+    return parse_gpus(value)
+
+
 DEVICE = Checked("auto|cpu|cuda[:N]", _device)
 NEW_FILE = Checked("FILE", _new_file)
+GPUS = Checked("all|0,1,...", _gpus)
 
 
 def options(*decorators):
