@@ -13,7 +13,8 @@ COPY data ./data
 RUN python3 -m venv .venv && .venv/bin/pip install -e .
 ENV PATH=/app/.venv/bin:$PATH
 
-RUN useradd --create-home sweep
+# A fixed uid: Kubernetes' runAsNonRoot checks a number (deploy/kubernetes runs it as 1000).
+RUN useradd --create-home --uid 1000 sweep
 USER sweep
 WORKDIR /home/sweep
 

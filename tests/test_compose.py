@@ -47,19 +47,31 @@ def test_compose_file_is_valid_against_the_compose_spec(compose):
 
 
 def test_compose_services_as_the_issue_asks(compose):
+    from sweep.launcher import STOP_GRACE_SECONDS
+
     services = compose["services"]
-    assert set(services) == {"postgres", "workers", "dashboard"}
+    assert set(services) == {"postgres", "workers", "cpu-workers", "dashboard"}
     postgres = services["postgres"]
     assert postgres["volumes"][0].startswith("pgdata:/var/lib/postgresql/data") and "pgdata" in compose["volumes"]
     assert "pg_isready" in postgres["healthcheck"]["test"]
-    workers = services["workers"]
-    assert workers["build"]["context"] == str(ROOT)
-    assert workers["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert workers["command"][:2] == ["sweep", "worker"] and "--until-done" in workers["command"]
+    assert [port.split(":")[0] for port in postgres["ports"]] == ["127.0.0.1"]  # POSTGRES_BIND opens it to other hosts
+    workers, cpu_workers = services["workers"], services["cpu-workers"]
+    for service in (workers, cpu_workers):
+        assert service["build"]["context"] == str(ROOT)
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["command"][:2] == ["sweep", "workers"]
+        assert service["init"] is True and service["restart"] == "on-failure"
+        # Docker's SIGKILL must come after the launcher's own wait for its workers' clean stop.
+        assert int(service["stop_grace_period"].rstrip("s")) > STOP_GRACE_SECONDS
+        assert service["environment"] == workers["environment"]
+    # One container takes every GPU of the host; `sweep workers` gives each worker one (no replicas of count: 1).
     assert workers["deploy"]["resources"]["reservations"]["devices"] == [
-        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+        {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
     ]
-    assert int(workers["deploy"]["replicas"]) == 1  # SWEEP_WORKERS in .env
+    assert "replicas" not in workers.get("deploy", {}) and "--cpu" not in workers["command"]
+    # No GPU reservation for a host without the NVIDIA runtime, and only started when named (a profile).
+    assert "deploy" not in cpu_workers and cpu_workers["profiles"] == ["cpu"]
+    assert cpu_workers["command"][-2:] == ["--cpu", "1"]  # SWEEP_CPU_WORKERS in .env
     dashboard = services["dashboard"]
     assert dashboard["command"][:2] == ["sweep", "dashboard"]
     assert [port.split(":")[0] for port in dashboard["ports"]] == ["127.0.0.1"]
@@ -116,9 +128,11 @@ def test_worker_and_dashboard_commands_run_here_against_local_postgres(compose, 
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert start.returncode == 0, start.stderr
-    worker = subprocess.run(_local(compose["services"]["workers"]["command"]), env=env,
+    # The CPU service's command: the GPU one differs only in its GPU list (tests/test_launcher.py fakes one).
+    worker = subprocess.run(_local(compose["services"]["cpu-workers"]["command"]), env=env,
                             capture_output=True, text=True, timeout=180)
     assert worker.returncode == 0, worker.stderr
+    assert "started 1 workers: worker 0 (cpu)" in worker.stderr
     import optuna
 
     study = optuna.load_study(study_name="resnet-plateau", storage=pg_url)
