@@ -1,0 +1,81 @@
+"""Cost of checkpoints: the same small sweep with and without them (each trial's state after every epoch and its best
+weights in a folder artifact store), time ratio and bytes kept. Target: <= 1.03x.
+
+    .venv/bin/python benchmarks/checkpoint_cost.py                       # resnet18, 4 trials x 3 epochs
+    .venv/bin/python benchmarks/checkpoint_cost.py --model resnet50 --epochs 8 --max-train 512 --max-val 256 \\
+        --n-trials 4 --pairs 3                                           # trials of the default sweep's size
+
+Runs the sweep without and with checkpoints in turn (A B A B ...) in one process, each on a new SQLite study
+with the same seed (so the same params), and prints the ratio of each pair and their median, so a machine whose
+speed drifts skews both sides alike. Bytes: one trial's last state and best weights (what it holds in the store
+while it runs), and what the whole sweep keeps once it has ended (the best --keep-best trials' weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+from _common import add_size_flags, config_from, machine
+from sweep import study as study_module
+from sweep.artifacts import CHECKPOINT, WEIGHTS
+from sweep.storage import open_storage
+from sweep.worker import run_trials
+
+
+def sweep_seconds(config, device: torch.device, folder: Path, name: str) -> tuple[float, list]:
+    """Wall time of the whole sweep on a new SQLite study, and its trials."""
+    storage = open_storage(f"sqlite:///{folder / (name + '.db')}")
+    study, _ = study_module.create_or_resume(storage, name, config)
+    started = time.perf_counter()
+    run_trials(study, config, device, storage=storage)
+    return time.perf_counter() - started, study.get_trials()
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.iterdir()) if folder.exists() else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_size_flags(parser)
+    parser.add_argument("--n-trials", type=int, default=4)
+    parser.add_argument("--keep-best", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=3)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="checkpoint-cost-") as tmp:
+        tmp = Path(tmp)
+        base = config_from(args, n_trials=args.n_trials, keep_best=args.keep_best, pruner="none")
+        print(machine())
+        print(f"{base.model}, {args.n_trials} trials x {args.epochs} epochs, {args.max_train}/{args.max_val} images, "
+              f"{base.image_size}px, keep_best={args.keep_best}")
+        # warm-up: data set, first-touch allocations, oneDNN kernel choice
+        sweep_seconds(dataclasses.replace(base, n_trials=1, epochs=1, checkpoints=False), device, tmp, "warm")
+        ratios, states, weights, kept = [], [], [], []
+        for pair in range(1, args.pairs + 1):
+            plain, _ = sweep_seconds(dataclasses.replace(base, checkpoints=False), device, tmp, f"off-{pair}")
+            store = tmp / f"store-{pair}"
+            ours, trials = sweep_seconds(dataclasses.replace(base, artifacts=str(store)), device, tmp, f"on-{pair}")
+            ratios.append(ours / plain)
+            states += [t.user_attrs[CHECKPOINT]["bytes"] for t in trials if CHECKPOINT in t.user_attrs]
+            weights += [t.user_attrs[WEIGHTS]["bytes"] for t in trials if WEIGHTS in t.user_attrs]
+            kept.append(folder_bytes(store))
+            print(f"pair {pair}: without {plain:.2f} s, with checkpoints {ours:.2f} s, ratio {ours / plain:.3f}")
+    mb = 1e6
+    print(f"checkpoint cost ratio with/without: median {statistics.median(ratios):.3f} "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f}; target <= 1.03)")
+    print(f"bytes per trial: last state {max(states) / mb:.1f} MB while it runs (best weights inside when not the "
+          f"last epoch's), best weights {max(weights) / mb:.1f} MB once it ends; kept per sweep after it ends: "
+          f"{statistics.median(kept) / mb:.1f} MB ({min(args.keep_best, args.n_trials)} trials' weights)")
+
+if __name__ == "__main__":
+    main()
