@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html.parser
 import json
 import os
 import re
@@ -107,16 +108,84 @@ def test_the_schema_rejects_a_factor_listed_among_the_other_params(sweep):
 
 # --- text and HTML from the same result ---------------------------------------------------------
 
-def test_text_and_html_come_from_the_same_result(sweep):
-    records, space, result = sweep
-    text = render_text(result)
-    page = render_html(result, records, space)
-    import html
+class Tables(html.parser.HTMLParser):
+    """Every table of a page by id: header texts, and rows of (text, attributes) per cell, as a browser reads them."""
 
-    assert html.escape(text) in page  # the HTML carries the very same report
-    for factor in result["factors"]:
-        assert factor["param"] in text
+    def __init__(self, page: str):
+        super().__init__()
+        self.tables: dict[str, dict] = {}
+        self._table = self._cell = None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id"), {"headers": [], "rows": []})
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = {"text": "", **attrs, "tag": tag}
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append(self._cell)
+            self._cell = None
+        elif tag == "tr" and self._table is not None and self._row:
+            if self._row[0]["tag"] == "th":
+                self._table["headers"] = [c["text"] for c in self._row]
+            else:
+                self._table["rows"].append(self._row)
+        elif tag == "table":
+            self._table = None
+
+
+def column(table: dict, header: str) -> list[dict]:
+    index = table["headers"].index(header)
+    return [row[index] for row in table["rows"]]
+
+
+def test_html_tables_hold_the_same_data_as_the_result_and_the_text(sweep):
+    records, space, result = sweep
+    page = render_html(result, records, space)
+    tables = Tables(page).tables
+    assert "<pre" not in page
+    trials = tables["trials-table"]
+    assert [int(c["data-sort"]) for c in column(trials, "trial")] == [t["number"] for t in result["trials"]]
+    assert [c["text"] for c in column(trials, "verdict")] == [t["verdict"] for t in result["trials"]]
+    assert all(c["class"] == f"verdict verdict-{c['text']}" for c in column(trials, "verdict"))
+    assert [float(c["data-sort"]) for c in column(trials, "lr")] == [t["params"]["lr"] for t in result["trials"]]
+    text = render_text(result)
+    factors = tables["factors-table"]
+    assert len(factors["rows"]) == len(result["factors"]) == 2
+    for row, factor in zip(factors["rows"], result["factors"]):
+        region = row[1]["text"]
+        assert region.startswith(factor["param"]) and region in text
+        assert row[3]["text"].startswith(f"{factor['n_plateau_inside']} of {factor['n_inside']} (")
+        assert float(row[6]["data-sort"]) == factor["p_adjusted"]
+    assert [row[0]["text"] for row in tables["other-params-table"]["rows"]] == [e["param"] for e in result["other_params"]]
+    comparison = tables["baseline-comparison-table"]["rows"]
+    assert [row[0]["text"] for row in comparison] == [c["param"] for c in result["baseline_comparison"]]
+    assert [row[5]["text"] for row in comparison] == ["yes" if c["shared"] else "no" for c in result["baseline_comparison"]]
+    suspects = tables["usual-suspects-table"]["rows"]
+    assert [row[8]["text"] for row in suspects] == [s["sentence"] for s in result["usual_suspects"]]
+    assert {row[0]["text"]: row[1]["text"] for row in tables["recommendation-table"]["rows"]}.keys() == \
+        result["recommendation"].keys()
     assert page.count('class="plotly-graph-div"') >= 5
+
+
+def test_html_escapes_names_and_values_that_look_like_markup(valid_analysis):
+    hostile = "<script>alert('x')</script>&"
+    space = {**SPACE, "scheduler": optuna.distributions.CategoricalDistribution(["none", hostile])}
+    records, space = synthetic_records(30, seed=3, space=space)
+    result = valid_analysis(analyze(records, space, study_name="a<b>&c"))
+    page = render_html(result, records, space)
+    assert "<script>alert" not in page and "a<b>" not in page
+    schedulers = [c["text"] for c in column(Tables(page).tables["trials-table"], "scheduler")]
+    assert hostile in schedulers and set(schedulers) == {"none", hostile}
 
 
 def test_html_is_self_contained(sweep):
@@ -139,15 +208,9 @@ def _chromium_missing() -> str | None:
     return None
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(_chromium_missing() is not None, reason=_chromium_missing() or "")
-def test_html_opens_in_headless_chromium_without_console_errors(sweep, tmp_path):
+def open_in_chromium(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-
-    records, space, result = sweep
-    report = tmp_path / "report.html"
-    report.write_text(render_html(result, records, space), encoding="utf-8")
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -157,7 +220,19 @@ def test_html_opens_in_headless_chromium_without_console_errors(sweep, tmp_path)
                      "--window-size=1400,2400", f"--user-data-dir={profile}"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options), profile
+
+
+needs_chromium = pytest.mark.skipif(_chromium_missing() is not None, reason=_chromium_missing() or "")
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_html_opens_in_headless_chromium_without_console_errors(sweep, tmp_path):
+    records, space, result = sweep
+    report = tmp_path / "report.html"
+    report.write_text(render_html(result, records, space), encoding="utf-8")
+    driver, profile = open_in_chromium(tmp_path)
     try:
         driver.get(report.as_uri())
         rendered = driver.execute_script(
@@ -173,6 +248,52 @@ def test_html_opens_in_headless_chromium_without_console_errors(sweep, tmp_path)
     assert errors == []
     assert len(rendered) >= 5 and all(count > 0 for count in rendered), rendered
     assert screenshot.read_bytes().startswith(b"\x89PNG") and screenshot.stat().st_size > 10_000
+
+
+COLUMN_KEYS = """
+const table = document.getElementById(arguments[0]);
+const column = Array.from(table.tHead.rows[0].cells).findIndex(th => th.textContent === arguments[1]);
+return Array.from(table.tBodies[0].rows).map(row => row.cells[column].dataset.sort ?? row.cells[column].textContent);
+"""
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_html_trials_table_sorts_on_a_header_click_and_colours_verdicts(sweep, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    records, space, result = sweep
+    report = tmp_path / "report.html"
+    report.write_text(render_html(result, records, space), encoding="utf-8")
+    driver, profile = open_in_chromium(tmp_path)
+    try:
+        driver.get(report.as_uri())
+        header = next(th for th in driver.find_elements(By.CSS_SELECTOR, "#trials-table th")
+                      if th.text.startswith("best val loss"))
+        header.click()
+        ascending = driver.execute_script(COLUMN_KEYS, "trials-table", "best val loss")
+        header.click()
+        descending = driver.execute_script(COLUMN_KEYS, "trials-table", "best val loss")
+        scheduler = next(th for th in driver.find_elements(By.CSS_SELECTOR, "#trials-table th")
+                         if th.text.startswith("scheduler"))
+        scheduler.send_keys(Keys.ENTER)
+        by_scheduler = driver.execute_script(COLUMN_KEYS, "trials-table", "scheduler")
+        colours = driver.execute_script(
+            "return Object.fromEntries(['improving', 'plateau'].map(v => [v, getComputedStyle("
+            "document.querySelector('#trials-table td.verdict-' + v)).backgroundColor]))")
+        page_width = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    losses = sorted(t["best_val_loss"] for t in result["trials"])
+    assert [float(key) for key in ascending] == losses
+    assert [float(key) for key in descending] == losses[::-1]
+    assert by_scheduler == sorted(t["params"]["scheduler"] for t in result["trials"])
+    assert colours["improving"] != colours["plateau"]
+    assert "rgba(0, 0, 0, 0)" not in colours.values()  # coloured, not transparent
+    assert page_width[0] <= page_width[1]  # no horizontal scrollbar on the page
 
 
 # --- --emit-config ------------------------------------------------------------------------------

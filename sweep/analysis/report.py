@@ -28,7 +28,7 @@ def _interval(interval: list[float] | None) -> str:
     return "" if not interval else f", 95% CI {interval[0]:.0%}–{interval[1]:.0%}"
 
 
-def _params(params: dict) -> str:
+def params_text(params: dict) -> str:
     return ", ".join(f"{name}={fmt(value)}" for name, value in params.items())
 
 
@@ -41,14 +41,14 @@ def region_text(param: str, region: dict) -> str:
     return f"{param} in [{fmt(region['low'])}, {fmt(region['high'])}]"
 
 
-def _setting_text(setting: list, region: dict) -> str:
+def setting_text(setting: list, region: dict) -> str:
     if setting == region.get("values") or len(setting) != 2:
         return ", ".join(fmt(value) for value in setting)
     low, high = setting
     return fmt(low) if low == high else f"{fmt(low)} .. {fmt(high)}"
 
 
-def _baseline_line(result: dict) -> str:
+def baseline_line(result: dict) -> str:
     baseline = result["baseline"]
     if baseline["verdict"] is None:
         return f"Baseline (trial {baseline['number']}): not in this study."
@@ -72,7 +72,7 @@ def _trial_rows(result: dict) -> list[str]:
     for trial in shown:
         rows.append(
             f"  {trial['number']:>5}  {trial['state']:<8}  {trial['verdict']:<11}  "
-            f"{fmt(trial['plateau_epoch']):>8}  {fmt(trial['best_val_loss']):>8}  {_params(trial['params'])}"
+            f"{fmt(trial['plateau_epoch']):>8}  {fmt(trial['best_val_loss']):>8}  {params_text(trial['params'])}"
         )
     if len(shown) < len(trials):
         counts = ", ".join(f"{n} {verdict}" for verdict, n in result["verdict_counts"].items() if n)
@@ -104,16 +104,23 @@ def _factor_lines(result: dict) -> list[str]:
     return lines
 
 
-def _other_lines(result: dict) -> list[str]:
-    """Parameters not named: one whose clearest region beat chance is said to fall short, not to do nothing."""
+def not_named_reason(entry: dict) -> str:
+    """Why a parameter is not a factor: one whose clearest region beat chance fell short, not did nothing."""
+    if entry.get("p_permutation") is None or entry["p_permutation"] >= ALPHA:
+        return "no clear effect"
+    if entry["p_adjusted"] >= ALPHA:
+        return "short of significance once every test is counted"
+    return f"beyond chance, but the plateau rates differ by less than {MIN_EFFECT * 100:.0f} points"
+
+
+def other_lines(result: dict) -> list[str]:
     others = result.get("other_params") or []
     lines, quiet = [], []
     for entry in others:
-        if entry.get("p_permutation") is None or entry["p_permutation"] >= ALPHA:
+        reason = not_named_reason(entry)
+        if reason == "no clear effect":
             quiet.append(entry["param"])
             continue
-        reason = ("short of significance once every test is counted" if entry["p_adjusted"] >= ALPHA
-                  else f"beyond chance, but the plateau rates differ by less than {MIN_EFFECT * 100:.0f} points")
         lines.append(
             f"Not named, {reason}: {region_text(entry['param'], entry['clearest_region'])} kept the plateau in "
             f"{entry['n_plateau_inside']} of {entry['n_inside']} runs vs {entry['n_plateau_outside']} of "
@@ -122,6 +129,19 @@ def _other_lines(result: dict) -> list[str]:
     if quiet and result["factors"]:
         lines.append(f"No clear effect: {', '.join(quiet)}.")
     return lines
+
+
+def overfitting_line(result: dict) -> str | None:
+    overfitting = result["verdict_counts"].get("overfitting", 0)
+    if not overfitting or not result["n_plateau_removed"]:
+        return None
+    return (f"Of the {result['n_plateau_removed']} runs counted as plateau-free, {overfitting} overfit "
+            "(training loss fell while validation did not): their stall is regularisation, not optimisation.")
+
+
+def summary_line(result: dict) -> str:
+    return (f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged, "
+            f"{result['n_plateau_removed']} removed the plateau.")
 
 
 def _comparison_lines(result: dict) -> list[str]:
@@ -141,9 +161,8 @@ def _comparison_lines(result: dict) -> list[str]:
 def render_text(result: dict) -> str:
     """A short report: baseline verdict, trial table, factors, recommendation, usual suspects."""
     lines = [
-        f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged, "
-        f"{result['n_plateau_removed']} removed the plateau.",
-        _baseline_line(result),
+        summary_line(result),
+        baseline_line(result),
         "",
         "Trials",
         *_trial_rows(result),
@@ -153,12 +172,10 @@ def render_text(result: dict) -> str:
         lines += [result["message"], ""]
     if result["factors"]:
         lines += ["What removed the plateau", *_factor_lines(result), ""]
-    other = _other_lines(result) if result.get("evidence") == "ok" else []
+    other = other_lines(result) if result.get("evidence") == "ok" else []
     lines += [*other, ""] if other else []
-    overfitting = result["verdict_counts"].get("overfitting", 0)
-    if overfitting and result["n_plateau_removed"]:
-        lines += [f"Of the {result['n_plateau_removed']} runs counted as plateau-free, {overfitting} overfit "
-                  "(training loss fell while validation did not): their stall is regularisation, not optimisation.", ""]
+    overfitting = overfitting_line(result)
+    lines += [overfitting, ""] if overfitting else []
     comparison = _comparison_lines(result)
     if comparison:
         lines += ["Compared with the baseline, the plateau-free runs share", *comparison, ""]
@@ -166,13 +183,13 @@ def render_text(result: dict) -> str:
         lines.append("Recommendation")
         regions = {factor["param"]: factor["removes_plateau"] for factor in result["factors"]}
         for param, setting in result["recommendation"].items():
-            lines.append(f"  {param}: {_setting_text(setting, regions.get(param, {}))}")
+            lines.append(f"  {param}: {setting_text(setting, regions.get(param, {}))}")
     best = result.get("best_trial")
     if best and result.get("evidence") != "insufficient":
         if not result["recommendation"]:
             lines.append("Recommendation")
         lines += [f"  best trial: {best['number']} (best val loss {fmt(best['best_val_loss'])}, "
-                  f"{best['verdict']}): {_params(best['params'])}", ""]
+                  f"{best['verdict']}): {params_text(best['params'])}", ""]
     suspects = [s for s in result.get("usual_suspects") or [] if s.get("status") != "not swept"]
     if suspects:
         lines.append("Usual suspects")

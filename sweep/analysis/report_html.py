@@ -12,9 +12,11 @@ import plotly.offline
 from optuna.distributions import BaseDistribution
 from plotly.subplots import make_subplots
 
+from sweep.analysis import report_sections as sections
+from sweep.analysis.html_tables import SORT_SCRIPT
 from sweep.analysis.importance import build_study, quiet_optuna
 from sweep.analysis.records import FINISHED_STATES, TrialRecord
-from sweep.analysis.report import condition_text, fmt, render_text
+from sweep.analysis.report import condition_text, fmt
 
 N_BEST_CURVES = 5
 BASELINE_COLOR = "#d62728"
@@ -138,8 +140,41 @@ def _figure_html(figure: go.Figure, div_id: str) -> str:
                           config={"displaylogo": False, "responsive": True})
 
 
+# Verdict colours: green moved on, red kept the plateau, amber and violet removed it another way, grey unjudged.
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 80rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.85rem; }
+caption { text-align: left; font-style: italic; padding: 0.3rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+table.sortable th { cursor: pointer; }
+table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
+table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
+#trials { overflow-x: auto; }
+.verdict { padding: 0.1rem 0.4rem; }
+.verdict-improving { background: #c8e6c9; }
+.verdict-plateau { background: #ffcdd2; }
+.verdict-overfitting { background: #ffe0b2; }
+.verdict-oscillating { background: #e1bee7; }
+.verdict-diverged { background: #b71c1c; color: #fff; }
+.verdict-too_short { background: #e0e0e0; }
+section.plot { margin: 2rem 0; }
+"""
+
+
+def _report_sections(result: dict) -> str:
+    return "\n".join(part for part in (
+        sections.summary_section(result),
+        sections.factors_section(result),
+        sections.recommendation_section(result),
+        sections.comparison_section(result),
+        sections.suspects_section(result),
+        sections.trials_section(result),
+    ) if part)
+
+
 def render_html(result: dict, records: list[TrialRecord], distributions: dict[str, BaseDistribution]) -> str:
-    """One HTML file, no network needed: the text report, then the plots."""
+    """One HTML file, no network needed: the analysis as tables (the text report's data), then the plots."""
     by_number = {record.number: record for record in records}
     figures: list[tuple[str, Any]] = [
         ("curves", _curves_figure(result, by_number)),
@@ -148,7 +183,7 @@ def render_html(result: dict, records: list[TrialRecord], distributions: dict[st
         ("rates", _rates_figure(result)),
     ]
     figures += [(f"optuna-{index}", figure) for index, figure in enumerate(_optuna_figures(result, records, distributions))]
-    sections = "\n".join(
+    plots = "\n".join(
         f'<section class="plot">{_figure_html(figure, f"plot-{name}")}</section>'
         for name, figure in figures if figure is not None
     )
@@ -158,17 +193,14 @@ def render_html(result: dict, records: list[TrialRecord], distributions: dict[st
 <head>
 <meta charset="utf-8">
 <title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }}
-pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; font-size: 0.85rem; }}
-section.plot {{ margin: 2rem 0; }}
-</style>
+<style>{STYLE}</style>
 <script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>
 </head>
 <body>
 <h1>{html.escape(title)}</h1>
-<pre id="report">{html.escape(render_text(result))}</pre>
-{sections}
+{_report_sections(result)}
+{plots}
+<script>{SORT_SCRIPT}</script>
 </body>
 </html>
 """

@@ -1,0 +1,133 @@
+"""The HTML report's sections: the analysis result as tables and sentences, the same data as the text report."""
+
+from __future__ import annotations
+
+import html
+
+from sweep.analysis.curves import VERDICTS
+from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
+from sweep.analysis.report import (
+    baseline_line, condition_text, fmt, not_named_reason, other_lines, overfitting_line, params_text, region_text,
+    setting_text, summary_line,
+)
+
+
+def paragraph(text: str | None, css: str = "") -> str:
+    if not text:
+        return ""
+    return f'<p class="{css}">{html.escape(text)}</p>' if css else f"<p>{html.escape(text)}</p>"
+
+
+def section(section_id: str, title: str, *parts: str) -> str:
+    body = "\n".join(part for part in parts if part)
+    return f'<section id="{section_id}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
+
+
+def summary_section(result: dict) -> str:
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in result["verdict_counts"].items() if n)
+    return "\n".join(part for part in (
+        paragraph(summary_line(result), "summary"),
+        paragraph(baseline_line(result), "baseline"),
+        paragraph(result.get("message"), "message"),
+        paragraph(f"Verdicts: {counts}." if counts else None),
+    ) if part)
+
+
+def trials_section(result: dict) -> str:
+    """Every trial, one column per parameter, so any of them sorts the table."""
+    params = list(dict.fromkeys(name for trial in result["trials"] for name in trial["params"]))
+    headers = ["trial", "state", "verdict", "plateau epoch", "best val loss", "epochs", "judged", *params]
+    rows = []
+    for trial in result["trials"]:
+        judged = cell(True) if trial["judged"] else Cell(f"no: {trial['not_judged']}", 0)
+        number = Cell(f"{trial['number']} (baseline)", trial["number"]) \
+            if trial["number"] == result["baseline"]["number"] else cell(trial["number"])
+        rows.append([number, trial["state"], verdict_cell(trial["verdict"]), trial["plateau_epoch"],
+                     trial["best_val_loss"], trial.get("n_epochs"), judged,
+                     *(trial["params"].get(name) for name in params)])
+    legend = " ".join(f'<span class="verdict verdict-{verdict}">{verdict}</span>' for verdict in VERDICTS)
+    return section("trials", "Trials", f'<p class="legend">{legend} — click a column header to sort.</p>',
+                   table("trials-table", headers, rows, sortable=True))
+
+
+def factors_section(result: dict) -> str:
+    headers = ["rank", "removes the plateau", "counted", "kept the plateau inside", "kept it outside",
+               "Fisher p", "corrected p", "importance (PED-ANOVA)", "importance (fANOVA)"]
+    rows = [[rank, region_text(factor["param"], factor["removes_plateau"]), condition_text(factor),
+             count_cell(factor["n_plateau_inside"], factor["n_inside"], factor["plateau_rate_inside"],
+                        factor.get("plateau_rate_inside_ci")),
+             count_cell(factor["n_plateau_outside"], factor["n_outside"], factor["plateau_rate_outside"],
+                        factor.get("plateau_rate_outside_ci")),
+             factor["fisher_p"], factor["p_adjusted"], factor["importance"], factor.get("importance_fanova")]
+            for rank, factor in enumerate(result["factors"], start=1)]
+    others = [[entry["param"],
+               region_text(entry["param"], entry["clearest_region"]) if entry.get("clearest_region") else None,
+               count_cell(entry["n_plateau_inside"], entry["n_inside"]) if "n_inside" in entry else None,
+               count_cell(entry["n_plateau_outside"], entry["n_outside"]) if "n_outside" in entry else None,
+               entry.get("p_permutation"), entry.get("p_adjusted"), not_named_reason(entry), entry.get("importance")]
+              for entry in result.get("other_params") or []]
+    if not rows and not others:
+        return ""
+    tests = result.get("n_factor_tests")
+    return section(
+        "factors", "What removed the plateau",
+        table("factors-table", headers, rows, caption="Factors: corrected p counts the search over regions and "
+              f"every test run ({tests} tests)" if tests else "Factors") if rows else "",
+        table("other-params-table", ["parameter", "clearest region", "kept the plateau inside", "kept it outside",
+                                     "permutation p", "corrected p", "not a factor because", "importance"],
+              others, caption="Other varied parameters (over all judged runs)") if others else "",
+        *(paragraph(line) for line in other_lines(result) if not line.startswith("No clear effect")),
+        paragraph(overfitting_line(result)),
+    )
+
+
+def recommendation_section(result: dict) -> str:
+    regions = {factor["param"]: factor["removes_plateau"] for factor in result["factors"]}
+    rows = [[param, setting_text(setting, regions.get(param, {}))] for param, setting in result["recommendation"].items()]
+    best = result.get("best_trial")
+    best_text = None
+    if best and result.get("evidence") != "insufficient":
+        best_text = (f"Best trial: {best['number']} (best val loss {fmt(best['best_val_loss'])}, {best['verdict']}): "
+                     f"{params_text(best['params'])}")
+    if not rows and not best_text:
+        return ""
+    return section("recommendation", "Recommendation",
+                   table("recommendation-table", ["parameter", "setting"], rows) if rows else "",
+                   paragraph(best_text, "best-trial"))
+
+
+def comparison_section(result: dict) -> str:
+    changes = result.get("baseline_comparison") or []
+    if not changes:
+        return ""
+    headers = ["parameter", "baseline value", "change", "plateau-free runs with the change",
+               "runs that kept the plateau with it", "shared", "factor"]
+    rows = [[change["param"], change["baseline_value"], change["direction"],
+             count_cell(change["n_removed_with_change"], change["n_removed"], change.get("share_removed")),
+             count_cell(change["n_kept_with_change"], change["n_kept"], change.get("share_kept")),
+             change["shared"], change.get("is_factor")]
+            for change in changes]
+    return section("baseline-comparison", "Compared with the baseline",
+                   table("baseline-comparison-table", headers, rows,
+                         caption="shared: made by most plateau-free runs and clearly more often than by the others"))
+
+
+def suspects_section(result: dict) -> str:
+    suspects = result.get("usual_suspects") or []
+    if not suspects:
+        return ""
+    headers = ["suspect", "rule", "status", "runs with it that kept the plateau", "other runs that kept it",
+               "diverged with it", "overfit with it", "factor", "in words"]
+    rows = []
+    for suspect in suspects:
+        having, others = suspect.get("having"), suspect.get("others")
+        rows.append([
+            suspect["name"], suspect["rule"], suspect["status"],
+            count_cell(having["n_kept"], having["n"], having.get("kept_rate"), having.get("kept_rate_ci"))
+            if having else None,
+            count_cell(others["n_kept"], others["n"], others.get("kept_rate"), others.get("kept_rate_ci"))
+            if others else None,
+            having.get("n_diverged") if having else None, having.get("n_overfitting") if having else None,
+            suspect.get("is_factor"), suspect["sentence"],
+        ])
+    return section("usual-suspects", "Usual suspects", table("usual-suspects-table", headers, rows))
