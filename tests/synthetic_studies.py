@@ -61,6 +61,46 @@ def curve(plateau: bool, epochs: int, rng: np.random.Generator, noise: float = 0
     return history
 
 
+def overfitting_curve(epochs: int, rng: np.random.Generator, noise: float = 0.003) -> list[dict]:
+    """Validation falls until epoch 3 or 4, then creeps up while training loss keeps falling."""
+    start, turn = 2.3 * rng.uniform(0.9, 1.1), int(rng.integers(3, 5))
+    history = []
+    for epoch in range(1, epochs + 1):
+        fallen = start * (0.3 + 0.7 * math.exp(-0.6 * min(epoch, turn)))
+        val_loss = fallen * (1 + 0.04 * max(0, epoch - turn)) * (1 + noise * rng.standard_normal())
+        train_loss = start * 0.95 * math.exp(-0.35 * epoch)
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_acc": max(0.0, 1 - val_loss / start), "lr": None, "seconds": 1.0})
+    return history
+
+
+def oscillating_curve(epochs: int, rng: np.random.Generator, noise: float = 0.003) -> list[dict]:
+    """Validation swings 8% up and down around a level from epoch 2, never setting a new best."""
+    start, level = 2.3 * rng.uniform(0.9, 1.1), rng.uniform(0.8, 1.0)
+    history = []
+    for epoch in range(1, epochs + 1):
+        swing = 1.0 if epoch == 1 else level * (1 + 0.08 * (-1) ** epoch)
+        val_loss = start * swing * (1 + noise * rng.standard_normal())
+        history.append({"epoch": epoch, "train_loss": start * level, "val_loss": val_loss,
+                        "val_acc": max(0.0, 1 - val_loss / start), "lr": None, "seconds": 1.0})
+    return history
+
+
+def outcome_history(outcome: str, epochs: int, rng: np.random.Generator) -> tuple[list[dict], str | None]:
+    """A curve that ends with ``outcome`` (a verdict), and the failure the training loop would record."""
+    if outcome in ("plateau", "improving"):
+        return curve(outcome == "plateau", epochs, rng), None
+    if outcome == "overfitting":
+        return overfitting_curve(epochs, rng), None
+    if outcome == "oscillating":
+        return oscillating_curve(epochs, rng), None
+    if outcome == "diverged":  # the loss turns NaN and the loop stops the run
+        history = curve(False, int(rng.integers(2, epochs)), rng)
+        history[-1] = {**history[-1], "train_loss": math.nan, "val_loss": math.nan}
+        return history, "nan_loss"
+    raise ValueError(f"no synthetic curve for {outcome!r}")
+
+
 def synthetic_records(
     n_trials: int,
     *,
@@ -70,20 +110,30 @@ def synthetic_records(
     flip_rate: float = 0.05,
     pruned_rate: float = 0.1,
     space: dict[str, BaseDistribution] | None = None,
+    outcome: Callable[[dict[str, Any]], str] | None = None,
 ) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
     """Trial 0 is the baseline; the others are drawn at random. A share ``flip_rate`` of runs
-    behaves against the rule (noise), and a share ``pruned_rate`` stops early as pruned."""
+    behaves against the rule (noise), and a share ``pruned_rate`` stops early as pruned.
+
+    ``outcome`` (params -> verdict) replaces ``rule`` where runs that leave the plateau may also
+    overfit, oscillate or diverge; noise swaps plateau and improving only.
+    """
     space = dict(space or SPACE)
     rng = np.random.default_rng(seed)
     records = []
     for number in range(n_trials):
         params = dict(BASELINE) if number == 0 else {name: draw(d, rng) for name, d in space.items()}
-        plateau = rule(params) != (rng.uniform() < flip_rate and number != 0)
-        history = curve(plateau, epochs, rng)
+        verdict = outcome(params) if outcome else ("plateau" if rule(params) else "improving")
+        if rng.uniform() < flip_rate and number != 0:
+            verdict = {"plateau": "improving", "improving": "plateau"}.get(verdict, verdict)
+        history, failure = outcome_history(verdict, epochs, rng)
         state, pruned_at = "COMPLETE", None
-        if number and rng.uniform() < pruned_rate:
+        if failure:
+            state, pruned_at = "PRUNED", len(history)
+        elif number and rng.uniform() < pruned_rate:
             pruned_at = int(rng.integers(1, epochs))
             history, state = history[:pruned_at], "PRUNED"
-        value = min(entry["val_loss"] for entry in history)
-        records.append(TrialRecord(number, state, params, history, value=value, pruned_at=pruned_at))
+        finite = [entry["val_loss"] for entry in history if math.isfinite(entry["val_loss"])]
+        value = min(finite) if finite else None
+        records.append(TrialRecord(number, state, params, history, value=value, failure=failure, pruned_at=pruned_at))
     return records, space

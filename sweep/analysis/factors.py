@@ -191,7 +191,7 @@ def _permutation_p(levels: _Levels, kept: np.ndarray, score: float, min_side: in
     return float(p_value)
 
 
-def _holm(p_values: list[float]) -> list[float]:
+def holm(p_values: list[float]) -> list[float]:
     adjusted, running = [0.0] * len(p_values), 0.0
     order = sorted(range(len(p_values)), key=lambda index: p_values[index])
     for rank, index in enumerate(order):
@@ -229,7 +229,7 @@ def _region(levels: _Levels, column: np.ndarray) -> dict:
     return {"values": values}
 
 
-def _test(param: str, distribution: BaseDistribution, values: list[Any], kept: np.ndarray,
+def region_test(param: str, distribution: BaseDistribution, values: list[Any], kept: np.ndarray,
           min_side: int, rng: np.random.Generator) -> dict:
     """One parameter's clearest region among the given trials, its counts and its permutation p-value."""
     levels = _levels(param, distribution, values)
@@ -272,12 +272,12 @@ def _tests_among(population: list[int], judged_params: list[dict[str, Any]], kep
         values = [judged_params[i].get(param) for i in population]
         if sum(value is not None for value in values) < 2 * min_side:
             continue
-        test = _test(param, distribution, values, kept_array, min_side, rng)
+        test = region_test(param, distribution, values, kept_array, min_side, rng)
         tests.append({**test, "named_by": "conditional" if among else "marginal", "among": dict(among)})
     return tests
 
 
-def _holds(test: dict) -> bool:
+def holds(test: dict) -> bool:
     return test.get("p_adjusted") is not None and test["p_adjusted"] < ALPHA and test["effect"] >= MIN_EFFECT
 
 
@@ -311,16 +311,16 @@ def find_factors(
     while True:
         family = round_tests if conditional_only else tests
         open_tests = [t for t in family if t["param"] not in named and "p_permutation" in t]
-        for test, adjusted in zip(open_tests, _holm([t["p_permutation"] for t in open_tests])):
+        for test, adjusted in zip(open_tests, holm([t["p_permutation"] for t in open_tests])):
             test["p_adjusted"] = round(adjusted, 4)
-        holding = sorted((t for t in open_tests if _holds(t)), key=lambda t: (t["p_adjusted"], -t["z"]))
+        holding = sorted((t for t in open_tests if holds(t)), key=lambda t: (t["p_adjusted"], -t["z"]))
         if not holding:
             break
         for test in holding[:1] if conditional_only else holding:
             named.setdefault(test["param"], test)
         among = {param: test["region"] for param, test in named.items()}
         population = [i for i in everyone
-                      if all(_inside(judged_params[i].get(param), region) for param, region in among.items())]
+                      if all(in_region(judged_params[i].get(param), region) for param, region in among.items())]
         sub_kept = [kept[i] for i in population]
         if len(population) < min_trials or all(sub_kept) or not any(sub_kept):
             break
@@ -333,7 +333,7 @@ def find_factors(
 def _summary(test: dict) -> dict:
     keys = ("named_by", "among", "n_population", "region", "n_inside", "n_outside", "n_plateau_inside",
             "n_plateau_outside", "fisher_p", "p_permutation", "p_adjusted")
-    return {**{key: test[key] for key in keys if key in test}, "holds": _holds(test)}
+    return {**{key: test[key] for key in keys if key in test}, "holds": holds(test)}
 
 
 def _evidence(test: dict, tests: list[dict], leave_out: tuple[str, ...] = ()) -> dict:
@@ -367,7 +367,7 @@ def _other_entries(named: dict[str, dict], tests: list[dict]) -> list[dict]:
     return others
 
 
-def _inside(value: Any, region: dict) -> bool:
+def in_region(value: Any, region: dict) -> bool:
     if value is None:
         return False
     if "values" in region:

@@ -139,6 +139,45 @@ def overfitting_line(result: dict) -> str | None:
             "(training loss fell while validation did not): their stall is regularisation, not optimisation.")
 
 
+def scope_text(row: dict) -> str:
+    """Which runs a transition row counts."""
+    if row["scope"] == "sweep":
+        return "every judged run but the baseline"
+    regions = row["regions"]
+    if row["scope"] == "recommendation":
+        return "inside the recommendation (" + ", ".join(region_text(p, r) for p, r in regions.items()) + ")"
+    param = row["param"]
+    among = {name: region for name, region in regions.items() if name != param}
+    return f"{region_text(param, regions[param])} {condition_text({'among': among})}"
+
+
+def overfit_text(row: dict) -> str:
+    epochs = row.get("overfit_from")
+    if not epochs:
+        return ""
+    spread = "" if epochs["first"] == epochs["last"] else f"; epochs {epochs['first']}–{epochs['last']}"
+    return f" from epoch {epochs['median']} (median{spread})"
+
+
+def transition_line(row: dict) -> str:
+    """"lr in [...] on its own: 9 of 10 runs left the plateau: 5 improving, 4 overfitting from epoch 5 (median)"."""
+    to = row["to"]
+    became = ", ".join(f"{n} {verdict}" + (overfit_text(row) if verdict == "overfitting" else "")
+                       for verdict, n in to.items() if n)
+    return (f"{scope_text(row)}: {row['n_left_plateau']} of {row['n']} runs left the plateau"
+            + (f": {became}" if became else ""))
+
+
+def basis_text(basis: dict | None) -> str:
+    """Why a recommended region is narrower than the factor's: where its runs ended improving."""
+    test = (basis or {}).get("test")
+    if not basis or not basis["narrowed"] or not test:
+        return ""
+    return (f" (narrowed from the factor's region: {test['n_improving_inside']} of {test['n_inside']} runs ended "
+            f"improving there vs {test['n_improving_outside']} of {test['n_outside']} in the rest of it, "
+            f"corrected p={test['p_adjusted']:.2g})")
+
+
 def summary_line(result: dict) -> str:
     return (f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged, "
             f"{result['n_plateau_removed']} removed the plateau.")
@@ -179,11 +218,15 @@ def render_text(result: dict) -> str:
     comparison = _comparison_lines(result)
     if comparison:
         lines += ["Compared with the baseline, the plateau-free runs share", *comparison, ""]
+    transitions = result.get("transitions") or []
+    if transitions and result.get("evidence") != "insufficient":
+        lines += ["What replaced the plateau", *(f"  {transition_line(row)}" for row in transitions), ""]
     if result["recommendation"]:
         lines.append("Recommendation")
-        regions = {factor["param"]: factor["removes_plateau"] for factor in result["factors"]}
+        basis = result.get("recommendation_basis") or {}
         for param, setting in result["recommendation"].items():
-            lines.append(f"  {param}: {setting_text(setting, regions.get(param, {}))}")
+            region = (basis.get(param) or {}).get("region", {})
+            lines.append(f"  {param}: {setting_text(setting, region)}{basis_text(basis.get(param))}")
     best = result.get("best_trial")
     if best and result.get("evidence") != "insufficient":
         if not result["recommendation"]:

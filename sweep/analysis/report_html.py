@@ -166,6 +166,7 @@ def _report_sections(result: dict) -> str:
     return "\n".join(part for part in (
         sections.summary_section(result),
         sections.factors_section(result),
+        sections.transitions_section(result),
         sections.recommendation_section(result),
         sections.comparison_section(result),
         sections.suspects_section(result),

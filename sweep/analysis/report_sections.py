@@ -7,9 +7,10 @@ import html
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
 from sweep.analysis.report import (
-    baseline_line, condition_text, fmt, not_named_reason, other_lines, overfitting_line, params_text, region_text,
-    setting_text, summary_line,
+    basis_text, baseline_line, condition_text, fmt, not_named_reason, other_lines, overfit_text, overfitting_line,
+    params_text, region_text, scope_text, setting_text, summary_line,
 )
+from sweep.analysis.transitions import LEFT_FOR
 
 
 def paragraph(text: str | None, css: str = "") -> str:
@@ -81,9 +82,28 @@ def factors_section(result: dict) -> str:
     )
 
 
+def transitions_section(result: dict) -> str:
+    rows = result.get("transitions") or []
+    if not rows or result.get("evidence") == "insufficient":
+        return ""
+    headers = ["runs", "judged", "kept the plateau", "left it", *LEFT_FOR, "improving among those that left",
+               "overfit from epoch"]
+    table_rows = [[scope_text(row), row["n"], row["n_plateau"], row["n_left_plateau"],
+                   *(Cell(str(row["to"][verdict]), row["to"][verdict], f"verdict-{verdict}" if row["to"][verdict] else "")
+                     for verdict in LEFT_FOR),
+                   count_cell(row["to"]["improving"], row["n_left_plateau"], row["improving_share"]),
+                   Cell(overfit_text(row).strip() or "-", (row.get("overfit_from") or {}).get("median", ""))]
+                  for row in rows]
+    return section("transitions", "What replaced the plateau",
+                   table("transitions-table", headers, table_rows,
+                         caption="Removing a plateau by overfitting is no fix: what the runs that left it became"))
+
+
 def recommendation_section(result: dict) -> str:
-    regions = {factor["param"]: factor["removes_plateau"] for factor in result["factors"]}
-    rows = [[param, setting_text(setting, regions.get(param, {}))] for param, setting in result["recommendation"].items()]
+    basis = result.get("recommendation_basis") or {}
+    rows = [[param, setting_text(setting, (basis.get(param) or {}).get("region", {})),
+             basis_text(basis.get(param)).strip(" ()") or "the factor's region"]
+            for param, setting in result["recommendation"].items()]
     best = result.get("best_trial")
     best_text = None
     if best and result.get("evidence") != "insufficient":
@@ -92,7 +112,7 @@ def recommendation_section(result: dict) -> str:
     if not rows and not best_text:
         return ""
     return section("recommendation", "Recommendation",
-                   table("recommendation-table", ["parameter", "setting"], rows) if rows else "",
+                   table("recommendation-table", ["parameter", "setting", "from"], rows) if rows else "",
                    paragraph(best_text, "best-trial"))
 
 

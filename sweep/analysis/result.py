@@ -14,6 +14,7 @@ from sweep.analysis.factors import ALPHA, find_factors, is_fixed
 from sweep.analysis.importance import importances
 from sweep.analysis.records import FINISHED_STATES, TrialRecord
 from sweep.analysis.suspects import usual_suspects
+from sweep.analysis.transitions import prefer_improving, transition_table
 
 # Plateau removed = judged and not plateau/diverged; overfitting counts as removed (the optimisation moved, the stall left is generalisation) and is reported apart.
 KEPT_VERDICTS = ("plateau", "diverged")
@@ -169,6 +170,7 @@ def analyze(
         "importance": None,
         "baseline_comparison": None,
         "usual_suspects": [],
+        "transitions": transition_table(judged, [], {}, baseline_number),
     }
 
     if len(judged) < min_trials:
@@ -212,9 +214,13 @@ def analyze(
     by_importance = lambda entry: (-entry["importance"], entry["param"])  # noqa: E731
     result["factors"] = sorted((_factor_fields(e, importance) for e in factors), key=by_importance)
     result["other_params"] = sorted((_factor_fields(e, importance) for e in others), key=by_importance)
+    basis = prefer_improving(result["factors"], judged, distributions)
+    result["recommendation_basis"] = basis
     result["recommendation"] = {
-        factor["param"]: _recommended(factor, distributions[factor["param"]]) for factor in result["factors"]
+        param: _recommended({"removes_plateau": entry["region"]}, distributions[param]) for param, entry in basis.items()
     }
+    recommended = {param: entry["region"] for param, entry in basis.items()}
+    result["transitions"] = transition_table(judged, result["factors"], recommended, baseline_number)
     if not result["factors"]:
         result["message"] = (
             "No parameter separated the plateau-free trials from the others clearly enough "
