@@ -99,7 +99,7 @@ class TrialCheckpoints:
         """Restore the inherited state into ``built`` (and ``scaler``), copy its history into this trial's record
         and report it again to the pruner; returns the epochs already done (0: start from the beginning)."""
         ref = self.ref
-        if not self.enabled or not ref:
+        if not self.enabled or not ref or not self._is_retry():
             return 0
         try:
             state = self._read(ref)
@@ -123,6 +123,10 @@ class TrialCheckpoints:
         self.trial.set_user_attr(RESUMED_FROM, {"trial": ref["trial"], "epoch": state["epoch"]})
         log.info("trial %d resumes trial %d after epoch %d", self.trial.number, ref["trial"], state["epoch"])
         return int(state["epoch"])
+
+    def _is_retry(self) -> bool:
+        frozen = self.trial.study._storage.get_trial(self.trial._trial_id)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen) is not None
 
     def epoch_done(self, epoch: int, val_loss: float, model: torch.nn.Module) -> None:
         """Keep the weights of the best epoch so far (in memory; they go to the store with each state)."""
