@@ -52,14 +52,21 @@ class Interrupted(Exception):
                 "run the same command to resume")
 
 
+def _ignore(signum, frame) -> None:
+    pass
+
+
 @contextmanager
 def stop_signals():
     """Inside the block SIGINT, SIGTERM and SIGHUP stop the running trial as Ctrl-C does; ``Interrupted`` leaves it."""
     caught: list[int] = []
 
     def stop(signum, frame):
-        for name in STOP_SIGNALS:  # a second signal must not cut short the clean-up of the first
-            signal.signal(name, signal.SIG_IGN)
+        # A second signal must not cut short the clean-up of the first. A handler that does nothing, not SIG_IGN: a
+        # signal already pending (a launcher's SIGTERM after the terminal's SIGINT) would find SIG_IGN and make Python
+        # print "Signal 15 ignored due to race condition" with a traceback.
+        for name in STOP_SIGNALS:
+            signal.signal(name, _ignore)
         caught.append(signum)
         raise KeyboardInterrupt
 
