@@ -178,7 +178,9 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
     engine_kwargs = {"pool_pre_ping": True}
     if make_url(url).get_backend_name() == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        engine_kwargs.update(pool_size=CONNECTIONS_PER_PROCESS, max_overflow=0)
+        # LIFO: the second connection stays idle unless two threads overlap, so a server or pooler that closes idle
+        # sessions (idle_session_timeout, PgBouncer's client_idle_timeout) frees it; pre-ping reconnects on demand.
+        engine_kwargs.update(pool_size=CONNECTIONS_PER_PROCESS, max_overflow=0, pool_use_lifo=True)
     heartbeat_kwargs = (
         {
             "heartbeat_interval": settings.heartbeat_interval,

@@ -11,8 +11,12 @@ import argparse
 import math
 import os
 import socket
+import subprocess
 import sys
+import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 import optuna
 
@@ -70,6 +74,59 @@ def run(storage_url: str, study_name: str, epoch_seconds: float, worker_index: i
         return run_trials(study, config, None, storage=storage, until_done=True,
                           objective=TinyObjective(config.space, config.epochs, epoch_seconds),
                           callbacks=(TrialNotes(config.patience, config.min_delta),))
+
+
+def run_tiny_workers(storage_url: str, study_name: str, n_workers: int, log_dir: Path,
+                     epoch_seconds: float = 0.05) -> list[subprocess.CompletedProcess]:
+    """``n_workers`` processes of this file on one study until its budget has finished; each sets PGAPPNAME
+    tiny-worker-INDEX, so that ``ConnectionWatch`` tells their connections apart."""
+    started = []
+    for index in range(n_workers):
+        env = {**os.environ, "SWEEP_STORAGE": storage_url, "PGAPPNAME": f"tiny-worker-{index}", "OMP_NUM_THREADS": "1"}
+        log = open(log_dir / f"tiny-worker-{index}.log", "w+")
+        started.append((subprocess.Popen([sys.executable, __file__, "--study", study_name, "--epoch-seconds",
+                                          str(epoch_seconds), "--worker-index", str(index)],
+                                         env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    results = []
+    for process, log in started:
+        process.wait(timeout=900)
+        log.seek(0)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, log.read(), ""))
+        log.close()
+    return results
+
+
+class ConnectionWatch:
+    """Samples, from the server's pg_stat_activity, the connections to one database: the peak of all of them and of
+    each application name. Its own connection goes to the admin database, so it is not counted."""
+
+    def __init__(self, admin_dsn: str, database: str, period: float = 0.1):
+        self.admin_dsn = admin_dsn
+        self.database = database
+        self.period = period
+        self.peak_total = 0
+        self.peak_by_worker: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_dsn, autocommit=True) as connection:
+            while not self._stop.wait(self.period):
+                rows = connection.execute("SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = %s "
+                                          "GROUP BY application_name", (self.database,)).fetchall()
+                self.peak_total = max(self.peak_total, sum(count for _, count in rows))
+                for name, count in rows:
+                    self.peak_by_worker[name] = max(self.peak_by_worker[name], count)
+
+    def __enter__(self) -> "ConnectionWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def main() -> None:
