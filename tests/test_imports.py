@@ -40,16 +40,20 @@ READERS = textwrap.dedent("""
 
 def test_status_analyze_and_dashboard_never_import_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", READERS, f"sqlite:///{tmp_path / 's.db'}"], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "none"
 
 
-def shadowing_folder(tmp_path: Path) -> Path:
-    """A user's project folder with its own models/, data/, models.py-like packages that must never be imported."""
-    for package in ("models", "data"):
-        (tmp_path / package).mkdir()
-        (tmp_path / package / "__init__.py").write_text(f"raise ImportError('the user\\'s own {package} was imported')\n")
+def shadowing_folder(tmp_path: Path, kind: str = "packages") -> Path:
+    """A user's project folder with its own models and data (packages, or plain modules) that must never be imported."""
+    for name in ("models", "data"):
+        trap = f"raise ImportError('the user\\'s own {name} was imported')\n"
+        if kind == "packages":
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "__init__.py").write_text(trap)
+        else:
+            (tmp_path / f"{name}.py").write_text(trap)
     (tmp_path / "mytrain.py").write_text(textwrap.dedent("""
         import torch
         from torch.utils.data import DataLoader, TensorDataset
@@ -82,9 +86,9 @@ def test_doctor_module_from_a_folder_with_its_own_models_and_data(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_start_from_a_folder_with_its_own_models_and_data(tmp_path, workers):
-    folder = shadowing_folder(tmp_path)
+@pytest.mark.parametrize("workers, kind", [("1", "packages"), ("2", "packages"), ("2", "modules")])
+def test_start_from_a_folder_with_its_own_models_and_data(tmp_path, workers, kind):
+    folder = shadowing_folder(tmp_path, kind)
     result = sweep_command("start", "--study", "here", "--storage", f"sqlite:///{folder / 's.db'}", "--model",
                            "resnet18", "--weights", "none", "--max-train", "32", "--max-val", "16", "--epochs", "1",
                            "--n-trials", "2", "--batch-size", "16", "--workers", workers, "--quiet", cwd=folder)
