@@ -234,8 +234,9 @@ def doctor(study_name, storage, module_target, output_format, quick, lr_steps, d
     """Find the pipeline bugs that no hyperparameter fixes; exit 1 when one is found.
 
     Checks that evaluation is deterministic, train and validation are normalised alike (and as the
-    pretrained weights expect), frozen stages stay frozen, the LR scheduler is stepped, labels are
-    sane with no image in both splits, and runs an LR range test that suggests the lr to search.
+    pretrained weights expect), frozen stages stay frozen, the LR scheduler is stepped once an epoch,
+    labels are sane with no image in both splits, validation labels are learnable from the images,
+    and runs an LR range test that suggests the lr to search.
     """
     from sweep.doctor import render_text
     from sweep.service import doctor_sweep
