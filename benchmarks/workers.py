@@ -1,33 +1,82 @@
-"""Trials per minute with 1, 2 and 4 local workers on one PostgreSQL study, and per-trial storage cost vs study size.
+"""Trials per minute of 1, 2, 4 and 8 workers on one PostgreSQL study, with the connections they held; and the
+storage cost of one trial against the size of the study.
 
-    .venv/bin/python benchmarks/workers.py                       # needs PostgreSQL at SWEEP_TEST_PG (default 127.0.0.1:5432)
-    .venv/bin/python benchmarks/workers.py --only storage-cost   # per-trial cost vs study size only
+    .venv/bin/python benchmarks/workers.py --only throughput --out /tmp/workers_bench.md
+    .venv/bin/python benchmarks/workers.py --only storage-cost     # PostgreSQL at SWEEP_TEST_PG (default 127.0.0.1:5432)
 
-Throughput is counted from the trials' own start/end times, so process start-up (importing torch) is left out.
+Each worker is tests/tiny_worker.py: `sweep worker`'s own loop (budget lock, heartbeat, stale-trial watcher, sampler,
+pruner, trial record, dashboard notes) around a pure-Python objective that sleeps --epoch-seconds an epoch, as a GPU
+trial leaves the CPU to the rest. None imports torch (a worker that does holds about 1 GiB). Throughput is counted from
+the trials' own start and end times, so process start-up is left out; connections are sampled from pg_stat_activity.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import optuna
 
 from _common import PG_ADMIN, drop_database, fresh_database
 
-TINY = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
-        "--max-train", "32", "--max-val", "16", "--epochs", "2", "--batch-size", "16"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from tiny_worker import ConnectionWatch, create_study, run_tiny_workers  # noqa: E402
+
+WORKER_COUNTS = (1, 2, 4, 8)
 
 
 def trials_per_minute(url: str, study_name: str) -> float:
     trials = [t for t in optuna.load_study(study_name=study_name, storage=url).trials if t.datetime_complete]
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     return len(trials) / span * 60
+
+
+def throughput(n_workers: int, trials_per_worker: int, epochs: int, epoch_seconds: float) -> dict:
+    """One sweep of ``n_workers`` tiny workers: trials/min, the budget, peak connections (all, and the most of one)."""
+    name, url = fresh_database()
+    try:
+        n_trials = n_workers * trials_per_worker
+        create_study(url, "bench", n_trials, epochs=epochs)
+        with tempfile.TemporaryDirectory() as logs, ConnectionWatch(PG_ADMIN, name) as watch:
+            results = run_tiny_workers(url, "bench", n_workers, Path(logs), epoch_seconds=epoch_seconds)
+        failed = [result.stdout[-500:] for result in results if result.returncode]
+        assert not failed, failed
+        return {"workers": n_workers, "trials": n_trials, "rate": trials_per_minute(url, "bench"),
+                "connections": watch.peak_total, "per_worker": max(watch.peak_by_worker.values())}
+    finally:
+        drop_database(name)
+
+
+def machine() -> str:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
+                 platform.processor() or platform.machine())
+    return (f"{model}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start; Python "
+            f"{platform.python_version()}, optuna {optuna.__version__}, PostgreSQL at {urlsplit(PG_ADMIN).hostname}")
+
+
+def throughput_table(rows: list[dict], command: str, host: str, epochs: int, epoch_seconds: float,
+                     trials_per_worker: int) -> str:
+    base = rows[0]["rate"]
+    lines = [
+        f"Command: `{command}`",
+        f"Machine: {host}; load average {os.getloadavg()[0]:.1f} at the end",
+        f"Trials: {trials_per_worker} a worker, {epochs} epochs of {epoch_seconds:g} s each (sleep: the CPU stays free as "
+        "with a GPU trial), the real worker loop with a pure-Python objective (tests/tiny_worker.py, no torch).",
+        "",
+        "| workers | trials | trials/min | ratio to 1 worker (ideal) | peak connections, all / one worker |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(f"| {row['workers']} | {row['trials']} | {row['rate']:,.0f} | ×{row['rate'] / base:.2f} "
+                     f"(×{row['workers']}) | {row['connections']} / {row['per_worker']} |")
+    return "\n".join(lines) + "\n"
 
 
 class TrivialWorker:
@@ -49,51 +98,16 @@ class TrivialWorker:
 
     def step(self, budget: int) -> bool:
         """Run one trial if the study has room for it; False once the budget is handed out."""
-        from sweep.worker import _fail_stale_trials, _room
+        from sweep.recovery import fail_stale_trials
+        from sweep.worker import _room
 
         with self.gate:
-            _fail_stale_trials(self.study)
+            fail_stale_trials(self.study)
             finished, running = _room(self.study)
             if finished + len(running) >= budget:
                 return False
             self.study.optimize(self._objective, n_trials=1, gc_after_trial=False)
             return True
-
-
-def trivial_worker(url: str, study_name: str, n_trials: int) -> None:
-    worker = TrivialWorker(url, study_name)
-    while worker.step(n_trials):
-        pass
-
-
-def trivial(n_workers: int, n_trials: int = 200) -> float:
-    name, url = fresh_database()
-    try:
-        optuna.create_study(study_name="bench", storage=url)
-        processes = [multiprocessing.Process(target=trivial_worker, args=(url, "bench", n_trials)) for _ in range(n_workers)]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join()
-        return trials_per_minute(url, "bench")
-    finally:
-        drop_database(name)
-
-
-def tiny_real(n_workers: int, trials_per_worker: int = 4) -> float:
-    name, url = fresh_database()
-    env = {**os.environ, "SWEEP_STORAGE": url, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n_workers))}
-    try:
-        n_trials = str(n_workers * trials_per_worker)
-        subprocess.run([sys.executable, "-m", "sweep.cli", "start", "--study", "bench", *TINY, "--n-trials", n_trials,
-                        "--pruner", "none", "--workers", "0"], env=env, check=True, capture_output=True)
-        workers = [subprocess.Popen([sys.executable, "-m", "sweep.cli", "worker", "--study", "bench", "--quiet",
-                                     "--worker-index", str(i), "--device", "cpu"], env=env) for i in range(n_workers)]
-        for worker in workers:
-            worker.wait()
-        return trials_per_minute(url, "bench")
-    finally:
-        drop_database(name)
 
 
 def per_trial_cost(prefill: int, measured: int = 40) -> tuple[float, float]:
@@ -126,19 +140,27 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("throughput", "storage-cost"), help="run one part only")
+    parser.add_argument("--trials-per-worker", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epoch-seconds", type=float, default=0.1)
+    parser.add_argument("--out", type=Path, help="also write the throughput table here (markdown)")
     parser.add_argument("--sizes", default="10,500,2000", help="study sizes for the storage cost (default: %(default)s)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"optuna {optuna.__version__}, PostgreSQL at {urlsplit(PG_ADMIN).hostname}")
+    host = machine()
+    print(host, flush=True)
     if args.only != "storage-cost":
-        for label, run in (("trivial objective", trivial), ("tiny real trials", tiny_real)):
-            base = None
-            for n in (1, 2, 4):
-                rate = run(n)
-                base = base or rate
-                print(f"{label:18s} {n} worker(s): {rate:8.1f} trials/min  ratio {rate / base:4.2f} (ideal {n})",
-                      flush=True)
+        rows = []
+        for n in WORKER_COUNTS:
+            rows.append(throughput(n, args.trials_per_worker, args.epochs, args.epoch_seconds))
+            print(f"{n} worker(s): {rows[-1]['rate']:7.0f} trials/min, ratio {rows[-1]['rate'] / rows[0]['rate']:.2f} "
+                  f"(ideal {n}), peak connections {rows[-1]['connections']} (one worker: {rows[-1]['per_worker']})",
+                  flush=True)
+        command = " ".join([".venv/bin/python", "benchmarks/workers.py", *sys.argv[1:]])
+        table = throughput_table(rows, command, host, args.epochs, args.epoch_seconds, args.trials_per_worker)
+        print(table)
+        if args.out:
+            args.out.write_text(table)
     if args.only != "throughput":
         costs = {}
         for size in (int(s) for s in args.sizes.split(",")):
