@@ -137,3 +137,26 @@ def synthetic_records(
         value = min(finite) if finite else None
         records.append(TrialRecord(number, state, params, history, value=value, failure=failure, pruned_at=pruned_at))
     return records, space
+
+
+def store_study(records: list[TrialRecord], space: dict[str, BaseDistribution], storage: str, study_name: str,
+                config=None):
+    """The records as a study made by ``sweep start``: the sweep config on it, each trial's history as the
+    objective records it, trial 0 marked as the baseline."""
+    import optuna
+
+    from sweep.config import CONFIG_ATTR, SweepConfig
+    from sweep.record import BASELINE, FAILURE, HISTORY, PRUNED_AT
+
+    study = optuna.create_study(study_name=study_name, storage=storage)
+    study.set_user_attr(CONFIG_ATTR, (config or SweepConfig()).to_dict())
+    for record in records:
+        attrs = {HISTORY: record.history, BASELINE: record.number == 0}
+        attrs.update({key: value for key, value in ((FAILURE, record.failure), (PRUNED_AT, record.pruned_at))
+                      if value is not None})
+        finite = {row["epoch"]: row["val_loss"] for row in record.history if math.isfinite(row["val_loss"])}
+        study.add_trial(optuna.trial.create_trial(
+            params=record.params, distributions={name: space[name] for name in record.params},
+            value=record.value if record.state == "COMPLETE" else None,
+            state=optuna.trial.TrialState[record.state], intermediate_values=finite, user_attrs=attrs))
+    return study

@@ -160,30 +160,48 @@ def _oscillates(points: list[_Point]) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class PreparedCurve:
+    """What a verdict needs of a history whatever the thresholds: read once, judged at many settings."""
+
+    n_epochs: int
+    divergence: str | None
+    points: list[_Point]
+    skipped: list[int]
+
+
+def prepare_curve(history: list[dict], failure: str | None = None) -> PreparedCurve:
+    divergence = _divergence(history, failure)
+    points, skipped = ([], []) if divergence else _points(history)
+    return PreparedCurve(len(history), divergence, points, skipped)
+
+
 def classify_curve(
     history: list[dict],
     *,
     patience: int,
     min_delta: float,
     failure: str | None = None,
+    prepared: PreparedCurve | None = None,
 ) -> CurveVerdict:
     """Verdict on one run's curve with the plateau rule of DESIGN.md.
 
     The run is on a plateau from epoch e when over the ``patience`` epochs after e the best
     validation loss does not improve by ``min_delta`` relative. The verdict describes how the run
     ended: stalled windows that a later improvement broke are reported as ``earlier_plateaus``.
+    ``prepared`` (``prepare_curve`` of the same history and failure) saves reading it again.
     """
     if patience < 1:
         raise ValueError(f"patience must be at least 1 epoch (got {patience})")
-    evidence: dict[str, Any] = {"n_epochs": len(history)}
-    divergence = _divergence(history, failure)
-    if divergence:
-        evidence["reason"] = divergence
+    prepared = prepared or prepare_curve(history, failure)
+    evidence: dict[str, Any] = {"n_epochs": prepared.n_epochs}
+    if prepared.divergence:
+        evidence["reason"] = prepared.divergence
         return CurveVerdict("diverged", None, evidence)
 
-    points, skipped = _points(history)
+    points, skipped = prepared.points, prepared.skipped
     if skipped:
-        evidence["skipped_epochs"] = skipped
+        evidence["skipped_epochs"] = list(skipped)
     val = [point.val_loss for point in points]
     if len(points) < patience + 1:
         evidence["reason"] = (

@@ -10,6 +10,7 @@ every test run (Holm), and its effect is not tiny.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from scipy.stats import fisher_exact, norm
 ALPHA = 0.05  # family-wise error rate over every test run
 MIN_EFFECT = 0.15  # smallest plateau-rate difference (outside - inside) worth naming
 N_PERMUTATIONS = 4000  # resolves p-values well below ALPHA divided by a dozen tests
+QUICK_PERMUTATIONS = 1000  # resolves 0.001: still below what Holm asks of a dozen tests, at a quarter of the cost
 PERMUTATION_BATCH = 500
 MAX_LEVELS = 12  # quantile bins for a float parameter (and an int one with many values)
 NEAR_BEST = 0.05  # a region whose z is within this share of the best counts as equally clear
@@ -60,6 +62,7 @@ def wilson_interval(successes: int, trials: int) -> list[float] | None:
     return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
+@functools.cache
 def _contiguous(n_levels: int) -> np.ndarray:
     columns = []
     for first in range(n_levels):
@@ -69,9 +72,10 @@ def _contiguous(n_levels: int) -> np.ndarray:
             column = np.zeros(n_levels)
             column[first : last + 1] = 1
             columns.append(column)
-    return np.array(columns).T if columns else np.zeros((n_levels, 0))
+    return _frozen(np.array(columns).T if columns else np.zeros((n_levels, 0)))
 
 
+@functools.cache
 def _subsets(n_levels: int) -> np.ndarray:
     columns = []
     for size in range(1, n_levels):
@@ -79,7 +83,12 @@ def _subsets(n_levels: int) -> np.ndarray:
             column = np.zeros(n_levels)
             column[list(members)] = 1
             columns.append(column)
-    return np.array(columns).T if columns else np.zeros((n_levels, 0))
+    return _frozen(np.array(columns).T if columns else np.zeros((n_levels, 0)))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)  # shared by every test through the cache
+    return array
 
 
 def _levels(param: str, distribution: BaseDistribution, values: list[Any]) -> _Levels:
@@ -106,15 +115,15 @@ def _levels(param: str, distribution: BaseDistribution, values: list[Any]) -> _L
     edges = np.unique(np.quantile(scaled, np.linspace(0, 1, n_bins + 1)[1:-1]))
     bins_of_present = np.searchsorted(edges, scaled, side="right")
     used = np.unique(bins_of_present)
-    renumber = {old: new for new, old in enumerate(used)}
+    level_of_present = np.searchsorted(used, bins_of_present)  # bins renumbered 0.. without gaps
     level_of_trial = np.full(len(values), -1)
-    present_positions = [position for position, value in enumerate(values) if value is not None]
-    for position, bin_index in zip(present_positions, bins_of_present):
-        level_of_trial[position] = renumber[bin_index]
-    labels = []
-    for level in range(len(used)):
-        inside = [values[p] for p in present_positions if level_of_trial[p] == level]
-        labels.append((min(inside), max(inside)))
+    level_of_trial[[position for position, value in enumerate(values) if value is not None]] = level_of_present
+    # Each level's lowest and highest observed value, as given (an int stays an int).
+    order = np.lexsort((scaled, level_of_present))
+    in_order = level_of_present[order]
+    first = np.searchsorted(in_order, np.arange(len(used)), side="left")
+    last = np.searchsorted(in_order, np.arange(len(used)), side="right") - 1
+    labels = [(present[order[low]], present[order[high]]) for low, high in zip(first, last)]
     kind = "values" if isinstance(distribution, IntDistribution) else "range"
     return _Levels(param, kind, level_of_trial, values, labels, _contiguous(len(used)))
 
@@ -125,19 +134,21 @@ def _z_scores(kept_in: np.ndarray, n_in: np.ndarray, kept_total: np.ndarray, n_t
     A z scale, but unlike the pooled score z it does not rate a region of three plateau-free runs
     above a clear split of dozens when plateaus are common (that overrating inflates the null).
     """
-    n_out = n_total - n_in
-    kept_total = kept_total[..., None]
-    kept_out = kept_total - kept_in
-    with np.errstate(divide="ignore", invalid="ignore"):
-        statistic = 2 * (_log_likelihood(kept_in, n_in) + _log_likelihood(kept_out, n_out)
-                         - _log_likelihood(kept_total, n_total))
-        z = np.sign(kept_out / n_out - kept_in / n_in) * np.sqrt(np.maximum(statistic, 0.0))
-    return np.where(np.isfinite(z), z, 0.0)
+    # Counts are whole numbers up to n_total, so x log x is looked up, not computed for every permutation.
+    x_log_x = xlogy(np.arange(n_total + 1), np.arange(n_total + 1))
+    kept_in, n_in = np.rint(kept_in).astype(np.intp), np.asarray(n_in, dtype=np.intp)
+    kept_total = np.rint(kept_total).astype(np.intp)[..., None]
+    n_out, kept_out = n_total - n_in, kept_total - kept_in
+    statistic = 2 * (_log_likelihood(x_log_x, kept_in, n_in) + _log_likelihood(x_log_x, kept_out, n_out)
+                     - _log_likelihood(x_log_x, kept_total, n_total))
+    # The sign of rate outside minus rate inside, in whole numbers; an empty side has no contrast.
+    sign = np.sign(kept_out * n_in - kept_in * n_out) * ((n_in > 0) & (n_out > 0))
+    return sign * np.sqrt(np.maximum(statistic, 0.0))
 
 
-def _log_likelihood(kept: np.ndarray, n: Any) -> np.ndarray:
-    """Binomial log-likelihood of ``kept`` of ``n`` at its own rate (0 log 0 = 0)."""
-    return xlogy(kept, kept / n) + xlogy(n - kept, (n - kept) / n)
+def _log_likelihood(x_log_x: np.ndarray, kept: np.ndarray, n: Any) -> np.ndarray:
+    """Binomial log-likelihood of ``kept`` of ``n`` at its own rate (0 log 0 = 0): k log(k/n) + (n-k) log((n-k)/n)."""
+    return x_log_x[kept] + x_log_x[n - kept] - x_log_x[n]
 
 
 def _region_counts(levels: _Levels, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +165,11 @@ def _region_scores(levels: _Levels, n_level: np.ndarray, kept_level: np.ndarray,
     n_total = int(n_level.sum())
     n_in = n_level @ levels.candidates
     allowed = (n_in >= min_side) & (n_total - n_in >= min_side)
-    z = _z_scores(kept_level @ levels.candidates, n_in, kept_level.sum(axis=-1), n_total)
-    return np.where(allowed, z, -np.inf)
+    z = np.full((*kept_level.shape[:-1], len(n_in)), -np.inf)
+    if allowed.any():  # only the allowed regions are scored: the others never win
+        z[..., allowed] = _z_scores(kept_level @ levels.candidates[:, allowed], n_in[allowed],
+                                    kept_level.sum(axis=-1), n_total)
+    return z
 
 
 def _best_region(levels: _Levels, kept: np.ndarray, min_side: int) -> tuple[int | None, float]:
@@ -172,7 +186,8 @@ def _best_region(levels: _Levels, kept: np.ndarray, min_side: int) -> tuple[int 
     return best, float(z.max())
 
 
-def _permutation_p(levels: _Levels, kept: np.ndarray, score: float, min_side: int, rng: np.random.Generator) -> float:
+def _permutation_p(levels: _Levels, kept: np.ndarray, score: float, min_side: int, rng: np.random.Generator,
+                   n_permutations: int = N_PERMUTATIONS) -> float:
     """Share of label shuffles whose best region scores at least ``score``: the search over regions is in the null.
 
     A shuffle only moves plateau counts between levels, so the counts are drawn directly
@@ -180,7 +195,7 @@ def _permutation_p(levels: _Levels, kept: np.ndarray, score: float, min_side: in
     """
     n_level, kept_level = _region_counts(levels, kept)
     drawn = at_least = 0
-    while drawn < N_PERMUTATIONS:
+    while drawn < n_permutations:
         shuffled = rng.multivariate_hypergeometric(n_level.astype(np.int64), int(kept_level.sum()),
                                                    size=PERMUTATION_BATCH, method="marginals")
         null = _region_scores(levels, n_level, shuffled.astype(float), min_side).max(axis=1)
@@ -230,11 +245,13 @@ def _region(levels: _Levels, column: np.ndarray) -> dict:
 
 
 def region_test(param: str, distribution: BaseDistribution, values: list[Any], kept: np.ndarray,
-          min_side: int, rng: np.random.Generator) -> dict:
-    """One parameter's clearest region among the given trials, its counts and its permutation p-value."""
+                min_side: int, rng: np.random.Generator, quick: bool = False) -> dict:
+    """One parameter's clearest region among the given trials, its counts and its permutation p-value
+    (and, unless ``quick``, Fisher's p and the counts per level)."""
     levels = _levels(param, distribution, values)
     best, score = _best_region(levels, kept, min_side)
-    test: dict[str, Any] = {"param": param, "levels": _level_rows(levels, kept), "n_population": len(values)}
+    test: dict[str, Any] = {"param": param, "levels": [] if quick else _level_rows(levels, kept),
+                            "n_population": len(values)}
     if best is None:
         return test
     column = levels.candidates[:, best]
@@ -242,7 +259,8 @@ def region_test(param: str, distribution: BaseDistribution, values: list[Any], k
     outside = (levels.level_of_trial >= 0) & ~inside
     n_in, n_out = int(inside.sum()), int(outside.sum())
     kept_in, kept_out = int(kept[inside].sum()), int(kept[outside].sum())
-    _, fisher_p = fisher_exact([[kept_in, n_in - kept_in], [kept_out, n_out - kept_out]])
+    if not quick:
+        test["fisher_p"] = float(fisher_exact([[kept_in, n_in - kept_in], [kept_out, n_out - kept_out]])[1])
     test.update(
         region=_region(levels, column),
         plateau_rate_inside=_rate(kept_in, n_in),
@@ -253,9 +271,9 @@ def region_test(param: str, distribution: BaseDistribution, values: list[Any], k
         n_plateau_outside=kept_out,
         plateau_rate_inside_ci=wilson_interval(kept_in, n_in),
         plateau_rate_outside_ci=wilson_interval(kept_out, n_out),
-        fisher_p=float(fisher_p),
         z=round(score, 4),
-        p_permutation=round(_permutation_p(levels, kept, score, min_side, rng), 6),
+        p_permutation=round(_permutation_p(levels, kept, score, min_side, rng,
+                                           QUICK_PERMUTATIONS if quick else N_PERMUTATIONS), 6),
         effect=kept_out / n_out - kept_in / n_in,
     )
     return test
@@ -263,7 +281,7 @@ def region_test(param: str, distribution: BaseDistribution, values: list[Any], k
 
 def _tests_among(population: list[int], judged_params: list[dict[str, Any]], kept: list[bool],
                  distributions: dict[str, BaseDistribution], among: dict[str, dict],
-                 rng: np.random.Generator) -> list[dict]:
+                 rng: np.random.Generator, quick: bool) -> list[dict]:
     """A test of each parameter over the trials in ``population`` (marginal when ``among`` is empty)."""
     kept_array = np.array([kept[i] for i in population], dtype=float)
     min_side = max(2, math.ceil(0.05 * len(population)))
@@ -272,7 +290,7 @@ def _tests_among(population: list[int], judged_params: list[dict[str, Any]], kep
         values = [judged_params[i].get(param) for i in population]
         if sum(value is not None for value in values) < 2 * min_side:
             continue
-        test = region_test(param, distribution, values, kept_array, min_side, rng)
+        test = region_test(param, distribution, values, kept_array, min_side, rng, quick)
         tests.append({**test, "named_by": "conditional" if among else "marginal", "among": dict(among)})
     return tests
 
@@ -289,6 +307,7 @@ def find_factors(
     min_trials: int = 6,
     seed: int = 0,
     conditional_only: bool = False,
+    quick: bool = False,
 ) -> tuple[list[dict], list[dict], int]:
     """Factors, the other varied parameters, and how many tests the correction counted.
 
@@ -298,6 +317,10 @@ def find_factors(
     join the family. A factor carries the evidence of the test that named it (``named_by``,
     ``among``); every other parameter carries its marginal evidence over all judged trials.
 
+    ``quick`` draws fewer permutations (p resolved to 0.001) and leaves Fisher's p and the per-level
+    counts out: for where only
+    which factors are named matters (the robustness grid, the stop rule).
+
     ``conditional_only`` runs the earlier rule, kept to measure against (benchmarks/factor_recall.py):
     one factor a round, each round's tests alone corrected, and after the first round only tests
     among the runs inside the named regions.
@@ -305,7 +328,7 @@ def find_factors(
     rng = np.random.default_rng(seed)
     varied = {name: d for name, d in distributions.items() if not is_fixed(d)}
     everyone = list(range(len(kept)))
-    tests = _tests_among(everyone, judged_params, kept, varied, {}, rng)
+    tests = _tests_among(everyone, judged_params, kept, varied, {}, rng, quick)
     round_tests = tests
     named: dict[str, dict] = {}
     while True:
@@ -325,7 +348,7 @@ def find_factors(
         if len(population) < min_trials or all(sub_kept) or not any(sub_kept):
             break
         remaining = {name: d for name, d in varied.items() if name not in named}
-        round_tests = _tests_among(population, judged_params, kept, remaining, among, rng)
+        round_tests = _tests_among(population, judged_params, kept, remaining, among, rng, quick)
         tests += round_tests
     return _factor_entries(named, tests), _other_entries(named, tests), len(tests)
 

@@ -135,8 +135,9 @@ def importances(
         ped_anova = PedAnovaImportanceEvaluator(target_quantile=(n_best - 0.5) / len(finite))
     else:
         ped_anova = PedAnovaImportanceEvaluator()
-    # Shallow trees: at full depth fANOVA takes a minute on 2,000 noisy trials and ranks the same.
-    fanova = FanovaImportanceEvaluator(n_trees=32, max_depth=8, seed=seed)
+    # Few shallow trees: at full depth fANOVA takes a minute on 2,000 noisy trials; 16 trees of depth 6 rank the
+    # top two alike on every synthetic sweep tried (40 to 300 trials) against 32 of depth 8, at a quarter of the cost.
+    fanova = FanovaImportanceEvaluator(n_trees=16, max_depth=6, seed=seed)
     return {
         "ped_anova": _importances(study, params, ped_anova),
         "fanova": _importances(study, params, fanova),

@@ -99,8 +99,43 @@ def _factor_lines(result: dict) -> list[str]:
             f"({_percent(factor['plateau_rate_outside'])}{_interval(factor.get('plateau_rate_outside_ci'))}); "
             f"Fisher p={factor['fisher_p']:.2g} (corrected for the search and the "
             f"{result.get('n_factor_tests', len(result['factors']))} tests: {factor['p_adjusted']:.2g}), "
-            f"importance {factor['importance']:.2f}"
+            f"importance {factor['importance']:.2f}{fragile_text(factor, result)}"
         )
+    return lines
+
+
+def fragile_text(factor: dict, result: dict) -> str:
+    robustness = result.get("robustness")
+    if not factor.get("fragile") or not robustness:
+        return ""
+    return (f"; fragile: named at only {factor['named_in_settings']} of the {robustness['n_settings']} "
+            "plateau thresholds tried")
+
+
+def settings_text(settings: list[dict]) -> str:
+    return "; ".join(f"patience {s['patience']}, min_delta {fmt(s['min_delta'])}" for s in settings)
+
+
+def robustness_lines(result: dict) -> list[str]:
+    """Per parameter named at any threshold setting: at how many, and with which regions."""
+    robustness = result.get("robustness")
+    if not robustness:
+        return []
+    n_settings, factors = robustness["n_settings"], {factor["param"] for factor in result["factors"]}
+    lines = [f"How robust the answer is (the curves re-judged at patience {', '.join(map(str, robustness['patience']))}"
+             f" x min_delta {', '.join(fmt(d) for d in robustness['min_delta'])}: {n_settings} settings, no retraining)"]
+    for entry in robustness["params"]:
+        role = "" if entry["param"] in factors else " (not a factor at your thresholds)"
+        regions = ", ".join(f"{region_text(entry['param'], group['region'])} at {group['n_settings']}"
+                            for group in entry["regions"])
+        lines.append(f"  {entry['param']}{role}: named at {entry['n_named']} of {n_settings} settings"
+                     + (" — fragile, fewer than half" if entry["fragile"] else "") + f": {regions}")
+    for factor in result["factors"]:
+        if factor["param"] not in {entry["param"] for entry in robustness["params"]}:
+            lines.append(f"  {factor['param']}: named at none of the {n_settings} settings — fragile")
+    silent = [s for s in robustness["settings"] if not s["factors"]]
+    if silent:
+        lines.append(f"  no factor at {len(silent)} of {n_settings} settings: " + settings_text(silent))
     return lines
 
 
@@ -218,6 +253,8 @@ def render_text(result: dict) -> str:
     comparison = _comparison_lines(result)
     if comparison:
         lines += ["Compared with the baseline, the plateau-free runs share", *comparison, ""]
+    robust = robustness_lines(result) if result.get("evidence") != "insufficient" else []
+    lines += [*robust, ""] if robust else []
     transitions = result.get("transitions") or []
     if transitions and result.get("evidence") != "insufficient":
         lines += ["What replaced the plateau", *(f"  {transition_line(row)}" for row in transitions), ""]

@@ -158,6 +158,8 @@ table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
 .verdict-oscillating { background: #e1bee7; }
 .verdict-diverged { background: #b71c1c; color: #fff; }
 .verdict-too_short { background: #e0e0e0; }
+.fragile { background: #fff3cd; }
+td.own-setting { font-weight: bold; }
 section.plot { margin: 2rem 0; }
 """
 
@@ -166,6 +168,7 @@ def _report_sections(result: dict) -> str:
     return "\n".join(part for part in (
         sections.summary_section(result),
         sections.factors_section(result),
+        sections.robustness_section(result),
         sections.transitions_section(result),
         sections.recommendation_section(result),
         sections.comparison_section(result),

@@ -7,8 +7,8 @@ import html
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
 from sweep.analysis.report import (
-    basis_text, baseline_line, condition_text, fmt, not_named_reason, other_lines, overfit_text, overfitting_line,
-    params_text, region_text, scope_text, setting_text, summary_line,
+    basis_text, baseline_line, condition_text, fmt, fragile_text, not_named_reason, other_lines, overfit_text,
+    overfitting_line, params_text, region_text, scope_text, setting_text, summary_line,
 )
 from sweep.analysis.transitions import LEFT_FOR
 
@@ -53,13 +53,15 @@ def trials_section(result: dict) -> str:
 
 def factors_section(result: dict) -> str:
     headers = ["rank", "removes the plateau", "counted", "kept the plateau inside", "kept it outside",
-               "Fisher p", "corrected p", "importance (PED-ANOVA)", "importance (fANOVA)"]
+               "Fisher p", "corrected p", "importance (PED-ANOVA)", "importance (fANOVA)", "robust"]
     rows = [[rank, region_text(factor["param"], factor["removes_plateau"]), condition_text(factor),
              count_cell(factor["n_plateau_inside"], factor["n_inside"], factor["plateau_rate_inside"],
                         factor.get("plateau_rate_inside_ci")),
              count_cell(factor["n_plateau_outside"], factor["n_outside"], factor["plateau_rate_outside"],
                         factor.get("plateau_rate_outside_ci")),
-             factor["fisher_p"], factor["p_adjusted"], factor["importance"], factor.get("importance_fanova")]
+             factor["fisher_p"], factor["p_adjusted"], factor["importance"], factor.get("importance_fanova"),
+             Cell(fragile_text(factor, result).strip("; ") or "yes", int(not factor.get("fragile")),
+                  "fragile" if factor.get("fragile") else "")]
             for rank, factor in enumerate(result["factors"], start=1)]
     others = [[entry["param"],
                region_text(entry["param"], entry["clearest_region"]) if entry.get("clearest_region") else None,
@@ -97,6 +99,39 @@ def transitions_section(result: dict) -> str:
     return section("transitions", "What replaced the plateau",
                    table("transitions-table", headers, table_rows,
                          caption="Removing a plateau by overfitting is no fix: what the runs that left it became"))
+
+
+def robustness_section(result: dict) -> str:
+    """The grid of plateau thresholds, the factors named at each, and per parameter how often and where."""
+    robustness = result.get("robustness")
+    if not robustness or result.get("evidence") == "insufficient":
+        return ""
+    cells = {(s["patience"], s["min_delta"]): s for s in robustness["settings"]}
+    own = (result["settings"]["patience"], result["settings"]["min_delta"])
+    grid_rows = []
+    for patience in robustness["patience"]:
+        row: list = [Cell(f"patience {patience}", patience)]
+        for min_delta in robustness["min_delta"]:
+            setting = cells[(patience, min_delta)]
+            text = ", ".join(setting["factors"]) or ("no factor" if setting["evidence"] == "ok" else setting["evidence"])
+            row.append(Cell(text + (" (your thresholds)" if (patience, min_delta) == own else ""), None,
+                            "own-setting" if (patience, min_delta) == own else ""))
+        grid_rows.append(row)
+    factors = {factor["param"] for factor in result["factors"]}
+    param_rows = [[entry["param"], entry["param"] in factors,
+                   count_cell(entry["n_named"], robustness["n_settings"], entry["share"]),
+                   Cell("fragile" if entry["fragile"] else "no", int(entry["fragile"]),
+                        "fragile" if entry["fragile"] else ""),
+                   "; ".join(f"{region_text(entry['param'], group['region'])} at {group['n_settings']}"
+                             for group in entry["regions"])]
+                  for entry in robustness["params"]]
+    return section(
+        "robustness", "How robust the answer is",
+        table("robustness-grid", ["", *(f"min_delta {fmt(d)}" for d in robustness["min_delta"])], grid_rows,
+              caption="Factors named with the curves re-judged at each plateau threshold (no retraining)"),
+        table("robustness-params", ["parameter", "factor at your thresholds", "named at", "fragile", "regions"],
+              param_rows, caption="Fragile: named at fewer than half of the settings") if param_rows else "",
+    )
 
 
 def recommendation_section(result: dict) -> str:

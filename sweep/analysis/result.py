@@ -8,31 +8,16 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
+from sweep.analysis.answer import answer_of
 from sweep.analysis.baseline import compare_with_baseline
-from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
+from sweep.analysis.curves import VERDICTS
 from sweep.analysis.factors import ALPHA, find_factors, is_fixed
 from sweep.analysis.importance import importances
+from sweep.analysis.judged import PLATEAU_REMOVED, judge
 from sweep.analysis.records import FINISHED_STATES, TrialRecord
+from sweep.analysis.robustness import robustness
 from sweep.analysis.suspects import usual_suspects
 from sweep.analysis.transitions import prefer_improving, transition_table
-
-# Plateau removed = judged and not plateau/diverged; overfitting counts as removed (the optimisation moved, the stall left is generalisation) and is reported apart.
-KEPT_VERDICTS = ("plateau", "diverged")
-PLATEAU_REMOVED = (
-    "a judged trial (finished: complete, pruned or failed; long enough for a verdict; if stopped early "
-    "while improving, not before the epoch by which the baseline's plateau showed) whose verdict is not "
-    "plateau or diverged; overfitting and oscillating count as removed and are reported separately"
-)
-
-
-def _best_val_loss(record: TrialRecord) -> float | None:
-    losses = [row["val_loss"] for row in record.history
-              if row.get("val_loss") is not None and math.isfinite(row["val_loss"])]
-    if losses:
-        return min(losses)
-    if record.value is not None and math.isfinite(record.value):
-        return float(record.value)
-    return None
 
 
 def _plain(value: Any) -> Any:
@@ -55,39 +40,6 @@ def _recommended(factor: dict, distribution: BaseDistribution) -> list:
     if isinstance(distribution, CategoricalDistribution):
         return list(region["values"])
     return [min(region["values"]), max(region["values"])]  # an int range, as in DESIGN.md's example
-
-
-def _not_judged(record: TrialRecord, verdict: CurveVerdict, clear_epoch: int | None) -> str | None:
-    """Why a trial cannot say whether its settings remove the plateau, or None when it can."""
-    if record.state not in FINISHED_STATES:
-        return f"still {record.state.lower()}"
-    if verdict.verdict == "too_short":
-        return verdict.evidence.get("reason", "too short")
-    last_epoch = int(record.history[-1].get("epoch", len(record.history))) if record.history else 0
-    if verdict.verdict == "improving" and record.state != "COMPLETE" and clear_epoch and last_epoch < clear_epoch:
-        # Early epochs improve in every run: stopping before the baseline's plateau showed proves nothing.
-        return (f"stopped at epoch {last_epoch} while improving, before epoch {clear_epoch} "
-                "by which the baseline's plateau showed")
-    return None
-
-
-def _trial_entry(record: TrialRecord, verdict: CurveVerdict, not_judged: str | None) -> dict:
-    judged = not_judged is None
-    return {
-        "number": record.number,
-        "state": record.state,
-        "verdict": verdict.verdict,
-        "plateau_epoch": verdict.plateau_epoch,
-        "best_val_loss": _best_val_loss(record),
-        "params": dict(record.params),
-        "judged": judged,
-        "not_judged": not_judged,
-        "plateau_removed": (verdict.verdict not in KEPT_VERDICTS) if judged else None,
-        "n_epochs": len(record.history),
-        "failure": record.failure,
-        "pruned_at": record.pruned_at,
-        "evidence": verdict.evidence,
-    }
 
 
 def _best_trial(trials: list[dict]) -> dict | None:
@@ -115,6 +67,16 @@ def _mark_factors(result: dict) -> dict:
     return result
 
 
+def _mark_fragile(result: dict) -> dict:
+    """Each factor's count of grid settings that name it too, and whether that is fewer than half."""
+    by_param = {entry["param"]: entry for entry in result["robustness"]["params"]}
+    for factor in result["factors"]:
+        entry = by_param.get(factor["param"])
+        factor["named_in_settings"] = entry["n_named"] if entry else 0
+        factor["fragile"] = entry["fragile"] if entry else True
+    return result
+
+
 def analyze(
     records: list[TrialRecord],
     distributions: dict[str, BaseDistribution],
@@ -125,21 +87,19 @@ def analyze(
     baseline_number: int = 0,
     min_trials: int = 6,
 ) -> dict:
-    """Verdict per trial, the parameters that separate plateau-free trials from the rest, and what to run next."""
-    ordered = sorted(records, key=lambda r: r.number)
-    verdicts = [
-        classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
-        for record in ordered
-    ]
-    baseline_verdict = next((v for r, v in zip(ordered, verdicts) if r.number == baseline_number), None)
-    clear_epoch = (
-        baseline_verdict.plateau_epoch + patience
-        if baseline_verdict is not None and baseline_verdict.verdict == "plateau" else None
-    )
-    trials = [
-        _trial_entry(record, verdict, _not_judged(record, verdict, clear_epoch))
-        for record, verdict in zip(ordered, verdicts)
-    ]
+    """Verdict per trial, the parameters that separate plateau-free trials from the rest, what to run next, and
+    how much of that answer holds at other plateau thresholds."""
+    result = _analysis(records, distributions, study_name=study_name, patience=patience, min_delta=min_delta,
+                       baseline_number=baseline_number, min_trials=min_trials)
+    known = {(patience, min_delta): answer_of(result)} if result["evidence"] == "ok" else {}
+    result["robustness"] = robustness(records, distributions, baseline_number=baseline_number,
+                                      min_trials=min_trials, known=known)
+    return _plain(_mark_fragile(result))
+
+
+def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribution], *, study_name: str,
+              patience: int, min_delta: float, baseline_number: int, min_trials: int) -> dict:
+    trials = judge(records, patience=patience, min_delta=min_delta, baseline_number=baseline_number)
     judged = [t for t in trials if t["judged"]]
     n_removed = sum(1 for t in judged if t["plateau_removed"])
 

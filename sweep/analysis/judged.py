@@ -1,0 +1,81 @@
+"""Judging a sweep's trials: each one's verdict, and whether it counts as evidence for what removes the plateau."""
+
+from __future__ import annotations
+
+import math
+
+from sweep.analysis.curves import CurveVerdict, PreparedCurve, classify_curve
+from sweep.analysis.records import FINISHED_STATES, TrialRecord
+
+# Plateau removed = judged and not plateau/diverged; overfitting counts as removed (the optimisation moved, the stall left is generalisation) and is reported apart.
+KEPT_VERDICTS = ("plateau", "diverged")
+PLATEAU_REMOVED = (
+    "a judged trial (finished: complete, pruned or failed; long enough for a verdict; if stopped early "
+    "while improving, not before the epoch by which the baseline's plateau showed) whose verdict is not "
+    "plateau or diverged; overfitting and oscillating count as removed and are reported separately"
+)
+
+
+def _best_val_loss(record: TrialRecord) -> float | None:
+    losses = [row["val_loss"] for row in record.history
+              if row.get("val_loss") is not None and math.isfinite(row["val_loss"])]
+    if losses:
+        return min(losses)
+    if record.value is not None and math.isfinite(record.value):
+        return float(record.value)
+    return None
+
+
+def _not_judged(record: TrialRecord, verdict: CurveVerdict, clear_epoch: int | None) -> str | None:
+    """Why a trial cannot say whether its settings remove the plateau, or None when it can."""
+    if record.state not in FINISHED_STATES:
+        return f"still {record.state.lower()}"
+    if verdict.verdict == "too_short":
+        return verdict.evidence.get("reason", "too short")
+    last_epoch = int(record.history[-1].get("epoch", len(record.history))) if record.history else 0
+    if verdict.verdict == "improving" and record.state != "COMPLETE" and clear_epoch and last_epoch < clear_epoch:
+        # Early epochs improve in every run: stopping before the baseline's plateau showed proves nothing.
+        return (f"stopped at epoch {last_epoch} while improving, before epoch {clear_epoch} "
+                "by which the baseline's plateau showed")
+    return None
+
+
+def _trial_entry(record: TrialRecord, verdict: CurveVerdict, not_judged: str | None) -> dict:
+    judged = not_judged is None
+    return {
+        "number": record.number,
+        "state": record.state,
+        "verdict": verdict.verdict,
+        "plateau_epoch": verdict.plateau_epoch,
+        "best_val_loss": _best_val_loss(record),
+        "params": dict(record.params),
+        "judged": judged,
+        "not_judged": not_judged,
+        "plateau_removed": (verdict.verdict not in KEPT_VERDICTS) if judged else None,
+        "n_epochs": len(record.history),
+        "failure": record.failure,
+        "pruned_at": record.pruned_at,
+        "evidence": verdict.evidence,
+    }
+
+
+def judge(records: list[TrialRecord], *, patience: int, min_delta: float, baseline_number: int,
+          prepared: dict[int, PreparedCurve] | None = None) -> list[dict]:
+    """Every trial, in number order, as the result's trial entry: verdict, whether judged and whether it removed
+    the plateau. ``prepared`` holds each trial's ``prepare_curve`` by number, for judging at many settings."""
+    ordered = sorted(records, key=lambda r: r.number)
+    prepared = prepared or {}
+    verdicts = [
+        classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure,
+                       prepared=prepared.get(record.number))
+        for record in ordered
+    ]
+    baseline_verdict = next((v for r, v in zip(ordered, verdicts) if r.number == baseline_number), None)
+    clear_epoch = (
+        baseline_verdict.plateau_epoch + patience
+        if baseline_verdict is not None and baseline_verdict.verdict == "plateau" else None
+    )
+    return [
+        _trial_entry(record, verdict, _not_judged(record, verdict, clear_epoch))
+        for record, verdict in zip(ordered, verdicts)
+    ]
