@@ -94,7 +94,8 @@ def test_export_of_a_dropped_or_missing_trial_says_which_to_choose(swept):
     assert f"weights of trial(s) {dropped} are no longer in the artifact store" in result.output
     assert len(result.output.strip().splitlines()) == 1
     result = export(url, "--study", "export", "--trial", "99", "--out", str(tmp_path / "none"))
-    assert result.exit_code == 2 and "--trial 99: study 'export' has no such trial (its trials are 0-3)" in result.output
+    assert result.exit_code == 2
+    assert "--trial 99: study 'export' has no such trial (its trials are 0-3)" in result.output
 
 
 def test_export_of_a_study_without_checkpoints_is_one_line_exit_1(tmp_path):
