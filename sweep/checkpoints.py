@@ -59,7 +59,9 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((version, np.array(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # a retry may run on a host that shows another number of GPUs: each GPU this one has gets its state
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def _as_tuples(value):
