@@ -12,7 +12,7 @@ from sweep.errors import SweepFailed, UsageError
 from sweep.logs import setup_logging
 from sweep.options import (
     GPUS, NEW_FILE, Checked, device_option, options, overrides_from, quiet_option, setting_option, setup_options,
-    space_options, storage_option, study_option,
+    space_options, storage_option, study_option, worker_options,
 )
 
 class SweepGroup(click.Group):
@@ -73,7 +73,7 @@ SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queu
 @space_options
 @options(*(setting_option(name) for name in ("val_fraction", "epochs", "n_trials", "seed", "optimizer", "pruner",
                                           "patience", "min_delta", "compile", "skip_bad_images", "checkpoints",
-                                          "keep_best")))
+                                          "keep_best", "stop_when", "stop_after")))
 @setting_option("artifacts", Checked("DIR|s3://BUCKET/PREFIX", check_location))
 @device_option
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
@@ -158,14 +158,9 @@ SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queu
 @study_option
 @storage_option
 @device_option
-@click.option("--n-trials", "max_trials", type=click.IntRange(1),
-              help="At most this many trials in this worker. [default: until the study's budget is handed out]")
-@click.option("--until-done", is_flag=True,
-              help="Stay until every trial of the budget has finished, to retry the trials of workers that die.")
-@click.option("--worker-index", type=click.IntRange(0),
-              help="This worker's number among a launcher's; mixed into its sampler's seed with host and pid.")
+@worker_options
 @quiet_option
-def worker(study_name, storage, device, max_trials, until_done, worker_index, quiet):
+def worker(study_name, storage, device, max_trials, until_done, worker_index, stop_when, stop_after, quiet):
     """Join an existing study and run its trials; it reads the whole sweep config from the study.
 
     The study's trial budget is global: all workers together run exactly --n-trials of `sweep start`.
@@ -176,7 +171,8 @@ def worker(study_name, storage, device, max_trials, until_done, worker_index, qu
 
     setup_logging(quiet)
     logging.getLogger("sweep").info(run_worker(study_name, storage, device=device, max_trials=max_trials,
-                                               until_done=until_done, worker_index=worker_index, quiet=quiet))
+                                               until_done=until_done, worker_index=worker_index, quiet=quiet,
+                                               stop_when=stop_when, stop_after=stop_after))
 
 
 WORKERS_EXAMPLE = """

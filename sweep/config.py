@@ -25,6 +25,8 @@ from sweep.errors import UsageError
 from sweep.pruning import PRUNERS
 
 OPTIMIZERS = ("sgd", "adamw")
+# When a sweep may end before its budget: never, once the analysis' answer is stable, or once the best loss stalls.
+STOP_RULES = ("never", "answered", "stalled")
 
 CONFIG_ATTR = "sweep_config"
 CONFIG_VERSION = 1
@@ -57,6 +59,8 @@ class SweepConfig:
     checkpoints: bool = True  # each trial's state after every epoch and its best weights in the artifact store
     keep_best: int = 3  # trials whose best weights stay in the artifact store
     artifacts: str = ""  # the artifact store: a folder or s3://BUCKET/PREFIX; "" = beside the storage
+    stop_when: str = "never"  # one of STOP_RULES
+    stop_after: int = 5  # finished trials the answer must hold for (answered), or without a new best (stalled)
     space: dict[str, BaseDistribution] = field(default_factory=space_module.default_space)
     baseline: dict[str, Any] = field(default_factory=lambda: dict(space_module.DEFAULT_BASELINE))
 
@@ -78,8 +82,10 @@ class SweepConfig:
         }
         return cls(**values)
 
-    def differences(self, other: "SweepConfig", *, ignore: tuple[str, ...] = ("n_trials",)) -> list[str]:
-        """Names of the settings in which two configs differ (the trial budget may change on resume)."""
+    def differences(self, other: "SweepConfig", *,
+                    ignore: tuple[str, ...] = ("n_trials", "stop_when", "stop_after")) -> list[str]:
+        """Names of the settings in which two configs differ (the trial budget and the stop rule may change on
+        resume)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [key for key in mine if key not in ignore and mine[key] != theirs.get(key)]
 
@@ -159,6 +165,11 @@ SETTINGS: dict[str, Setting] = {
     "artifacts": Setting(str, "Artifact store: a folder, or s3://BUCKET/PREFIX (AWS_ENDPOINT_URL for MinIO); also "
                               "SWEEP_ARTIFACTS. Default: NAME.artifacts beside a SQLite file NAME.db, else "
                               "plateau-sweep.artifacts in the working directory."),
+    "stop_when": Setting(str, "End the sweep before its budget: answered (the factors and their regions the same for "
+                              "--stop-after finished trials in a row, no other parameter close to being named), "
+                              "stalled (no new best loss in --stop-after trials: Optuna's terminator) or never.",
+                         choices=STOP_RULES),
+    "stop_after": Setting(int, "Finished trials in a row that --stop-when waits for.", 1),
 }
 
 

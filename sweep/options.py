@@ -122,6 +122,20 @@ setup_options = options(
                       + ",".join(f"{k}={v}" for k, v in space.DEFAULT_BASELINE.items()) + "]"),
 )
 
+# What `sweep worker` takes beside the study: its own share of the work, and the study's stop rule.
+worker_options = options(
+    click.option("--n-trials", "max_trials", type=click.IntRange(1),
+                 help="At most this many trials in this worker. [default: until the study's budget is handed out]"),
+    click.option("--until-done", is_flag=True,
+                 help="Stay until every trial of the budget has finished, to retry the trials of workers that die."),
+    click.option("--worker-index", type=click.IntRange(0),
+                 help="This worker's number among a launcher's; mixed into its sampler's seed with host and pid."),
+    click.option("--stop-when", type=click.Choice(SETTINGS["stop_when"].choices),
+                 help=SETTINGS["stop_when"].help + " Stored on the study for every worker. [default: the study's]"),
+    click.option("--stop-after", type=click.IntRange(1),
+                 help=SETTINGS["stop_after"].help + " Stored on the study. [default: the study's]"),
+)
+
 
 def space_options(fn):
     for name in reversed(space.PARAMS):

@@ -75,9 +75,13 @@ def finish(study, config: SweepConfig) -> str:
     """The analysis as text, also written to the study's dashboard note."""
     from sweep import analysis
 
+    from sweep.stopping import stop_reason
+
     result, _, _ = study_module.analyze_study(study, config)
     write_study_note(study, config, result)
-    return analysis.render_text(result)
+    stopped = stop_reason(study)
+    return (f"Stopped before the budget (--stop-when {stopped['rule']}): {stopped['reason']}.\n\n" if stopped else ""
+            ) + analysis.render_text(result)
 
 
 def check_data_and_weights(config: SweepConfig) -> None:

@@ -9,6 +9,7 @@ import optuna
 from sweep.analysis.curves import classify_curve
 from sweep.config import SweepConfig
 from sweep.record import TrialRecord
+from sweep.stopping import stop_reason
 from sweep.storage import heartbeat_ages, heartbeat_settings, open_storage
 from sweep.study import BUDGET_STATES, load
 
@@ -61,12 +62,19 @@ def study_status(study: optuna.Study, config: SweepConfig, storage: optuna.stora
         "best": {"number": best.number, "value": best.value, "params": best.params} if best else None,
         "running": running,
         "workers_alive": len(alive),
+        "stopped": stop_reason(study),
+        "stop_when": config.stop_when,
         "grace_period": grace_period,
     }
 
 
 def render_status(status: dict) -> str:
     lines = [f"study {status['study']}: {status['finished']}/{status['n_trials']} trials finished"]
+    if status.get("stopped"):
+        lines.append(f"  stopped before the budget (--stop-when {status['stopped']['rule']}, after "
+                     f"{status['stopped']['n_finished']} trials): {status['stopped']['reason']}")
+    elif status.get("stop_when", "never") != "never":
+        lines.append(f"  --stop-when {status['stop_when']}: not yet")
     lines.append("  states: " + (", ".join(f"{k.lower()} {v}" for k, v in sorted(status["states"].items())) or "none yet"))
     if status["verdicts"]:
         plateaus = status["verdicts"].get("plateau", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 import optuna
@@ -11,6 +12,7 @@ from sweep.errors import UsageError
 from sweep.record import BASELINE, TrialRecord
 from sweep.pruning import create_pruner
 from sweep.sampler import create_sampler
+from sweep.stopping import STOP_ATTR
 from sweep.storage import check_study_name
 
 # The budget counts trials that ended with a verdict; crashed (FAIL) trials are retried instead.
@@ -54,6 +56,7 @@ def create_or_resume(
                     f"pass --n-trials {max(finished, stored.n_trials)} to resume it (or more to run more trials)"
                 )
             study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        set_stop_rule(study, dataclasses.replace(stored, n_trials=config.n_trials), config.stop_when, config.stop_after)
         return study, False
     study = optuna.create_study(
         study_name=study_name,
@@ -65,6 +68,18 @@ def create_or_resume(
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     study.enqueue_trial(config.baseline, user_attrs={BASELINE: True})
     return study, True
+
+
+def set_stop_rule(study: optuna.Study, config: SweepConfig, stop_when: str | None = None,
+                  stop_after: int | None = None) -> SweepConfig:
+    """The study's ``config`` with the stop rule given (None keeps a part), stored: the rule is the study's, whichever
+    command sets it, and a stop decided under the old rule is lifted so that the new one decides."""
+    changes = {key: value for key, value in (("stop_when", stop_when), ("stop_after", stop_after)) if value is not None}
+    changed = dataclasses.replace(config, **changes)
+    if changed != config:
+        study.set_user_attr(CONFIG_ATTR, changed.to_dict())
+        study.set_user_attr(STOP_ATTR, None)
+    return changed
 
 
 def finished_count(study: optuna.Study) -> int:

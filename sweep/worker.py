@@ -22,6 +22,7 @@ from sweep.storage import (
     MAX_RETRY, OUTAGE_ERRORS, describe_error, heartbeat_settings, mask_url, open_storage, storage_reachable,
     wait_for_storage,
 )
+from sweep.stopping import stop_callbacks, stop_reason
 from sweep.study import BUDGET_STATES, finished_count
 
 if TYPE_CHECKING:
@@ -87,8 +88,11 @@ def worker_name(worker_index: int | None = None) -> str:
 
 
 def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_trials: int | None = None,
-               until_done: bool = False, worker_index: int | None = None, quiet: bool = False) -> str:
+               until_done: bool = False, worker_index: int | None = None, quiet: bool = False,
+               stop_when: str | None = None, stop_after: int | None = None) -> str:
     """Join an existing study and run its trials until its budget (or ``max_trials``) is done; a one-line summary.
+
+    ``stop_when``/``stop_after``, when given, become the study's stop rule (stored: every worker follows it).
 
     Raises ``Interrupted`` on a stop signal, after its running trial is failed and queued again.
     """
@@ -101,6 +105,7 @@ def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_t
     name = worker_name(worker_index)
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name, worker=name)
+    config = study_module.set_stop_rule(study, config, stop_when, stop_after)
     log.info("worker %s joined study %r in %s: %d/%d trials finished; training on %s",
              name, study_name, mask_url(storage_url), finished_count(study), config.n_trials, device)
     # One line per trial, never live bars: workers share a terminal or a container log.
@@ -109,7 +114,9 @@ def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_t
                                        console=console) as progress:
         ran = run_trials(study, config, device, storage=storage, progress=progress, max_trials=max_trials,
                          until_done=until_done, callbacks=(TrialNotes(config.patience, config.min_delta),))
-    return f"worker {name} done: {ran} trials here, {finished_count(study)}/{config.n_trials} in the study"
+    stopped = stop_reason(study)
+    return (f"worker {name} done: {ran} trials here, {finished_count(study)}/{config.n_trials} in the study"
+            + (f"; stopped before the budget: {stopped['reason']}" if stopped else ""))
 
 def _room(study: optuna.Study) -> tuple[int, set[int]]:
     """(finished count, numbers of the running trials): a new trial may start only while finished + running < budget."""
@@ -166,7 +173,8 @@ def run_trials(
         nonlocal ran
         ran += 1
 
-    all_callbacks = [count, *([progress] if progress is not None else []), *callbacks, *keep_best_for(config, study)]
+    all_callbacks = [count, *([progress] if progress is not None else []), *callbacks, *keep_best_for(config, study),
+                     *stop_callbacks(config)]
     # Stale trials are failed and queued again every heartbeat interval, not only when a worker asks for a trial.
     with StaleTrialWatcher(study, interval=poll_seconds):
         while max_trials is None or ran < max_trials:
@@ -176,7 +184,7 @@ def run_trials(
                     fail_stale_trials(study)
                     finished, running_before = _room(study)
                     running = len(running_before)
-                    if finished >= config.n_trials:
+                    if finished >= config.n_trials or stop_reason(study):  # budget spent, or --stop-when held
                         break
                     has_room = finished + running < config.n_trials
                     if has_room:

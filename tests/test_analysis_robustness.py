@@ -90,7 +90,7 @@ def test_a_known_answer_is_reused_at_every_setting_that_judges_the_trials_alike(
 
 @pytest.mark.parametrize(("first", "second", "same"), [
     ({"low": 1e-4, "high": 1e-2}, {"low": 1.1e-4, "high": 0.95e-2}, True),  # ends moved by one trial
-    ({"low": 1e-4, "high": 1e-2}, {"low": 1e-3, "high": 1e-2}, False),  # half of it on the log scale
+    ({"low": 1e-4, "high": 1e-2}, {"low": 3e-3, "high": 1e-2}, False),  # a quarter of it on the log scale
     ({"values": [0, 1, 2]}, {"values": [2, 1, 0]}, True),
     ({"values": [0, 1, 2]}, {"values": [0, 1]}, False),
 ])
@@ -100,7 +100,7 @@ def test_same_region_compares_ranges_by_overlap_on_the_parameters_scale(first, s
 
 
 def test_a_range_that_overlaps_most_on_a_linear_scale_but_not_on_the_log_scale_differs():
-    wide, narrow = {"low": 1e-5, "high": 1e-1}, {"low": 1e-3, "high": 1e-1}
+    wide, narrow = {"low": 1e-5, "high": 1e-1}, {"low": 1e-2, "high": 1e-1}
     assert not same_region(wide, narrow, LR["lr"])
     assert same_region(wide, narrow, FloatDistribution(1e-5, 1e-1))
     assert not same_answer({"lr": wide}, {"lr": wide, "frozen_stages": {"values": [0]}},

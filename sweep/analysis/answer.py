@@ -1,7 +1,8 @@
 """The answer of an analysis, the named factors and their regions, and when two answers count as the same.
 
-A float range's ends are observed values, so one more trial or another threshold moves them a
-little; two ranges are the same answer when they mostly overlap on the parameter's own scale.
+A float range's ends are observed values, and where between two runs a boundary lies stays
+uncertain for long: one more trial or another threshold moves an end. Two ranges are the same
+answer when their overlap is at least half their union, on the parameter's own scale.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from optuna.distributions import BaseDistribution, FloatDistribution
 
 # Share of their union that two ranges must share to be the same region (on the log scale for a log parameter).
-SAME_RANGE_OVERLAP = 0.8
+SAME_RANGE_OVERLAP = 0.5
 
 
 def answer_of(result: dict) -> dict[str, dict]:
