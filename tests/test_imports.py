@@ -86,7 +86,7 @@ def test_doctor_module_from_a_folder_with_its_own_models_and_data(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers, kind", [("1", "packages"), ("2", "packages"), ("2", "modules")])
+@pytest.mark.parametrize("workers, kind", [("1", "packages"), ("2", "modules")])
 def test_start_from_a_folder_with_its_own_models_and_data(tmp_path, workers, kind):
     folder = shadowing_folder(tmp_path, kind)
     result = sweep_command("start", "--study", "here", "--storage", f"sqlite:///{folder / 's.db'}", "--model",
