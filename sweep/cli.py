@@ -11,7 +11,7 @@ from sweep.artifacts import check_location
 from sweep.errors import SweepFailed, UsageError
 from sweep.logs import setup_logging
 from sweep.options import (
-    GPUS, NEW_FILE, Checked, device_option, options, overrides_from, quiet_option, setting_option, setup_options,
+    GPUS, Checked, analyze_options, device_option, options, overrides_from, quiet_option, setting_option, setup_options,
     space_options, storage_option, study_option, worker_options,
 )
 
@@ -99,22 +99,15 @@ Examples:
   sweep analyze --study resnet-plateau --format json > analysis.json
   sweep analyze --study resnet-plateau --format html --out report.html
   sweep analyze --study resnet-plateau --emit-config best.toml   # then: sweep start --config best.toml
+  sweep analyze --study next --against resnet-plateau   # did the sweep from best.toml fix it?
 """
 
 
 @main.command(epilog=ANALYZE_EXAMPLE)
 @study_option
 @storage_option
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "html"]), default="text",
-              show_default=True, help="html is one self-contained file with plots; json is a stable interface.")
-@click.option("--out", type=NEW_FILE, help="Write to this file instead of stdout.")
-@click.option("--emit-config", type=NEW_FILE,
-              help="Also write the recommended settings as a sweep config (TOML) and the best trial's params "
-                   "beside it (NAME.params.json).")
-@click.option("--patience", type=click.IntRange(1), help="Judge the curves with this plateau patience instead.")
-@click.option("--min-delta", type=click.FloatRange(0, 1, max_open=True),
-              help="Judge the curves with this plateau min_delta (relative) instead.")
-def analyze(study_name, storage, output_format, out, emit_config, patience, min_delta):
+@analyze_options
+def analyze(study_name, storage, output_format, out, emit_config, patience, min_delta, against):
     """Give every trial a verdict and say which settings removed the baseline's plateau."""
     from sweep.service import analyze_sweep
 
@@ -122,7 +115,7 @@ def analyze(study_name, storage, output_format, out, emit_config, patience, min_
     if output_format == "html" and out is None:
         raise click.UsageError("--format html needs --out FILE (e.g. --out report.html)")
     text = analyze_sweep(storage_url=storage, study_name=study_name, output_format=output_format, patience=patience,
-                         min_delta=min_delta, emit_config=emit_config)
+                         min_delta=min_delta, emit_config=emit_config, against=against)
     if emit_config is not None:
         click.echo(f"wrote {emit_config} (sweep start --config {emit_config}) and "
                    f"{emit_config.with_name(emit_config.stem + '.params.json')}", err=True)

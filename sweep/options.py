@@ -122,6 +122,22 @@ setup_options = options(
                       + ",".join(f"{k}={v}" for k, v in space.DEFAULT_BASELINE.items()) + "]"),
 )
 
+# What `sweep analyze` takes beside the study: the output, the plateau thresholds, and an earlier study to compare.
+analyze_options = options(
+    click.option("--format", "output_format", type=click.Choice(["text", "json", "html"]), default="text",
+                 show_default=True, help="html is one self-contained file with plots; json is a stable interface."),
+    click.option("--out", type=NEW_FILE, help="Write to this file instead of stdout."),
+    click.option("--emit-config", type=NEW_FILE,
+                 help="Also write the recommended settings as a sweep config (TOML) and the best trial's params "
+                      "beside it (NAME.params.json)."),
+    click.option("--patience", type=click.IntRange(1), help="Judge the curves with this plateau patience instead."),
+    click.option("--min-delta", type=click.FloatRange(0, 1, max_open=True),
+                 help="Judge the curves with this plateau min_delta (relative) instead."),
+    click.option("--against", metavar="NAME", type=Checked("NAME", check_study_name),
+                 help="Compare with this earlier study (same storage): its baseline curve against the best "
+                      "plateau-free runs here, verdicts side by side, best against best."),
+)
+
 # What `sweep worker` takes beside the study: its own share of the work, and the study's stop rule.
 worker_options = options(
     click.option("--n-trials", "max_trials", type=click.IntRange(1),

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import optuna
+
 from sweep import space
 from sweep import study as study_module
 from sweep.artifacts import settle_location
@@ -163,14 +165,39 @@ def doctor_sweep(*, storage_url: str, study_name: str | None, module_target: str
     return report
 
 
-def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "text", patience: int | None = None,
-                  min_delta: float | None = None, emit_config: Path | None = None) -> str:
-    """``sweep analyze``: the study's analysis as text, json or html; with ``emit_config`` also the next sweep's config
-    (TOML) and the best trial's params beside it (NAME.params.json)."""
+def compare_with(storage, against: str, study_name: str, config: SweepConfig, result: dict, records: list,
+                 patience: int | None, min_delta: float | None) -> dict:
+    """The comparison of ``result`` with study ``against``, judged alike; a different setup is a warning per setting."""
     from sweep import analysis
 
-    study, config = study_module.load(open_storage(storage_url), study_name)
+    if against == study_name:
+        raise UsageError(f"--against {against!r} is the study analysed: name the earlier study to compare it with")
+    if not study_module.exists(storage, against):
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+        raise UsageError(f"--against {against!r}: no such study in this storage (studies here: {', '.join(names)})")
+    other, other_config = study_module.load(storage, against)
+    other_result, other_records, _ = study_module.analyze_study(other, other_config, patience=patience,
+                                                                min_delta=min_delta)
+    given = {"patience": patience, "min_delta": min_delta}  # a threshold given on the command line judges both alike
+    differences = [d for d in analysis.setup_differences(config.to_dict(), other_config.to_dict())
+                   if given.get(d["setting"]) is None]
+    for difference in differences:
+        log.warning("--against %s: not the same setup: %s %s here, %s there", against, difference["setting"],
+                    difference["this"], difference["against"])
+    return analysis.compare_studies(result, other_result, records, other_records, differences)
+
+
+def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "text", patience: int | None = None,
+                  min_delta: float | None = None, emit_config: Path | None = None, against: str | None = None) -> str:
+    """``sweep analyze``: the study's analysis as text, json or html; with ``emit_config`` also the next sweep's config
+    (TOML) and the best trial's params beside it (NAME.params.json); with ``against`` compared with that study."""
+    from sweep import analysis
+
+    storage = open_storage(storage_url)
+    study, config = study_module.load(storage, study_name)
     result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta)
+    if against is not None:
+        result["comparison"] = compare_with(storage, against, study_name, config, result, records, patience, min_delta)
     if emit_config is not None:
         config_text, params_text = analysis.emit_config(result, distributions)
         params_path = emit_config.with_name(emit_config.stem + ".params.json")

@@ -3,6 +3,7 @@
 Pure functions over plain records; ``records_from_study`` is the one step that reads a study.
 """
 
+from sweep.analysis.compare import compare_studies, setup_differences
 from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
 from sweep.analysis.next_config import emit_config
 from sweep.analysis.records import TrialRecord, records_from_study, records_from_trials
@@ -17,10 +18,12 @@ __all__ = [
     "TrialRecord",
     "analyze",
     "classify_curve",
+    "compare_studies",
     "emit_config",
     "json_schema",
     "records_from_study",
     "records_from_trials",
     "render_html",
     "render_text",
+    "setup_differences",
 ]

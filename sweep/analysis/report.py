@@ -213,6 +213,49 @@ def basis_text(basis: dict | None) -> str:
             f"corrected p={test['p_adjusted']:.2g})")
 
 
+def difference_text(difference: dict, result: dict) -> str:
+    comparison = result["comparison"]
+    return (f"{difference['setting']} {fmt(difference['this'])} in {result['study']}, "
+            f"{fmt(difference['against'])} in {comparison['against']}")
+
+
+def best_text(best: dict | None, study: str) -> str:
+    if not best:
+        return f"{study} has no finished trial with a loss"
+    return (f"{study}'s best, trial {best['number']} (best val loss {fmt(best['best_val_loss'])}, "
+            f"{best['verdict']})")
+
+
+def against_lines(result: dict) -> list[str]:
+    """The comparison with an earlier study: verdicts side by side, plateau-free share, best against best."""
+    comparison = result.get("comparison")
+    if not comparison:
+        return []
+    this, against = result["study"], comparison["against"]
+    baseline = comparison.get("baseline_curve")
+    lines = [f"Against study {against}" + (f" (its baseline, trial {baseline['number']}: {baseline['verdict']})"
+                                           if baseline else "")]
+    lines += [f"  warning: not the same setup: {difference_text(d, result)}" for d in comparison["differences"]]
+    width = max(len(this), len(against), 9)
+    lines.append(f"  {'verdict':<12} {against:>{width}} {this:>{width}}")
+    for verdict, counts in comparison["verdict_counts"].items():
+        if counts["this"] or counts["against"]:
+            lines.append(f"  {verdict:<12} {counts['against']:>{width}} {counts['this']:>{width}}")
+    removed = comparison["plateau_removed"]
+    lines.append(f"  plateau removed in {removed['against']['n_plateau_removed']} of {removed['against']['n_judged']} "
+                 f"judged runs ({_percent(removed['against']['rate'])}) in {against}, "
+                 f"{removed['this']['n_plateau_removed']} of {removed['this']['n_judged']} "
+                 f"({_percent(removed['this']['rate'])}) in {this}")
+    best = comparison["best"]
+    if best["beats"] is None:
+        lines.append(f"  best: {best_text(best['this'], this)}; {best_text(best['against'], against)}")
+    else:
+        gap = f"{fmt(abs(best['improvement']))} ({_percent(abs(best['relative_improvement'] or 0))})"
+        verdict = f"beats it by {gap}" if best["beats"] else f"does not beat it: worse by {gap}"
+        lines.append(f"  {best_text(best['this'], this)} against {best_text(best['against'], against)}: {verdict}")
+    return lines
+
+
 def summary_line(result: dict) -> str:
     return (f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged, "
             f"{result['n_plateau_removed']} removed the plateau.")
@@ -238,6 +281,7 @@ def render_text(result: dict) -> str:
         summary_line(result),
         baseline_line(result),
         "",
+        *([*against_lines(result), ""] if result.get("comparison") else []),
         "Trials",
         *_trial_rows(result),
         "",

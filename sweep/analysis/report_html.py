@@ -52,6 +52,24 @@ def _curves_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure
     return figure
 
 
+def _against_figure(result: dict) -> go.Figure | None:
+    comparison = result.get("comparison")
+    if not comparison:
+        return None
+    figure = go.Figure()
+    for curve in comparison["best_curves"]:
+        figure.add_trace(go.Scatter(x=curve["epochs"], y=curve["val_loss"], mode="lines+markers",
+                                    name=f"{result['study']} trial {curve['number']} ({curve['verdict']})"))
+    baseline = comparison.get("baseline_curve")
+    if baseline:
+        figure.add_trace(go.Scatter(x=baseline["epochs"], y=baseline["val_loss"], mode="lines+markers",
+                                    name=f"{comparison['against']} baseline (trial {baseline['number']})",
+                                    line={"color": BASELINE_COLOR, "width": 4}))
+    figure.update_layout(title=f"Validation loss: {comparison['against']}'s baseline against the best plateau-free "
+                               f"runs of {result['study']}", xaxis_title="epoch", yaxis_title="validation loss")
+    return figure
+
+
 def _baseline_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure | None:
     baseline = by_number.get(result["baseline"]["number"])
     if baseline is None:
@@ -158,7 +176,7 @@ table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
 .verdict-oscillating { background: #e1bee7; }
 .verdict-diverged { background: #b71c1c; color: #fff; }
 .verdict-too_short { background: #e0e0e0; }
-.fragile { background: #fff3cd; }
+.fragile, p.warning { background: #fff3cd; }
 td.own-setting { font-weight: bold; }
 section.plot { margin: 2rem 0; }
 """
@@ -167,6 +185,7 @@ section.plot { margin: 2rem 0; }
 def _report_sections(result: dict) -> str:
     return "\n".join(part for part in (
         sections.summary_section(result),
+        sections.against_section(result),
         sections.factors_section(result),
         sections.robustness_section(result),
         sections.transitions_section(result),
@@ -181,6 +200,7 @@ def render_html(result: dict, records: list[TrialRecord], distributions: dict[st
     """One HTML file, no network needed: the analysis as tables (the text report's data), then the plots."""
     by_number = {record.number: record for record in records}
     figures: list[tuple[str, Any]] = [
+        ("against", _against_figure(result)),
         ("curves", _curves_figure(result, by_number)),
         ("baseline", _baseline_figure(result, by_number)),
         ("importance", _importance_figure(result)),

@@ -7,8 +7,8 @@ import html
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
 from sweep.analysis.report import (
-    basis_text, baseline_line, condition_text, fmt, fragile_text, not_named_reason, other_lines, overfit_text,
-    overfitting_line, params_text, region_text, scope_text, setting_text, summary_line,
+    basis_text, baseline_line, best_text, condition_text, difference_text, fmt, fragile_text, not_named_reason,
+    other_lines, overfit_text, overfitting_line, params_text, region_text, scope_text, setting_text, summary_line,
 )
 from sweep.analysis.transitions import LEFT_FOR
 
@@ -99,6 +99,32 @@ def transitions_section(result: dict) -> str:
     return section("transitions", "What replaced the plateau",
                    table("transitions-table", headers, table_rows,
                          caption="Removing a plateau by overfitting is no fix: what the runs that left it became"))
+
+
+def against_section(result: dict) -> str:
+    """This study against an earlier one: warnings on a different setup, verdicts side by side, best against best."""
+    comparison = result.get("comparison")
+    if not comparison:
+        return ""
+    this, against = result["study"], comparison["against"]
+    counts = [[Cell(verdict, verdict, f"verdict verdict-{verdict}"), c["against"], c["this"], c["this"] - c["against"]]
+              for verdict, c in comparison["verdict_counts"].items()]
+    removed = comparison["plateau_removed"]
+    counts.append([Cell("plateau removed", ""),
+                   count_cell(removed["against"]["n_plateau_removed"], removed["against"]["n_judged"]),
+                   count_cell(removed["this"]["n_plateau_removed"], removed["this"]["n_judged"]), None])
+    best = comparison["best"]
+    beats = "-" if best["beats"] is None else ("yes" if best["beats"] else "no")
+    best_rows = [[against, best_text(best["against"], against)], [this, best_text(best["this"], this)],
+                 ["beats the earlier best", beats], ["by", best["improvement"]],
+                 ["by (relative)", best["relative_improvement"]]]
+    return section(
+        "against", f"Against study {against}",
+        *(paragraph(f"Not the same setup: {difference_text(d, result)}.", "warning") for d in comparison["differences"]),
+        table("against-verdicts", ["verdict", against, this, "change"], counts,
+              caption="Verdicts side by side"),
+        table("against-best", ["", "best trial"], best_rows, caption="The new best against the earlier best"),
+    )
 
 
 def robustness_section(result: dict) -> str:
