@@ -7,6 +7,7 @@ import io
 import logging
 import random
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,9 @@ class TrialCheckpoints:
         self.best: dict | None = None  # {epoch, val_loss, model}: the best epoch's weights, on the CPU
         # whose states this trial removes once it no longer needs them: its own and the one it inherited
         self.owners = {trial.number} | ({int(self.ref["trial"])} if self.ref else set())
+        self._writer: threading.Thread | None = None
+        self._write_failed: tuple[BaseException, str] | None = None
+        self._record_failed: BaseException | None = None
 
     @property
     def enabled(self) -> bool:
@@ -137,30 +141,62 @@ class TrialCheckpoints:
 
     def save(self, epoch: int, built, scaler) -> None:
         """The training state after ``epoch`` into the slot the current checkpoint does not use, then the
-        reference to it, then the previous state goes."""
+        reference to it, then the previous state goes. The state is copied here; the store write runs beside the
+        next epoch's training (it waits on the disk or the network, not the CPU)."""
+        self.wait()
         if not self.enabled:
             return
         target = self.ids[1] if self.ref and self.ref["artifact_id"] == self.ids[0] else self.ids[0]
         payload = io.BytesIO()
         torch.save(self._state(epoch, built, scaler), payload)
+        self._writer = threading.Thread(target=self._write, args=(target, payload, epoch), daemon=True,
+                                        name=f"checkpoint-trial-{self.trial.number}")
+        self._writer.start()
+
+    def _write(self, target: str, payload: io.BytesIO, epoch: int) -> None:
         size = payload.tell()
         payload.seek(0)
         try:
             self.store.write(target, payload)
         except Exception as error:
-            self._give_up(error, target)
+            self._write_failed = (error, target)
             return
-        previous, self.ref = self.ref, {"artifact_id": target, "epoch": epoch, "bytes": size,
-                                        "trial": self.trial.number}
-        self.trial.set_user_attr(CHECKPOINT, self.ref)
+        ref = {"artifact_id": target, "epoch": epoch, "bytes": size, "trial": self.trial.number}
+        try:
+            self.trial.set_user_attr(CHECKPOINT, ref)
+        except BaseException as error:  # e.g. another worker took the trial over: the training thread raises it
+            self._record_failed = error
+            return
+        previous, self.ref = self.ref, ref
         if previous is not None:
             self._drop_states(keep=target)
+
+    def wait(self) -> None:
+        """Until the state being written is in the store and recorded; a failed write turns checkpoints off here,
+        a failed record is raised here."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._write_failed is not None:
+            error, target = self._write_failed
+            self._write_failed = None
+            self._give_up(error, target)
+        if self._record_failed is not None:
+            error, self._record_failed = self._record_failed, None
+            raise error
+
+    def close(self) -> None:
+        """A trial cut short: its last state is recorded before Optuna marks it failed, so the retry finds it."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
 
     def ended(self) -> None:
         """The trial ended (complete or pruned): its best weights go to the store, its states are removed."""
         if not self.enabled:
             return
-        if self.best is not None:
+        self.wait()
+        if self.enabled and self.best is not None:
             self._upload_weights()
         if self.store is not None and self.ref is not None:
             self._drop_states(keep=None)

@@ -109,6 +109,7 @@ class Objective:
             checkpoints.ended()
             raise optuna.TrialPruned(f"out of GPU memory with batch_size={params['batch_size']}") from None
         finally:
+            checkpoints.close()
             del built
             if self.device.type == "cuda":
                 gc.collect()
