@@ -163,3 +163,35 @@ def test_the_comparison_page_renders_in_chromium(tmp_path):
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
     assert errors == [] and traces == 6 and rows == 7  # five best curves and the baseline; six verdicts and the share
+
+
+# --- end to end: two small real sweeps --------------------------------------------------------------
+
+TINY = ["--model", "resnet18", "--weights", "none", "--data", "digits", "--image-size", "32", "--max-train", "48",
+        "--max-val", "24", "--epochs", "3", "--n-trials", "3", "--no-doctor", "--quiet"]
+
+
+@pytest.mark.slow
+def test_a_real_sweep_then_the_one_from_its_emitted_config_compared_against_it(tmp_path, valid_analysis):
+    from sweep.status import status_text
+
+    storage = f"sqlite:///{tmp_path / 'real.db'}"
+    best = tmp_path / "best.toml"
+
+    def sweep(*args):
+        run = CliRunner().invoke(main, [*args, "--storage", storage], catch_exceptions=False)
+        assert run.exit_code == 0, run.output
+        return run
+
+    sweep("start", "--study", "first", *TINY, "--stop-when", "answered")
+    assert "--stop-when answered: not yet" in status_text(storage, "first")  # 3 trials cannot settle an answer
+    sweep("analyze", "--study", "first", "--emit-config", str(best))
+    sweep("start", "--study", "next", "--config", str(best), *TINY)
+    result = valid_analysis(json.loads(sweep("analyze", "--study", "next", "--against", "first", "--format",
+                                             "json").stdout))
+    comparison = result["comparison"]
+    assert comparison["against"] == "first" and comparison["differences"] == []
+    # every trial of next but a proposal that repeated an earlier one (left untrained)
+    assert sum(c["this"] for c in comparison["verdict_counts"].values()) == result["n_trials"] >= 2
+    assert comparison["baseline_curve"]["epochs"] == [1, 2, 3]
+    assert comparison["best"]["beats"] in (True, False) and comparison["best"]["improvement"] is not None

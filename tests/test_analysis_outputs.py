@@ -284,6 +284,10 @@ def test_html_trials_table_sorts_on_a_header_click_and_colours_verdicts(sweep, t
             "document.querySelector('#trials-table td.verdict-' + v)).backgroundColor]))")
         page_width = driver.execute_script(
             "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        shown = driver.execute_script(
+            "return Object.fromEntries(['transitions-table', 'robustness-grid', 'robustness-params'].map(id => "
+            "[id, [document.getElementById(id).querySelectorAll('tbody tr').length, "
+            "document.getElementById(id).getBoundingClientRect().height > 0]]))")
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
@@ -294,6 +298,8 @@ def test_html_trials_table_sorts_on_a_header_click_and_colours_verdicts(sweep, t
     assert colours["improving"] != colours["plateau"]
     assert "rgba(0, 0, 0, 0)" not in colours.values()  # coloured, not transparent
     assert page_width[0] <= page_width[1]  # no horizontal scrollbar on the page
+    assert shown == {"transitions-table": [len(result["transitions"]), True], "robustness-grid": [4, True],
+                     "robustness-params": [len(result["robustness"]["params"]), True]}
 
 
 # --- --emit-config ------------------------------------------------------------------------------
