@@ -195,11 +195,12 @@ def _permutation_p(levels: _Levels, kept: np.ndarray, score: float, min_side: in
     """
     n_level, kept_level = _region_counts(levels, kept)
     drawn = at_least = 0
+    batch = min(PERMUTATION_BATCH, n_permutations // 4)  # a quick test looks after a quarter of its draws
     while drawn < n_permutations:
         shuffled = rng.multivariate_hypergeometric(n_level.astype(np.int64), int(kept_level.sum()),
-                                                   size=PERMUTATION_BATCH, method="marginals")
+                                                   size=batch, method="marginals")
         null = _region_scores(levels, n_level, shuffled.astype(float), min_side).max(axis=1)
-        drawn, at_least = drawn + PERMUTATION_BATCH, at_least + int(np.sum(null >= score - 1e-12))
+        drawn, at_least = drawn + batch, at_least + int(np.sum(null >= score - 1e-12))
         p_value = (1 + at_least) / (1 + drawn)
         if p_value - 3 * math.sqrt(p_value * (1 - p_value) / drawn) > ALPHA:
             break  # clearly above ALPHA: no correction can make it hold, more draws change nothing
