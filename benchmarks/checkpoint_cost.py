@@ -27,7 +27,7 @@ import torch
 from _common import add_size_flags, config_from, machine
 import sweep.checkpoints
 from sweep import study as study_module
-from sweep.artifacts import CHECKPOINT, WEIGHTS
+from sweep.record import CHECKPOINT, WEIGHTS
 from sweep.storage import open_storage
 from sweep.worker import run_trials
 

@@ -1,5 +1,5 @@
-"""The study's artifact store (Optuna's ``optuna.artifacts``): where it is, opening it, the trial attrs that name
-what a trial keeps there, and which trials' weights stay. No torch: ``sweep dashboard`` and ``export`` read it.
+"""The study's artifact store (Optuna's ``optuna.artifacts``): where it is, opening it, and which trials' weights
+stay. No torch: ``sweep dashboard`` and ``export`` read it.
 
 A trial keeps at most two things in the store: its last training state (``checkpoint``, for a retry to resume
 from) while it runs, and its best epoch's weights (``weights``) once it has ended. Of the finished trials only
@@ -30,10 +30,6 @@ DEFAULT_FOLDER = "plateau-sweep.artifacts"
 # S3's own rule for bucket names: 3-63 lower-case letters, digits, dots and hyphens, a letter or digit at each end.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
-# Trial user attrs, written only through sweep.checkpoints (they are part of a trial's record, beside record.py's).
-CHECKPOINT = "checkpoint"  # {artifact_id, epoch, bytes}: the last complete training state
-WEIGHTS = "weights"  # {artifact_id, epoch, val_loss, bytes}: the best epoch's weights (safetensors)
-RESUMED_FROM = "resumed_from"  # {trial, epoch}: the trial and epoch a retry continued from
 # Verdicts whose weights are not worth exporting: the run stalled, or its loss blew up.
 UNWANTED_VERDICTS = ("plateau", "diverged")
 
@@ -190,10 +186,10 @@ def ranked_weights(trials: list[optuna.trial.FrozenTrial], *, patience: int, min
 
     kept = []
     for trial in trials:
-        weights = trial.user_attrs.get(WEIGHTS)
-        if not weights or trial.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
-            continue
         record = TrialRecord.from_trial(trial)
+        weights = record.weights
+        if not weights or record.state not in ("COMPLETE", "PRUNED"):
+            continue
         verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
         kept.append(Kept(trial.number, record.state, verdict.verdict, float(weights["val_loss"]), weights))
     return sorted(kept, key=lambda item: (not item.wanted, item.best_val_loss, item.number))

@@ -14,9 +14,9 @@ import numpy as np
 import optuna
 import torch
 
-from sweep.artifacts import CHECKPOINT, RESUMED_FROM, WEIGHTS, location_of, open_store, remove_quietly, state_ids
+from sweep.artifacts import location_of, open_store, remove_quietly, state_ids
 from sweep.config import SweepConfig
-from sweep.record import TrialWriter
+from sweep.record import TrialWriter, checkpoint_of
 from sweep.storage import mask_secrets
 
 log = logging.getLogger("sweep")
@@ -89,7 +89,7 @@ class TrialCheckpoints:
         self.location = location
         self.ids = state_ids(trial.study.study_name, trial.number)
         # a retry starts with the user attrs of the trial it retries: its checkpoint is where to resume
-        self.ref: dict | None = trial.user_attrs.get(CHECKPOINT) if store is not None else None
+        self.ref: dict | None = checkpoint_of(trial) if store is not None else None
         self.best: dict | None = None  # {epoch, val_loss, model}: the best epoch's weights, on the CPU
         # whose states this trial removes once it no longer needs them: its own and the one it inherited
         self.owners = {trial.number} | ({int(self.ref["trial"])} if self.ref else set())
@@ -126,7 +126,7 @@ class TrialCheckpoints:
         for row in state["history"]:
             self.record.epoch(row)
             self.trial.report(row["val_loss"], step=row["epoch"])
-        self.trial.set_user_attr(RESUMED_FROM, {"trial": ref["trial"], "epoch": state["epoch"]})
+        self.record.resumed(ref["trial"], state["epoch"])
         log.info("trial %d resumes trial %d after epoch %d", self.trial.number, ref["trial"], state["epoch"])
         return int(state["epoch"])
 
@@ -163,7 +163,7 @@ class TrialCheckpoints:
             return
         ref = {"artifact_id": target, "epoch": epoch, "bytes": size, "trial": self.trial.number}
         try:
-            self.trial.set_user_attr(CHECKPOINT, ref)
+            self.record.checkpoint(ref)
         except BaseException as error:  # e.g. another worker took the trial over: the training thread raises it
             self._record_failed = error
             return
@@ -242,7 +242,7 @@ class TrialCheckpoints:
                 self._give_up(error, None)
                 return
             size = path.stat().st_size
-        self.trial.set_user_attr(WEIGHTS, {"artifact_id": artifact_id, "epoch": best["epoch"],
+        self.record.weights({"artifact_id": artifact_id, "epoch": best["epoch"],
                                            "val_loss": best["val_loss"], "bytes": size})
 
     def _drop_states(self, keep: str | None) -> None:

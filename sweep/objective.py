@@ -14,7 +14,7 @@ import data
 from sweep import space
 from sweep.checkpoints import checkpoints_for
 from sweep.config import SweepConfig
-from sweep.record import DUPLICATE_OF, TrialWriter
+from sweep.record import TrialWriter, duplicate_of
 from sweep.train import DivergedLoss, EpochRecord, acceleration_for, fit, grad_scaler_for
 from sweep.trial import build_trial, load_datasets
 
@@ -34,7 +34,7 @@ def same_params(trial: optuna.Trial, params: dict) -> int | None:
     if any(other.number == trial.number and "failed_trial" in other.system_attrs for other in others):
         return None
     for other in others:
-        if other.number != trial.number and other.params == params and DUPLICATE_OF not in other.user_attrs:
+        if other.number != trial.number and other.params == params and duplicate_of(other) is None:
             return other.number
     return None
 

@@ -25,6 +25,9 @@ WORKER = "worker"  # {host, pid, device}
 COMPILE_SECONDS = "compile_seconds"
 BASELINE = "baseline"  # set on the enqueued baseline trial
 DUPLICATE_OF = "duplicate_of"  # a proposal identical to this earlier trial's params: ended untrained
+CHECKPOINT = "checkpoint"  # {artifact_id, epoch, bytes, trial}: the last complete training state in the artifact store
+WEIGHTS = "weights"  # {artifact_id, epoch, val_loss, bytes}: the best epoch's weights (safetensors)
+RESUMED_FROM = "resumed_from"  # {trial, epoch}: the trial and epoch a retry continued from
 
 
 def _float(value: Any) -> float | None:
@@ -56,6 +59,8 @@ class TrialRecord:
     worker: dict = field(default_factory=dict)
     is_baseline: bool = False
     duplicate_of: int | None = None
+    weights: dict | None = None  # where its best weights are, while the artifact store keeps them
+    resumed_from: dict | None = None
     started: str | None = None  # ISO time the trial started
 
     @property
@@ -83,6 +88,8 @@ class TrialRecord:
             worker=dict(attrs.get(WORKER) or {}),
             is_baseline=bool(attrs.get(BASELINE)),
             duplicate_of=attrs.get(DUPLICATE_OF),
+            weights=attrs.get(WEIGHTS),
+            resumed_from=attrs.get(RESUMED_FROM),
             started=trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
         )
 
@@ -101,6 +108,17 @@ def hold_until(trial: optuna.trial.FrozenTrial) -> int | None:
     """The trial's own hold for the pruner, without reading the rest of its record (the pruner asks every epoch)."""
     value = trial.user_attrs.get(HOLD_UNTIL)
     return int(value) if value is not None else None
+
+
+def duplicate_of(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The earlier trial whose params this one repeated (it ended untrained), read without the rest of its record."""
+    return trial.user_attrs.get(DUPLICATE_OF)
+
+
+def checkpoint_of(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict | None:
+    """The trial's last complete checkpoint; a retry starts with the attrs of the trial it retries, so this is
+    where it resumes."""
+    return trial.user_attrs.get(CHECKPOINT)
 
 
 class TrialWriter:
@@ -126,6 +144,15 @@ class TrialWriter:
 
     def duplicate(self, number: int) -> None:
         self.trial.set_user_attr(DUPLICATE_OF, int(number))
+
+    def checkpoint(self, ref: dict) -> None:
+        self.trial.set_user_attr(CHECKPOINT, ref)
+
+    def weights(self, ref: dict) -> None:
+        self.trial.set_user_attr(WEIGHTS, ref)
+
+    def resumed(self, trial: int, epoch: int) -> None:
+        self.trial.set_user_attr(RESUMED_FROM, {"trial": int(trial), "epoch": int(epoch)})
 
     def stopped(self, epoch: int, failure: str | None = None) -> None:
         if failure is not None:

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from sweep.artifacts import CHECKPOINT, RESUMED_FROM
+from sweep.record import CHECKPOINT, RESUMED_FROM
 from test_workers import by_state, create_study, start_worker, trials, wait_for
 
 EPOCHS = 6

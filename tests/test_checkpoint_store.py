@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from sweep import study as study_module
-from sweep.artifacts import CHECKPOINT, RESUMED_FROM, WEIGHTS, check_location, default_location, settle_location
+from sweep.record import CHECKPOINT, RESUMED_FROM, WEIGHTS
+from sweep.artifacts import check_location, default_location, settle_location
 from sweep.config import build_config
 from sweep.errors import UsageError
 from sweep.storage import open_storage

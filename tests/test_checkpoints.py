@@ -12,7 +12,8 @@ import torch
 
 from sweep import space
 from sweep import study as study_module
-from sweep.artifacts import CHECKPOINT, RESUMED_FROM, WEIGHTS, state_ids
+from sweep.artifacts import state_ids
+from sweep.record import CHECKPOINT, RESUMED_FROM, WEIGHTS
 from sweep.config import build_config
 from sweep.storage import open_storage
 from sweep.worker import run_trials

@@ -13,7 +13,8 @@ from safetensors.torch import load as load_bytes
 import models
 from sweep import space
 from sweep import study as study_module
-from sweep.artifacts import WEIGHTS, open_store, ranked_weights
+from sweep.artifacts import open_store, ranked_weights
+from sweep.record import WEIGHTS
 from sweep.cli import main
 from sweep.config import build_config
 from sweep.storage import open_storage
