@@ -90,6 +90,20 @@ def plain_trial(config: SweepConfig, datasets, device: torch.device, params: dic
     return plain_fit(model, config, datasets, device, params, trial_number)
 
 
+def plain_train_epoch(model: nn.Module, train_loader, optimizer, device: torch.device, *, log_loss: bool = False) -> None:
+    """One epoch of the textbook loop; ``log_loss`` reads the loss each step as a logging loop does (one sync)."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    for images, labels in train_loader:
+        images, labels = images.to(device), labels.to(device)
+        loss = loss_fn(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if log_loss:
+            loss.item()
+
+
 def plain_fit(model: nn.Module, config: SweepConfig, datasets, device: torch.device, params: dict,
               trial_number: int = 0) -> list[float]:
     """Trains ``model`` for ``config.epochs`` with SGD + Nesterov as the sweep does: val loss per epoch."""
@@ -98,16 +112,9 @@ def plain_fit(model: nn.Module, config: SweepConfig, datasets, device: torch.dev
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=params["lr"], momentum=0.9, nesterov=True,
                                 weight_decay=params["weight_decay"])
-    loss_fn = nn.CrossEntropyLoss()
     val_losses = []
     for _ in range(config.epochs):
-        model.train()
-        for images, labels in train_loader:
-            images, labels = images.to(device), labels.to(device)
-            loss = loss_fn(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        plain_train_epoch(model, train_loader, optimizer, device)
         model.eval()
         total, count = 0.0, 0
         with torch.no_grad():

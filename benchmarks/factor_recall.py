@@ -34,7 +34,8 @@ import numpy as np
 from optuna.distributions import IntDistribution
 from scipy.stats import fisher_exact
 
-from sweep.analysis.factors import ALPHA, find_factors
+from sweep.analysis.factors import find_factors
+from sweep.analysis.regions import ALPHA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic sweeps are test fixtures
 from synthetic_studies import BASELINE, SPACE, draw  # noqa: E402

@@ -25,10 +25,9 @@ from _common import add_size_flags, config_from, machine
 
 def child(args) -> dict:
     import torch
-    from torch import nn
 
     import data
-    from _common import new_study, peak_rss_mib, trial_params
+    from _common import new_study, peak_rss_mib, plain_train_epoch, trial_params
     from sweep.objective import Objective
     from sweep.train import acceleration_for, create_optimizer, train_one_epoch
     import models
@@ -52,16 +51,8 @@ def child(args) -> dict:
         model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type) if acceleration.amp_dtype == torch.float16 else None
 
-    def plain_epoch():
-        model.train()
-        loss_fn = nn.CrossEntropyLoss()
-        for images, labels in train_loader:
-            images, labels = images.to(device), labels.to(device)
-            loss = loss_fn(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss.item()  # what a plain loop does to log the loss: one sync per step
+    def plain_epoch():  # a plain loop reads the loss each step to log it: one sync per step
+        plain_train_epoch(model, train_loader, optimizer, device, log_loss=True)
 
     def our_epoch():
         train_one_epoch(model, train_loader, optimizer, device, scaler, acceleration)

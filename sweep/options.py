@@ -76,16 +76,19 @@ def options(*decorators):
 
 
 def _default(name: str) -> str:
+    """``[default: X]`` for the help; nothing where the default is empty (the help says what it means)."""
     from sweep.config import SweepConfig
 
     value = getattr(SweepConfig(), name)
-    return f"[default: {'all' if value is None else value}]"
+    if value == "":
+        return ""
+    return f" [default: {'all' if value is None else value}]"
 
 
 def setting_option(name: str, type: click.ParamType | None = None, metavar: str | None = None):
     """The flag of one fixed sweep setting, typed and described by the config's table of settings."""
     setting, flag = SETTINGS[name], "--" + name.replace("_", "-")
-    help_text = f"{setting.help} {_default(name)}"
+    help_text = setting.help + _default(name)
     if setting.kind is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
     if type is None and setting.choices:

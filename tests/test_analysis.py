@@ -12,7 +12,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from scipy.stats import binomtest
 
 from sweep.analysis import TrialRecord, analyze, classify_curve, records_from_study, render_text
-from sweep.analysis.factors import find_factors, wilson_interval
+from sweep.analysis.factors import find_factors
+from sweep.analysis.regions import wilson_interval
 from synthetic_studies import SPACE, synthetic_records
 
 NAN = float("nan")

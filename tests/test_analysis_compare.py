@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 
 import jsonschema
 import pytest
@@ -16,6 +15,7 @@ from sweep.analysis import (
 )
 from sweep.cli import main
 from sweep.config import SweepConfig
+from browser import console_errors, needs_chromium, page_in_chromium
 from synthetic_studies import store_study
 
 LR = {"lr": FloatDistribution(1e-5, 1e-1, log=True)}
@@ -144,24 +144,16 @@ def test_against_a_study_that_is_not_there_is_a_usage_error(two_studies, against
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-                    reason="needs Debian's chromium and chromedriver")
+@needs_chromium
 def test_the_comparison_page_renders_in_chromium(tmp_path):
-    from test_analysis_outputs import open_in_chromium
-
     first, following = results()
     report = tmp_path / "against.html"
     report.write_text(render_html({**following, "comparison": compare_studies(following, first, NEXT, FIRST, [])},
                                   NEXT, LR), encoding="utf-8")
-    driver, profile = open_in_chromium(tmp_path)
-    try:
-        driver.get(report.as_uri())
+    with page_in_chromium(report) as driver:
         traces = driver.execute_script("return document.getElementById('plot-against').data.length")
         rows = driver.execute_script("return document.querySelectorAll('#against-verdicts tbody tr').length")
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        errors = console_errors(driver)
     assert errors == [] and traces == 6 and rows == 7  # five best curves and the baseline; six verdicts and the share
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import copy
 import html.parser
 import json
-import os
 import re
-import shutil
-import tempfile
 import tomllib
 
 import jsonschema
@@ -24,10 +21,8 @@ from sweep.analysis import (
     render_html,
     render_text,
 )
+from browser import console_errors, needs_chromium, page_in_chromium
 from synthetic_studies import SPACE, synthetic_records
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -197,54 +192,20 @@ def test_html_is_self_contained(sweep):
 
 # --- the HTML in a real browser -----------------------------------------------------------------
 
-def _chromium_missing() -> str | None:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
-    if missing:
-        return f"needs Debian's chromium and chromedriver ({', '.join(missing)} missing: apt-get install chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "needs selenium (the project's test extras)"
-    return None
-
-
-def open_in_chromium(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run",
-                     "--window-size=1400,2400", f"--user-data-dir={profile}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options), profile
-
-
-needs_chromium = pytest.mark.skipif(_chromium_missing() is not None, reason=_chromium_missing() or "")
-
-
 @pytest.mark.browser
 @needs_chromium
 def test_html_opens_in_headless_chromium_without_console_errors(sweep, tmp_path):
     records, space, result = sweep
     report = tmp_path / "report.html"
     report.write_text(render_html(result, records, space), encoding="utf-8")
-    driver, profile = open_in_chromium(tmp_path)
-    try:
-        driver.get(report.as_uri())
+    with page_in_chromium(report) as driver:
         rendered = driver.execute_script(
             "return Array.from(document.querySelectorAll('.js-plotly-plot'))"
             ".map(plot => plot.querySelectorAll('.main-svg').length)"
         )
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        errors = console_errors(driver)
         screenshot = tmp_path / "report.png"
         assert driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     assert errors == []
     assert len(rendered) >= 5 and all(count > 0 for count in rendered), rendered
     assert screenshot.read_bytes().startswith(b"\x89PNG") and screenshot.stat().st_size > 10_000
@@ -266,9 +227,7 @@ def test_html_trials_table_sorts_on_a_header_click_and_colours_verdicts(sweep, t
     records, space, result = sweep
     report = tmp_path / "report.html"
     report.write_text(render_html(result, records, space), encoding="utf-8")
-    driver, profile = open_in_chromium(tmp_path)
-    try:
-        driver.get(report.as_uri())
+    with page_in_chromium(report) as driver:
         header = next(th for th in driver.find_elements(By.CSS_SELECTOR, "#trials-table th")
                       if th.text.startswith("best val loss"))
         header.click()
@@ -288,9 +247,6 @@ def test_html_trials_table_sorts_on_a_header_click_and_colours_verdicts(sweep, t
             "return Object.fromEntries(['transitions-table', 'robustness-grid', 'robustness-params'].map(id => "
             "[id, [document.getElementById(id).querySelectorAll('tbody tr').length, "
             "document.getElementById(id).getBoundingClientRect().height > 0]]))")
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     losses = sorted(t["best_val_loss"] for t in result["trials"])
     assert [float(key) for key in ascending] == losses
     assert [float(key) for key in descending] == losses[::-1]

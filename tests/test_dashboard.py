@@ -1,8 +1,8 @@
 """`sweep dashboard`: notes and curves per finished trial, the study note, and the real dashboard in headless Chromium."""
 
+import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +14,7 @@ import optuna_dashboard
 import pytest
 from click.testing import CliRunner
 
+from browser import chromium, needs_chromium
 from sweep.cli import main
 
 TINY = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
@@ -100,24 +101,9 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
-def _chromium(profile):
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-                 f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-
-
 @pytest.mark.slow
 @pytest.mark.browser
+@needs_chromium
 def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_study, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -127,7 +113,7 @@ def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_s
         [sys.executable, "-m", "sweep.cli", "dashboard", "--study", "t", "--storage", finished_study, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    browser = None
+    stack = contextlib.ExitStack()
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -140,7 +126,7 @@ def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_s
                 time.sleep(0.3)
         assert _listening_addresses(port) == {"127.0.0.1"}
 
-        browser = _chromium(tmp_path / "profile")
+        browser = stack.enter_context(chromium(tmp_path, window="1400,1000", log="performance"))
         wait = WebDriverWait(browser, 30)
         browser.get(f"http://127.0.0.1:{port}/dashboard")
         wait.until(lambda b: "1. t\n" in b.find_element(By.TAG_NAME, "body").text)  # the study list
@@ -165,8 +151,7 @@ def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_s
                     hosts.add(url.hostname)
         assert hosts == {"127.0.0.1"}
     finally:
-        if browser is not None:
-            browser.quit()
+        stack.close()
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert "optuna-dashboard for sqlite:///" in output and "127.0.0.1" in output

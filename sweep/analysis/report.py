@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweep.analysis.factors import ALPHA, MIN_EFFECT
+from sweep.analysis.factors import MIN_EFFECT
+from sweep.analysis.regions import ALPHA
 
 MAX_TRIAL_ROWS = 40  # beyond this, the table shows the baseline, the best runs and a count per verdict
 

@@ -11,7 +11,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from sweep.analysis.answer import answer_of
 from sweep.analysis.baseline import compare_with_baseline
 from sweep.analysis.curves import VERDICTS
-from sweep.analysis.factors import ALPHA, find_factors, is_fixed
+from sweep.analysis.factors import find_factors
+from sweep.analysis.regions import ALPHA, is_fixed
 from sweep.analysis.importance import importances
 from sweep.analysis.judged import PLATEAU_REMOVED, judge
 from sweep.analysis.records import FINISHED_STATES, TrialRecord

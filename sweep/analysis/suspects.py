@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from sweep.analysis.factors import wilson_interval
+from sweep.analysis.regions import wilson_interval
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution
 
-from sweep.analysis.factors import holm, holds, in_region, region_test
+from sweep.analysis.factors import holm, holds
+from sweep.analysis.regions import in_region, region_test
 
 LEFT_FOR = ("improving", "overfitting", "oscillating", "diverged")
 
