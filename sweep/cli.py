@@ -99,6 +99,7 @@ Examples:
   sweep analyze --study resnet-plateau --format json > analysis.json
   sweep analyze --study resnet-plateau --format html --out report.html
   sweep analyze --study resnet-plateau --emit-config best.toml   # then: sweep start --config best.toml
+  sweep analyze --study resnet-plateau --emit-config best.toml --warm-start   # ... from the best model's weights
   sweep analyze --study next --against resnet-plateau   # did the sweep from best.toml fix it?
 """
 
@@ -107,18 +108,21 @@ Examples:
 @study_option
 @storage_option
 @analyze_options
-def analyze(study_name, storage, output_format, out, emit_config, patience, min_delta, against):
+def analyze(study_name, storage, output_format, out, emit_config, warm_start, patience, min_delta, against):
     """Give every trial a verdict and say which settings removed the baseline's plateau."""
     from sweep.service import analyze_sweep
 
     setup_logging(quiet=True)
     if output_format == "html" and out is None:
         raise click.UsageError("--format html needs --out FILE (e.g. --out report.html)")
-    text = analyze_sweep(storage_url=storage, study_name=study_name, output_format=output_format, patience=patience,
-                         min_delta=min_delta, emit_config=emit_config, against=against)
-    if emit_config is not None:
-        click.echo(f"wrote {emit_config} (sweep start --config {emit_config}) and "
-                   f"{emit_config.with_name(emit_config.stem + '.params.json')}", err=True)
+    if warm_start and emit_config is None:
+        raise click.UsageError("--warm-start goes with --emit-config FILE: it makes that config start from the best "
+                               "model's weights")
+    text, wrote = analyze_sweep(storage_url=storage, study_name=study_name, output_format=output_format,
+                                patience=patience, min_delta=min_delta, emit_config=emit_config,
+                                warm_start=warm_start, against=against)
+    for line in wrote:
+        click.echo(line, err=True)
     if out is None:
         click.echo(text)
     else:

@@ -133,6 +133,9 @@ analyze_options = options(
     click.option("--emit-config", type=NEW_FILE,
                  help="Also write the recommended settings as a sweep config (TOML) and the best trial's params "
                       "beside it (NAME.params.json)."),
+    click.option("--warm-start", is_flag=True,
+                 help="With --emit-config: export the best plateau-free trial's model beside it (NAME.model/) and "
+                      "start the next sweep from its weights."),
     click.option("--patience", type=click.IntRange(1), help="Judge the curves with this plateau patience instead."),
     click.option("--min-delta", type=click.FloatRange(0, 1, max_open=True),
                  help="Judge the curves with this plateau min_delta (relative) instead."),

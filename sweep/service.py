@@ -188,9 +188,13 @@ def compare_with(storage, against: str, study_name: str, config: SweepConfig, re
 
 
 def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "text", patience: int | None = None,
-                  min_delta: float | None = None, emit_config: Path | None = None, against: str | None = None) -> str:
-    """``sweep analyze``: the study's analysis as text, json or html; with ``emit_config`` also the next sweep's config
-    (TOML) and the best trial's params beside it (NAME.params.json); with ``against`` compared with that study."""
+                  min_delta: float | None = None, emit_config: Path | None = None, warm_start: bool = False,
+                  against: str | None = None) -> tuple[str, list[str]]:
+    """``sweep analyze``: the study's analysis as text, json or html, and a line per file written beside it.
+
+    ``emit_config``: also the next sweep's config (TOML) and the best trial's params beside it (NAME.params.json);
+    with ``warm_start`` the best plateau-free trial's model too (NAME.model/), which the config starts from.
+    ``against``: compared with that study."""
     from sweep import analysis
 
     storage = open_storage(storage_url)
@@ -198,13 +202,27 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
     result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta)
     if against is not None:
         result["comparison"] = compare_with(storage, against, study_name, config, result, records, patience, min_delta)
+    wrote = []
     if emit_config is not None:
-        config_text, params_text = analysis.emit_config(result, distributions)
+        fixed, note = {}, ""
+        if warm_start:
+            from sweep.export import export_model
+
+            folder = emit_config.with_name(emit_config.stem + ".model")
+            try:
+                wrote.append(export_model(storage_url, study_name, folder))
+            except SweepFailed as error:
+                raise SweepFailed(f"--warm-start: {error}; `sweep export --study {study_name} --trial N --out DIR` "
+                                  "exports the one you choose, for --weights DIR/model.safetensors") from None
+            fixed = {"model": config.model, "weights": str((folder / "model.safetensors").resolve())}
+            note = f"weights: the model of study {study_name!r} exported to {folder} (--warm-start)."
+        config_text, params_text = analysis.emit_config(result, distributions, fixed, note)
         params_path = emit_config.with_name(emit_config.stem + ".params.json")
         emit_config.write_text(config_text)
         params_path.write_text(params_text)
+        wrote.append(f"wrote {emit_config} (sweep start --config {emit_config}) and {params_path}")
     if output_format == "json":
-        return json.dumps(result, indent=2)
+        return json.dumps(result, indent=2), wrote
     if output_format == "html":
-        return analysis.render_html(result, records, distributions)
-    return analysis.render_text(result)
+        return analysis.render_html(result, records, distributions), wrote
+    return analysis.render_text(result), wrote

@@ -87,6 +87,31 @@ def test_export_writes_the_best_trial_as_a_timm_model_that_timm_and_the_next_swe
     assert torch.equal(warm.state_dict()["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
 
 
+def test_analyze_warm_start_exports_the_best_model_and_points_the_next_config_at_it(swept):
+    tmp_path, url, study, config = swept
+    toml = tmp_path / "next.toml"
+    result = CliRunner().invoke(main, ["analyze", "--storage", url, "--study", "export", "--emit-config", str(toml),
+                                       "--warm-start"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "next.model"
+    best = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)[0]
+    assert json.loads((folder / "trial.json").read_text())["trial"] == best.number
+    assert f"wrote trial {best.number} " in result.output and f"wrote {toml} " in result.output
+    following = build_config(toml)
+    assert following.model == "resnet18" and following.weights == str((folder / "model.safetensors").resolve())
+    # the next sweep's model starts from the exported backbone
+    with open_store(config.artifacts).open_reader(best.weights["artifact_id"]) as reader:
+        trained = load_bytes(reader.read())
+    warm = models.create_transfer_model(following.model, num_classes=3, weights=following.weights)
+    assert torch.equal(warm.state_dict()["layer4.1.conv2.weight"], trained["layer4.1.conv2.weight"])
+
+
+def test_warm_start_without_emit_config_is_a_usage_error(swept):
+    _, url, _, _ = swept
+    result = CliRunner().invoke(main, ["analyze", "--storage", url, "--study", "export", "--warm-start"])
+    assert result.exit_code == 2 and "--warm-start goes with --emit-config FILE" in result.output
+
+
 def test_export_of_a_dropped_or_missing_trial_says_which_to_choose(swept):
     tmp_path, url, study, config = swept
     dropped = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)[-1].number

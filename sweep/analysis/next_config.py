@@ -43,9 +43,11 @@ def _narrowed(distribution: BaseDistribution, setting: list, best_value: Any) ->
     return FloatDistribution(low, high, log=distribution.log and low < high)
 
 
-def emit_config(result: dict, distributions: dict[str, BaseDistribution]) -> tuple[str, str]:
+def emit_config(result: dict, distributions: dict[str, BaseDistribution],
+                fixed: dict[str, Any] | None = None, fixed_note: str = "") -> tuple[str, str]:
     """TOML for ``sweep start --config`` (``[space]`` narrowed to the recommendation, ``[baseline]``
-    the best trial) and JSON of the best trial's params for a training script."""
+    the best trial, and any ``fixed`` settings, e.g. the weights to start from, explained by ``fixed_note``)
+    and JSON of the best trial's params for a training script."""
     best = result.get("best_trial") or {}
     best_params = best.get("params") or {}
     recommendation = result.get("recommendation") or {}
@@ -54,7 +56,7 @@ def emit_config(result: dict, distributions: dict[str, BaseDistribution]) -> tup
         if name in recommendation:
             distribution = _narrowed(distribution, recommendation[name], best_params.get(name))
         space[name] = format_param(distribution)
-    document: dict[str, Any] = {"space": space}
+    document: dict[str, Any] = {**(fixed or {}), "space": space}
     baseline = {name: value for name, value in best_params.items() if name in distributions}
     if baseline:
         document["baseline"] = baseline
@@ -67,6 +69,8 @@ def emit_config(result: dict, distributions: dict[str, BaseDistribution]) -> tup
         header.append(f"# No factor was found ({result.get('evidence', 'unknown')} evidence): the space is unchanged.")
     if baseline:
         header.append(f"# [baseline] is the best trial, {best['number']} (best val loss {best['best_val_loss']:.4g}).")
+    if fixed_note:
+        header.append(f"# {fixed_note}")
     config_text = "\n".join(header) + "\n\n" + tomli_w.dumps(document)
 
     params_text = json.dumps(
