@@ -66,7 +66,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_run(extra: list[str]) -> dict:
+def one_run(extra: list[str], keep: Path | None = None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="default-sweep-"))
     try:
         started, cpu_before = time.perf_counter(), _children_cpu()
@@ -79,6 +79,9 @@ def one_run(extra: list[str]) -> dict:
             [sweep_command(), "analyze", "--study", "resnet-plateau", "--format", "json"], cwd=folder,
             capture_output=True, text=True, check=True).stdout)
     finally:
+        if keep is not None:  # the study, to look into its curves afterwards
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / "plateau-sweep.db", keep / f"{folder.name}.db")
         shutil.rmtree(folder, ignore_errors=True)
     trials = analysis["trials"]
     factors = analysis.get("factors") or []
@@ -99,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="how many times to run the README's command")
     parser.add_argument("--reference-seconds", type=float, default=20.0, help="how long to time the reference step")
+    parser.add_argument("--keep", type=Path, help="copy each run's study database into this folder")
     parser.add_argument("extra", nargs="*", help="flags added to `sweep start` (to try a change before it is a default)")
     args = parser.parse_args()
     if os.environ.get("SWEEP_STORAGE"):
@@ -109,7 +113,7 @@ def main() -> None:
     print(f"reference (plain ResNet50 step, 32 px): {before:.0f} img/s")
     runs = []
     for number in range(1, args.runs + 1):
-        run = one_run(args.extra)
+        run = one_run(args.extra, args.keep)
         runs.append(run)
         print(f"run {number}: {run['wall_s'] / 60:.1f} min ({run['cpu_s'] / 60:.1f} CPU min), {run['trials']} trials ({run['pruned']} pruned), "
               f"baseline {run['baseline']}, top factor {run['top_factor']}, evidence {run['evidence']}, "

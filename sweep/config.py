@@ -45,9 +45,9 @@ class SweepConfig:
     data: str = "digits"
     image_size: int = 32
     max_train: int | None = 512
-    max_val: int | None = 256
+    max_val: int | None = 128
     val_fraction: float = 0.25
-    epochs: int = 8
+    epochs: int = 6
     n_trials: int = 16
     seed: int = 0
     optimizer: str = "sgd"
