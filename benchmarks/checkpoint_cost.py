@@ -24,8 +24,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from _common import add_size_flags, config_from, machine
+from _common import add_size_flags, config_from, machine, trial_params
 import sweep.checkpoints
+from sweep import space
 from sweep import study as study_module
 from sweep.record import CHECKPOINT, WEIGHTS
 from sweep.storage import open_storage
@@ -75,10 +76,14 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="checkpoint-cost-") as tmp:
         tmp = Path(tmp)
-        base = config_from(args, n_trials=args.n_trials, keep_best=args.keep_best, pruner="none")
+        # every trial the baseline's params with --frozen-stages: the state a checkpoint holds depends on it
+        point = trial_params(args)
+        base = config_from(args, n_trials=args.n_trials, keep_best=args.keep_best, pruner="none",
+                           space={name: space.parse_param(name, str(value)) for name, value in point.items()},
+                           baseline=point)
         print(machine())
         print(f"{base.model}, {args.n_trials} trials x {args.epochs} epochs, {args.max_train}/{args.max_val} images, "
-              f"{base.image_size}px, keep_best={args.keep_best}")
+              f"{base.image_size}px, frozen_stages={args.frozen_stages}, keep_best={args.keep_best}")
         # warm-up: data set, first-touch allocations, oneDNN kernel choice
         sweep_seconds(dataclasses.replace(base, n_trials=1, epochs=1, checkpoints=False), device, tmp, "warm")
         ratios, inside, states, weights, kept = [], [], [], [], []

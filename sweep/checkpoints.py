@@ -14,9 +14,11 @@ import numpy as np
 import optuna
 import torch
 
+import models
 from sweep.artifacts import location_of, open_store, remove_quietly, state_ids
 from sweep.config import SweepConfig
 from sweep.record import TrialWriter, checkpoint_of
+from sweep.recovery import retried_trial
 from sweep.storage import mask_secrets
 
 log = logging.getLogger("sweep")
@@ -74,6 +76,52 @@ def cpu_copy(state_dict: dict) -> dict:
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in state_dict.items()}
 
 
+def _copied(value):
+    """``value`` with every tensor in it copied, so that training may go on while it is written."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(item) for item in value)
+    return value
+
+
+def _save_without_crc(state: dict, payload: io.BytesIO) -> None:
+    """``torch.save`` without the zip CRC32 of every tensor (a quarter of the time of a save): a state that is cut
+    short is never read back (its reference is written after it), and a read checks its length."""
+    from torch.utils.serialization import config
+
+    before, config.save.compute_crc32 = config.save.compute_crc32, False
+    try:
+        torch.save(state, payload)
+    finally:
+        config.save.compute_crc32 = before
+
+
+def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    frozen = {id(module) for module in models.frozen_modules(model)}
+    return tuple(name + "." for name, module in model.named_modules() if id(module) in frozen)
+
+
+def changing_state(model: torch.nn.Module) -> dict:
+    """The model's state without its frozen stages: those tensors never change during a trial (no gradient, their
+    BatchNorm in eval mode) and a rebuilt trial has them again, so the state that is copied and written each epoch
+    holds only what training can change."""
+    prefixes = _frozen_prefixes(model)
+    return {name: tensor for name, tensor in model.state_dict().items() if not name.startswith(prefixes)}
+
+
+def load_changing_state(model: torch.nn.Module, state: dict) -> None:
+    """Put a ``changing_state`` back: every tensor it lacks must belong to a frozen stage of the rebuilt model."""
+    result = model.load_state_dict(state, strict=False)
+    prefixes = _frozen_prefixes(model)
+    missing = [name for name in result.missing_keys if not name.startswith(prefixes)]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"the checkpoint does not fit the rebuilt model (missing {missing[:3]}, unexpected "
+                         f"{result.unexpected_keys[:3]})")
+
+
 class TrialCheckpoints:
     """One trial's checkpoints. ``store`` None: checkpoints are off, and every method does nothing.
 
@@ -90,7 +138,8 @@ class TrialCheckpoints:
         self.ids = state_ids(trial.study.study_name, trial.number)
         # a retry starts with the user attrs of the trial it retries: its checkpoint is where to resume
         self.ref: dict | None = checkpoint_of(trial) if store is not None else None
-        self.best: dict | None = None  # {epoch, val_loss, model}: the best epoch's weights, on the CPU
+        self.best: dict | None = None  # {epoch, val_loss, model}: the best epoch's changing weights, on the CPU
+        self.model: torch.nn.Module | None = None  # the trial's model, once it has trained an epoch
         # whose states this trial removes once it no longer needs them: its own and the one it inherited
         self.owners = {trial.number} | ({int(self.ref["trial"])} if self.ref else set())
         self._writer: threading.Thread | None = None
@@ -109,11 +158,13 @@ class TrialCheckpoints:
             return 0
         try:
             state = self._read(ref)
+            if state.get("init") != built.init:  # the frozen stages it left out would not be the same
+                raise ValueError(f"it started from {state.get('init')} weights, this worker built {built.init} ones")
+            load_changing_state(built.model, state["model"])
         except Exception as error:
             log.warning("trial %d: cannot resume from the checkpoint of trial %s at epoch %s (%s); training from "
                         "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), self._reason(error))
             return 0
-        built.model.load_state_dict(state["model"])
         built.optimizer.load_state_dict(state["optimizer"])
         if built.scheduler is not None:
             built.scheduler.load_state_dict(state["scheduler"])
@@ -121,6 +172,7 @@ class TrialCheckpoints:
             scaler.load_state_dict(state["scaler"])
         built.train_loader.generator.set_state(state["loader"])
         set_rng_state(state["rng"])
+        self.model = built.model
         best = state["best"]
         self.best = {**best, "model": best["model"] if best["model"] is not None else cpu_copy(state["model"])}
         for row in state["history"]:
@@ -131,29 +183,33 @@ class TrialCheckpoints:
         return int(state["epoch"])
 
     def _is_retry(self) -> bool:
-        frozen = self.trial.study._storage.get_trial(self.trial._trial_id)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen) is not None
+        return retried_trial(self.trial) is not None
 
     def epoch_done(self, epoch: int, val_loss: float, model: torch.nn.Module) -> None:
-        """Keep the weights of the best epoch so far (in memory; they go to the store with each state)."""
+        """Keep the weights of the best epoch so far (in memory, without the frozen stages; they go to the store
+        with each state)."""
+        self.model = model
         if self.enabled and (self.best is None or val_loss < self.best["val_loss"]):
-            self.best = {"epoch": epoch, "val_loss": val_loss, "model": cpu_copy(model.state_dict())}
+            self.best = {"epoch": epoch, "val_loss": val_loss, "model": cpu_copy(changing_state(model))}
 
     def save(self, epoch: int, built, scaler) -> None:
         """The training state after ``epoch`` into the slot the current checkpoint does not use, then the
-        reference to it, then the previous state goes. The state is copied here; the store write runs beside the
-        next epoch's training (it waits on the disk or the network, not the CPU)."""
+        reference to it, then the previous state goes. The state's tensors are copied here; serialising and
+        writing them runs beside the next epoch's training."""
         self.wait()
         if not self.enabled:
             return
         target = self.ids[1] if self.ref and self.ref["artifact_id"] == self.ids[0] else self.ids[0]
-        payload = io.BytesIO()
-        torch.save(self._state(epoch, built, scaler), payload)
-        self._writer = threading.Thread(target=self._write, args=(target, payload, epoch), daemon=True,
+        state = self._state(epoch, built, scaler)
+        # training changes the tensors in place from here on; the best weights are a copy already
+        state = {**_copied({key: value for key, value in state.items() if key != "best"}), "best": state["best"]}
+        self._writer = threading.Thread(target=self._write, args=(target, state, epoch), daemon=True,
                                         name=f"checkpoint-trial-{self.trial.number}")
         self._writer.start()
 
-    def _write(self, target: str, payload: io.BytesIO, epoch: int) -> None:
+    def _write(self, target: str, state: dict, epoch: int) -> None:
+        payload = io.BytesIO()
+        _save_without_crc(state, payload)
         size = payload.tell()
         payload.seek(0)
         try:
@@ -202,10 +258,11 @@ class TrialCheckpoints:
             self._drop_states(keep=None)
 
     def _state(self, epoch: int, built, scaler) -> dict:
-        model_state = built.model.state_dict()
+        model_state = changing_state(built.model)
         best = self.best or {"epoch": epoch, "val_loss": float("inf"), "model": None}
         return {
             "epoch": epoch,
+            "init": built.init,  # "pretrained" or "random": what the frozen stages left out of the state are
             "history": list(self.record.history),
             "model": model_state,
             "optimizer": built.optimizer.state_dict(),
@@ -229,10 +286,12 @@ class TrialCheckpoints:
         from safetensors.torch import save_file
 
         best = self.best
+        # the frozen stages are the same at every epoch: the model at its end has them
+        weights = {**cpu_copy(self.model.state_dict()), **best["model"]} if self.model is not None else best["model"]
         with tempfile.TemporaryDirectory(prefix="sweep-weights-") as folder:
             path = Path(folder) / WEIGHTS_FILE
             try:
-                save_file(best["model"], str(path), metadata={"epoch": str(best["epoch"]),
+                save_file(weights, str(path), metadata={"epoch": str(best["epoch"]),
                                                                 "trial": str(self.trial.number)})
                 artifact_id = optuna.artifacts.upload_artifact(
                     artifact_store=self.store, file_path=str(path), study_or_trial=self.trial)

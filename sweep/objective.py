@@ -15,6 +15,7 @@ from sweep import space
 from sweep.checkpoints import checkpoints_for
 from sweep.config import SweepConfig
 from sweep.record import TrialWriter, duplicate_of
+from sweep.recovery import retried_trial
 from sweep.train import DivergedLoss, EpochRecord, acceleration_for, fit, grad_scaler_for
 from sweep.trial import build_trial, load_datasets
 
@@ -88,7 +89,11 @@ class Objective:
 
         built = None
         try:
-            built = build_trial(config, params, datasets, device=self.device, seed=config.seed + trial.number)
+            # a retry is the same run as the trial it retries: same params, same seed (its checkpoint, when there is
+            # one, leaves out the frozen stages, which the seed builds again)
+            run = retried_trial(trial)
+            seed = config.seed + (trial.number if run is None else run)
+            built = build_trial(config, params, datasets, device=self.device, seed=seed)
             record.built(built.init, built.hold_until)
             done = checkpoints.resume(built, scaler)  # epochs a retried trial already trained
             fit(

@@ -41,6 +41,14 @@ class RetryStaleTrial:
         log.warning("trial %d of worker %s failed: %s; %s", trial.number, whose, silent, again)
 
 
+def retried_trial(trial: optuna.Trial) -> int | None:
+    """The number of the first trial that this running trial retries (same params), or None for a new trial."""
+    frozen = trial.study._storage.get_trial(trial._trial_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+
+
 def fail_stale_trials(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from sweep import space
 from sweep import study as study_module
@@ -59,22 +60,32 @@ def val_losses(trial: optuna.trial.FrozenTrial) -> list[float]:
     return [row["val_loss"] for row in trial.user_attrs["history"]]
 
 
+def reference_weights(folder: Path, trial: optuna.trial.FrozenTrial) -> dict:
+    return load_file(folder / trial.user_attrs[WEIGHTS]["artifact_id"])
+
+
 def stored_files(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
 
-def test_a_retried_trial_resumes_after_the_last_checkpoint_with_the_uninterrupted_curve(tmp_path):
-    reference, storage = new_study(tmp_path, "reference", tiny_config(tmp_path / "ref-artifacts"))
-    run_trials(reference, tiny_config(tmp_path / "ref-artifacts"), torch.device("cpu"), storage=storage)
+@pytest.mark.parametrize("frozen", ["0", "2"])
+def test_a_retried_trial_resumes_after_the_last_checkpoint_with_the_uninterrupted_curve(tmp_path, frozen):
+    point = {"frozen_stages": frozen}
+    reference, storage = new_study(tmp_path, "reference", tiny_config(tmp_path / "ref-artifacts", space=point))
+    run_trials(reference, tiny_config(tmp_path / "ref-artifacts", space=point), torch.device("cpu"), storage=storage)
     expected = reference.trials[0]
 
-    config = tiny_config(tmp_path / "artifacts")
+    config = tiny_config(tmp_path / "artifacts", space=point)
     study, storage = new_study(tmp_path, "cut", config)
     with pytest.raises(KeyboardInterrupt):  # during epoch 3's report: epoch 2 is the last complete checkpoint
         run_trials(study, config, torch.device("cpu"), storage=storage, progress=StopAt(3))
     cut = study.trials[0]  # failed and queued again, as by a stop signal
     assert cut.state.name == "FAIL" and cut.user_attrs[CHECKPOINT]["epoch"] == 2
     assert stored_files(tmp_path / "artifacts") == [state_ids("cut", 0)[1]]  # epoch 1's state went with epoch 2's
+    # the state holds what training can change: no tensor of a frozen stage (the retry rebuilds those)
+    state = torch.load(tmp_path / "artifacts" / state_ids("cut", 0)[1], weights_only=True)
+    frozen_names = [name for name in state["model"] if name.startswith(("conv1.", "bn1.", "layer1.", "layer2."))]
+    assert frozen_names == [] if frozen == "2" else len(frozen_names) > 0
 
     run_trials(study, config, torch.device("cpu"), storage=storage)
     assert [trial.state.name for trial in study.trials] == ["FAIL", "COMPLETE"]
@@ -93,3 +104,32 @@ def test_a_retried_trial_resumes_after_the_last_checkpoint_with_the_uninterrupte
     weights = retry.user_attrs[WEIGHTS]
     assert stored_files(tmp_path / "artifacts") == [weights["artifact_id"]]
     assert weights["val_loss"] == min(val_losses(retry)) and 1 <= weights["epoch"] <= EPOCHS
+    # the best weights are the whole model, frozen stages included: the reference's model at the same epoch
+    stored = load_file(tmp_path / "artifacts" / weights["artifact_id"])
+    assert stored.keys() == reference_weights(tmp_path / "ref-artifacts", expected).keys()
+    if weights["epoch"] == expected.user_attrs[WEIGHTS]["epoch"]:
+        for name, tensor in reference_weights(tmp_path / "ref-artifacts", expected).items():
+            assert torch.allclose(stored[name], tensor, atol=1e-5), name
+
+
+def test_a_retry_that_builds_other_initial_weights_trains_from_epoch_1_instead_of_resuming(tmp_path, monkeypatch, caplog):
+    import dataclasses
+
+    import sweep.objective
+
+    config = tiny_config(tmp_path / "artifacts", space={"frozen_stages": "2"})
+    study, storage = new_study(tmp_path, "moved", config)
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, config, torch.device("cpu"), storage=storage, progress=StopAt(3))
+    # the retry lands on a worker that built other weights (e.g. the hub was reachable there): the frozen stages
+    # the checkpoint leaves out would differ, so it must not resume
+    built_here = sweep.objective.build_trial
+    monkeypatch.setattr(sweep.objective, "build_trial",
+                        lambda *args, **kwargs: dataclasses.replace(built_here(*args, **kwargs), init="pretrained"))
+    with caplog.at_level("WARNING", logger="sweep"):
+        run_trials(study, config, torch.device("cpu"), storage=storage)
+    retry = study.trials[1]
+    assert retry.state.name == "COMPLETE" and RESUMED_FROM not in retry.user_attrs
+    assert [row["epoch"] for row in retry.user_attrs["history"]] == [1, 2, 3, 4]
+    assert "cannot resume from the checkpoint of trial 0 at epoch 2 (it started from random weights, this worker " \
+           "built pretrained ones); training from epoch 1" in caplog.text

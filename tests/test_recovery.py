@@ -11,7 +11,8 @@ import pytest
 
 from test_workers import FAST_HEARTBEAT, by_state, create_study, start_worker, trials, wait_for
 
-LONG = ("--n-trials", "6", "--epochs", "60", "--pruner", "none")  # trials far longer than the grace period
+# trials far longer than the grace period: nothing frozen, the baseline included (a frozen trial's epochs are short)
+LONG = ("--n-trials", "6", "--epochs", "60", "--pruner", "none", "--frozen-stages", "0", "--baseline", "frozen_stages=0")
 
 
 def running_trial_of(worker, storage_url: str, name: str):
