@@ -7,8 +7,10 @@ On synthetic studies (the tests' fixtures: trial 0 the baseline, the rest drawn 
 runs flipped) the answer is computed after each trial as the stop rule does (the quick factor
 search on the trials finished so far); "stops at" is the first trial after which it has been the
 same for --stable-for trials in a row, "same answer" whether that answer equals the full budget's
-(the full analysis: the same parameters named). The target: the same factors
-with at most half the trials. With --storage and --study a stored sweep is replayed in the order
+(the full analysis: the same parameters named), and "for good from" the trial after which the
+factors named are the full budget's at every later step: a stop before it gives the full-budget
+answer only where the answer happens to pass through it, since it changes again later. The target: the same factors with at most
+half the trials. With --storage and --study a stored sweep is replayed in the order
 its trials finished. Prints a markdown table; not a test.
 """
 
@@ -46,7 +48,10 @@ def replay(finished, distributions, thresholds: Thresholds, stable_for: int, nam
     full = answer_of(analyze(finished, distributions, study_name=name, patience=thresholds.patience,
                              min_delta=thresholds.min_delta, baseline_number=thresholds.baseline_number))
     at_stop = next((answer.factors for answer in answers if answer.n_finished == stop), None)
-    return {"n": len(finished), "stop": stop, "full": sorted(full),
+    # the floor of any stop rule: the trial after which the factors named are the full budget's for good
+    settled = 1 + max((answer.n_finished for answer in answers if answer.factors.keys() != full.keys()),
+                      default=thresholds.min_trials - 1)
+    return {"n": len(finished), "stop": stop, "full": sorted(full), "settled": settled,
             "at_stop": sorted(at_stop) if at_stop is not None else None,
             "same": at_stop is not None and at_stop.keys() == full.keys(),
             "same_regions": at_stop is not None and same_answer(at_stop, full, distributions), "seconds": seconds}
@@ -57,8 +62,9 @@ def row(case: str, outcome: dict) -> str:
     share = f"{stop / outcome['n']:.0%}" if stop else "-"
     same = "-" if stop is None else ("yes" if outcome["same"] else "no")
     regions = "-" if stop is None else ("yes" if outcome["same_regions"] else "no")
+    settled = outcome["settled"] if outcome["settled"] <= outcome["n"] else "never"
     return (f"| {case} | {outcome['n']} | {stop or 'never'} | {share} | {', '.join(outcome['at_stop'] or []) or '-'} | "
-            f"{', '.join(outcome['full']) or '-'} | {same} | {regions} | {outcome['seconds'] * 1000:.0f} ms |")
+            f"{', '.join(outcome['full']) or '-'} | {same} | {regions} | {settled} | {outcome['seconds'] * 1000:.0f} ms |")
 
 
 def stored(storage: str, study_name: str):
@@ -83,8 +89,8 @@ def main() -> None:
     args = parser.parse_args()
 
     print("| study | trials | stops at | share of the budget | answer at the stop | full-budget answer | "
-          "same factors | same regions | analysis per step |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "same factors | same regions | full-budget factors for good from | analysis per step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     if args.storage:
         records, distributions, thresholds = stored(args.storage, args.study)
         print(row(args.study, replay(records, distributions, thresholds, args.stable_for, args.study)), flush=True)
@@ -98,16 +104,17 @@ def main() -> None:
             print(row(f"{case}, seed {seed}", outcome), flush=True)
     print()
     print("| study | stopped | same factors when stopped | of those, within half the budget | "
-          "median share of the budget |")
-    print("|---|---|---|---|---|")
+          "median share of the budget | full-budget factors for good within half the budget |")
+    print("|---|---|---|---|---|---|")
     for case in CASES:
         outcomes = [outcome for name, outcome in summary if name == case]
         stopped = [outcome for outcome in outcomes if outcome["stop"]]
         same = [outcome for outcome in stopped if outcome["same"]]
         shares = sorted(outcome["stop"] / outcome["n"] for outcome in stopped)
         median = f"{shares[len(shares) // 2]:.0%}" if shares else "-"
+        settled = sum(outcome["settled"] <= outcome["n"] / 2 for outcome in outcomes)
         print(f"| {case} | {len(stopped)} of {len(outcomes)} | {len(same)} of {len(stopped)} | "
-              f"{sum(o['stop'] <= o['n'] / 2 for o in same)} of {len(same)} | {median} |")
+              f"{sum(o['stop'] <= o['n'] / 2 for o in same)} of {len(same)} | {median} | {settled} of {len(outcomes)} |")
 
 
 if __name__ == "__main__":
