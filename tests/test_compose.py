@@ -76,6 +76,11 @@ def test_compose_services_as_the_issue_asks(compose):
     assert dashboard["command"][:2] == ["sweep", "dashboard"]
     assert [port.split(":")[0] for port in dashboard["ports"]] == ["127.0.0.1"]
     assert dashboard["environment"]["SWEEP_STORAGE"] == workers["environment"]["SWEEP_STORAGE"]
+    # One artifact store for the checkpoints and kept weights, shared by the workers and the dashboard.
+    assert "artifacts" in compose["volumes"]
+    for service in (workers, cpu_workers, dashboard):
+        assert service["environment"]["SWEEP_ARTIFACTS"] == "/artifacts"
+        assert any(volume.startswith("artifacts:/artifacts") for volume in service["volumes"])
 
 
 def test_password_comes_from_the_env_file_not_the_repo():
