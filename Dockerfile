@@ -14,7 +14,8 @@ RUN python3 -m venv .venv && .venv/bin/pip install -e .
 ENV PATH=/app/.venv/bin:$PATH
 
 # A fixed uid: Kubernetes' runAsNonRoot checks a number (deploy/kubernetes runs it as 1000).
-RUN useradd --create-home --uid 1000 sweep
+# /artifacts: the compose file's shared artifact volume, which takes this folder's owner when it is first created.
+RUN useradd --create-home --uid 1000 sweep && mkdir /artifacts && chown sweep /artifacts
 USER sweep
 WORKDIR /home/sweep
 

@@ -105,6 +105,8 @@ def test_dockerfile_installs_the_project_the_way_the_readme_does():
     for path in ("pyproject.toml", "sweep", "models", "data"):
         assert path in copied
     assert ("USER", "sweep") in instructions  # not root at run time
+    # the compose file's artifacts volume starts out owned by the user that writes checkpoints to it
+    assert any("mkdir /artifacts" in run and "chown sweep /artifacts" in run for run in runs)
 
 
 def _local(command: list[str]) -> list[str]:
