@@ -18,7 +18,6 @@ import models
 from sweep.artifacts import location_of, open_store, remove_quietly, state_ids
 from sweep.config import SweepConfig
 from sweep.record import TrialWriter, checkpoint_of
-from sweep.recovery import retried_trial
 from sweep.storage import mask_secrets
 
 log = logging.getLogger("sweep")
@@ -27,9 +26,10 @@ WEIGHTS_FILE = "model.safetensors"
 _stores: dict[str, object] = {}  # one store per location and process, like the data set
 
 
-def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWriter) -> "TrialCheckpoints":
+def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWriter,
+                    retries: int | None = None) -> "TrialCheckpoints":
     """The trial's checkpoints in the study's store; off (doing nothing) with --no-checkpoints or when the store
-    cannot be opened (said once per trial: the trial trains on)."""
+    cannot be opened (said once per trial: the trial trains on). ``retries``: the trial this one retries, if any."""
     location = location_of(config, trial.study)
     if not config.checkpoints or location is None:
         return TrialCheckpoints(None, trial, record)
@@ -41,7 +41,7 @@ def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWrite
         log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot open %s: %s",
                     trial.number, mask_secrets(location), TrialCheckpoints._reason(error))
         store = None
-    return TrialCheckpoints(store, trial, record, location)
+    return TrialCheckpoints(store, trial, record, location, retries)
 
 
 def rng_state() -> dict:
@@ -130,8 +130,10 @@ class TrialCheckpoints:
     ends checkpoints for this trial only: the trial trains on.
     """
 
-    def __init__(self, store, trial: optuna.Trial, record: TrialWriter, location: str = ""):
+    def __init__(self, store, trial: optuna.Trial, record: TrialWriter, location: str = "",
+                 retries: int | None = None):
         self.store = store
+        self.retries = retries
         self.trial = trial
         self.record = record
         self.location = location
@@ -139,7 +141,7 @@ class TrialCheckpoints:
         # a retry starts with the user attrs of the trial it retries: its checkpoint is where to resume
         self.ref: dict | None = checkpoint_of(trial) if store is not None else None
         self.best: dict | None = None  # {epoch, val_loss, model}: the best epoch's changing weights, on the CPU
-        self.model: torch.nn.Module | None = None  # the trial's model, once it has trained an epoch
+        self.model: torch.nn.Module | None = None  # the trial's model, once it has trained an epoch or resumed
         # whose states this trial removes once it no longer needs them: its own and the one it inherited
         self.owners = {trial.number} | ({int(self.ref["trial"])} if self.ref else set())
         self._writer: threading.Thread | None = None
@@ -154,7 +156,7 @@ class TrialCheckpoints:
         """Restore the inherited state into ``built`` (and ``scaler``), copy its history into this trial's record
         and report it again to the pruner; returns the epochs already done (0: start from the beginning)."""
         ref = self.ref
-        if not self.enabled or not ref or not self._is_retry():
+        if not self.enabled or not ref or self.retries is None:
             return 0
         try:
             state = self._read(ref)
@@ -181,9 +183,6 @@ class TrialCheckpoints:
         self.record.resumed(ref["trial"], state["epoch"])
         log.info("trial %d resumes trial %d after epoch %d", self.trial.number, ref["trial"], state["epoch"])
         return int(state["epoch"])
-
-    def _is_retry(self) -> bool:
-        return retried_trial(self.trial) is not None
 
     def epoch_done(self, epoch: int, val_loss: float, model: torch.nn.Module) -> None:
         """Keep the weights of the best epoch so far (in memory, without the frozen stages; they go to the store
@@ -287,7 +286,8 @@ class TrialCheckpoints:
 
         best = self.best
         # the frozen stages are the same at every epoch: the model at its end has them
-        weights = {**cpu_copy(self.model.state_dict()), **best["model"]} if self.model is not None else best["model"]
+        frozen = {name: tensor for name, tensor in self.model.state_dict().items() if name not in best["model"]}
+        weights = {**cpu_copy(frozen), **best["model"]}
         with tempfile.TemporaryDirectory(prefix="sweep-weights-") as folder:
             path = Path(folder) / WEIGHTS_FILE
             try:

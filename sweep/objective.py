@@ -27,13 +27,9 @@ class TrialProgress(Protocol):
 
 def same_params(trial: optuna.Trial, params: dict) -> int | None:
     """The number of a finished or running trial with exactly ``params``, if any: a sweep never trains a point twice.
-
-    A retry of a failed trial is asked for: its predecessor is FAIL (not compared) and it says so.
-    """
+    (A retry of a failed trial is asked for; the caller does not ask for one.)"""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
     others = trial.study.get_trials(deepcopy=False, states=states)
-    if any(other.number == trial.number and "failed_trial" in other.system_attrs for other in others):
-        return None
     for other in others:
         if other.number != trial.number and other.params == params and duplicate_of(other) is None:
             return other.number
@@ -59,7 +55,8 @@ class Objective:
         params = space.suggest(trial, config.space)
         record = TrialWriter(trial)
         record.started({"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
-        earlier = same_params(trial, params)
+        retries = retried_trial(trial)  # a retry is the same run as the trial it retries: same params, same seed
+        earlier = same_params(trial, params) if retries is None else None
         if earlier is not None:
             record.duplicate(earlier)
             raise optuna.TrialPruned(f"same params as trial {earlier}: not trained again")
@@ -67,7 +64,7 @@ class Objective:
             self.progress.trial_started(trial.number, params)
         datasets = self.datasets()  # once per process; before seeding, so every trial draws the same from its seed
         compile_seconds = 0.0
-        checkpoints = checkpoints_for(config, trial, record)
+        checkpoints = checkpoints_for(config, trial, record, retries)
         acceleration = acceleration_for(self.device, compile=config.compile)
         scaler = grad_scaler_for(self.device, acceleration)
 
@@ -89,10 +86,8 @@ class Objective:
 
         built = None
         try:
-            # a retry is the same run as the trial it retries: same params, same seed (its checkpoint, when there is
-            # one, leaves out the frozen stages, which the seed builds again)
-            run = retried_trial(trial)
-            seed = config.seed + (trial.number if run is None else run)
+            # (a checkpoint leaves out the frozen stages, which the same seed builds again)
+            seed = config.seed + (trial.number if retries is None else retries)
             built = build_trial(config, params, datasets, device=self.device, seed=seed)
             record.built(built.init, built.hold_until)
             done = checkpoints.resume(built, scaler)  # epochs a retried trial already trained

@@ -192,12 +192,18 @@ def test_html_is_self_contained(sweep):
 
 # --- the HTML in a real browser -----------------------------------------------------------------
 
+@pytest.fixture
+def report(sweep, tmp_path):
+    """The synthetic sweep's HTML report, written to a file."""
+    records, space, result = sweep
+    path = tmp_path / "report.html"
+    path.write_text(render_html(result, records, space), encoding="utf-8")
+    return path
+
+
 @pytest.mark.browser
 @needs_chromium
-def test_html_opens_in_headless_chromium_without_console_errors(sweep, tmp_path):
-    records, space, result = sweep
-    report = tmp_path / "report.html"
-    report.write_text(render_html(result, records, space), encoding="utf-8")
+def test_html_opens_in_headless_chromium_without_console_errors(report, tmp_path):
     with page_in_chromium(report) as driver:
         rendered = driver.execute_script(
             "return Array.from(document.querySelectorAll('.js-plotly-plot'))"
@@ -220,13 +226,11 @@ return Array.from(table.tBodies[0].rows).map(row => row.cells[column].dataset.so
 
 @pytest.mark.browser
 @needs_chromium
-def test_html_trials_table_sorts_on_a_header_click_and_colours_verdicts(sweep, tmp_path):
+def test_html_trials_table_sorts_on_a_header_click_and_colours_verdicts(sweep, report):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    records, space, result = sweep
-    report = tmp_path / "report.html"
-    report.write_text(render_html(result, records, space), encoding="utf-8")
+    _, _, result = sweep
     with page_in_chromium(report) as driver:
         header = next(th for th in driver.find_elements(By.CSS_SELECTOR, "#trials-table th")
                       if th.text.startswith("best val loss"))
