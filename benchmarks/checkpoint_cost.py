@@ -2,8 +2,9 @@
 weights in a folder artifact store), time ratio and bytes kept. Target: <= 1.03x.
 
     .venv/bin/python benchmarks/checkpoint_cost.py                       # resnet18, 4 trials x 3 epochs
-    .venv/bin/python benchmarks/checkpoint_cost.py --model resnet50 --epochs 8 --max-train 512 --max-val 256 \\
-        --n-trials 4 --pairs 3                                           # trials of the default sweep's size
+    .venv/bin/python benchmarks/checkpoint_cost.py --model resnet50 --epochs 6 --max-train 512 --max-val 128 \\
+        --n-trials 2 --pairs 2 --frozen-stages 0                         # trials of the default sweep's size
+    .venv/bin/python benchmarks/checkpoint_cost.py --default-sweep --pairs 1   # the default sweep itself
 
 Runs the sweep without and with checkpoints in turn (A B A B ...) in one process, each on a new SQLite study
 with the same seed (so the same params), and prints the ratio of each pair and their median, so a machine whose
@@ -27,6 +28,7 @@ import torch
 from _common import add_size_flags, config_from, machine, trial_params
 import sweep.checkpoints
 from sweep import space
+from sweep.config import SweepConfig
 from sweep import study as study_module
 from sweep.record import CHECKPOINT, WEIGHTS
 from sweep.storage import open_storage
@@ -71,6 +73,8 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int, default=4)
     parser.add_argument("--keep-best", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--default-sweep", action="store_true",
+                        help="pair the default sweep itself (size flags, --n-trials and --frozen-stages ignored)")
     args = parser.parse_args()
     device = torch.device(args.device)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,9 +85,12 @@ def main() -> None:
         base = config_from(args, n_trials=args.n_trials, keep_best=args.keep_best, pruner="none",
                            space={name: space.parse_param(name, str(value)) for name, value in point.items()},
                            baseline=point)
+        if args.default_sweep:  # the README's sweep itself: its space, baseline, pruner and budget
+            base = SweepConfig(weights=args.weights, seed=args.seed)
         print(machine())
-        print(f"{base.model}, {args.n_trials} trials x {args.epochs} epochs, {args.max_train}/{args.max_val} images, "
-              f"{base.image_size}px, frozen_stages={args.frozen_stages}, keep_best={args.keep_best}")
+        print(f"{base.model}, {base.n_trials} trials x {base.epochs} epochs, {base.max_train}/{base.max_val} images, "
+              f"{base.image_size}px, " + ("the default sweep's space and pruner" if args.default_sweep else
+                                          f"frozen_stages={args.frozen_stages}") + f", keep_best={base.keep_best}")
         # warm-up: data set, first-touch allocations, oneDNN kernel choice
         sweep_seconds(dataclasses.replace(base, n_trials=1, epochs=1, checkpoints=False), device, tmp, "warm")
         ratios, inside, states, weights, kept = [], [], [], [], []
@@ -106,7 +113,7 @@ def main() -> None:
           f"median {statistics.median(inside):.3f}")
     print(f"bytes per trial: last state {max(states) / mb:.1f} MB while it runs (best weights inside when not the "
           f"last epoch's), best weights {max(weights) / mb:.1f} MB once it ends; kept per sweep after it ends: "
-          f"{statistics.median(kept) / mb:.1f} MB ({min(args.keep_best, args.n_trials)} trials' weights)")
+          f"{statistics.median(kept) / mb:.1f} MB ({min(base.keep_best, base.n_trials)} trials' weights)")
 
 if __name__ == "__main__":
     main()
