@@ -133,3 +133,20 @@ def test_a_retry_that_builds_other_initial_weights_trains_from_epoch_1_instead_o
     assert [row["epoch"] for row in retry.user_attrs["history"]] == [1, 2, 3, 4]
     assert "cannot resume from the checkpoint of trial 0 at epoch 2 (it started from random weights, this worker " \
            "built pretrained ones); training from epoch 1" in caplog.text
+
+
+def test_a_half_written_state_is_never_read_back(tmp_path, caplog):
+    config = tiny_config(tmp_path / "artifacts")
+    study, storage = new_study(tmp_path, "torn", config)
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, config, torch.device("cpu"), storage=storage, progress=StopAt(3))
+    ref = study.trials[0].user_attrs[CHECKPOINT]
+    state = tmp_path / "artifacts" / ref["artifact_id"]
+    state.write_bytes(state.read_bytes()[: ref["bytes"] // 2])  # a store that kept only part of the write
+    with caplog.at_level("WARNING", logger="sweep"):
+        run_trials(study, config, torch.device("cpu"), storage=storage)
+    retry = study.trials[1]
+    assert retry.state.name == "COMPLETE" and RESUMED_FROM not in retry.user_attrs
+    assert [row["epoch"] for row in retry.user_attrs["history"]] == [1, 2, 3, 4]
+    assert (f"cannot resume from the checkpoint of trial 0 at epoch 2 ({ref['bytes'] // 2} bytes where {ref['bytes']} "
+            "were written); training from epoch 1") in caplog.text
