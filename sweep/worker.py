@@ -118,6 +118,17 @@ def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_t
     return (f"worker {name} done: {ran} trials here, {finished_count(study)}/{config.n_trials} in the study"
             + (f"; stopped before the budget: {stopped['reason']}" if stopped else ""))
 
+def _taken_over(study: optuna.Study, number: int | None) -> bool:
+    """Whether another worker failed this worker's trial and queued it again. Asked of the database: where the
+    pause ended decides which of Optuna's calls fails first, and with which error."""
+    if number is None:
+        return False
+    try:
+        return any(number in trial.system_attrs.get("retry_history", ()) for trial in study.get_trials(deepcopy=False))
+    except Exception:  # the database away: not a take-over that can be told
+        return False
+
+
 def _room(study: optuna.Study) -> tuple[int, set[int]]:
     """(finished count, numbers of the running trials): a new trial may start only while finished + running < budget."""
     trials = study.get_trials(deepcopy=False, states=(*BUDGET_STATES, TrialState.RUNNING))
@@ -199,7 +210,7 @@ def run_trials(
                 interrupt.trial = _requeue_interrupted(study, current.get("number"))
                 raise
             except Exception as error:
-                if current.get("taken_over"):
+                if current.get("taken_over") or _taken_over(study, current.get("number")):
                     log.warning("trial %d was taken over: it was failed and queued again while this worker was paused "
                                 "(no heartbeat); dropped here, going on", current["number"])
                     continue
