@@ -11,29 +11,16 @@ import optuna
 import torch
 
 import data
-from sweep import space
 from sweep.checkpoints import checkpoints_for
 from sweep.config import SweepConfig
-from sweep.record import TrialWriter, duplicate_of
-from sweep.recovery import retried_trial
 from sweep.train import DivergedLoss, EpochRecord, acceleration_for, fit, grad_scaler_for
 from sweep.trial import build_trial, load_datasets
+from sweep.trial_steps import end_of_epoch, start_trial
 
 
 class TrialProgress(Protocol):
     def trial_started(self, number: int, params: dict) -> None: ...
     def epoch_done(self, number: int, record: EpochRecord, epochs: int) -> None: ...
-
-
-def same_params(trial: optuna.Trial, params: dict) -> int | None:
-    """The number of a finished or running trial with exactly ``params``, if any: a sweep never trains a point twice.
-    (A retry of a failed trial is asked for; the caller does not ask for one.)"""
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-    others = trial.study.get_trials(deepcopy=False, states=states)
-    for other in others:
-        if other.number != trial.number and other.params == params and duplicate_of(other) is None:
-            return other.number
-    return None
 
 
 class Objective:
@@ -52,14 +39,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.config
-        params = space.suggest(trial, config.space)
-        record = TrialWriter(trial)
-        record.started({"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
-        retries = retried_trial(trial)  # a retry is the same run as the trial it retries: same params, same seed
-        earlier = same_params(trial, params) if retries is None else None
-        if earlier is not None:
-            record.duplicate(earlier)
-            raise optuna.TrialPruned(f"same params as trial {earlier}: not trained again")
+        worker = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)}
+        started = start_trial(trial, config.space, worker)  # a retry is the same run as the trial it retries
+        params, record, retries = started.params, started.record, started.retries
         if self.progress:
             self.progress.trial_started(trial.number, params)
         datasets = self.datasets()  # once per process; before seeding, so every trial draws the same from its seed
@@ -70,17 +52,13 @@ class Objective:
 
         def on_epoch(epoch: EpochRecord) -> None:
             nonlocal compile_seconds
-            record.epoch(epoch.as_dict())
             if epoch.compile_seconds:
                 compile_seconds += epoch.compile_seconds
                 record.compile_seconds(compile_seconds)
-            trial.report(epoch.val_loss, step=epoch.epoch)
             checkpoints.epoch_done(epoch.epoch, epoch.val_loss, built.model)
             if self.progress:
                 self.progress.epoch_done(trial.number, epoch, config.epochs)
-            if epoch.epoch < config.epochs and trial.should_prune():
-                record.stopped(epoch.epoch)
-                raise optuna.TrialPruned(f"val_loss {epoch.val_loss:.4f} at epoch {epoch.epoch}")
+            end_of_epoch(trial, started, epoch.as_dict(), config.epochs)
             if epoch.epoch < config.epochs:  # a retry after the last epoch would have nothing left to train
                 checkpoints.save(epoch.epoch, built, scaler)
 

@@ -28,6 +28,8 @@ DUPLICATE_OF = "duplicate_of"  # a proposal identical to this earlier trial's pa
 CHECKPOINT = "checkpoint"  # {artifact_id, epoch, bytes, trial}: the last complete training state in the artifact store
 WEIGHTS = "weights"  # {artifact_id, epoch, val_loss, bytes}: the best epoch's weights (safetensors)
 RESUMED_FROM = "resumed_from"  # {trial, epoch}: the trial and epoch a retry continued from
+# {reference, param, value, replicate}: a one-change run, set on the enqueued trial (never pruned, never deduplicated)
+CONFIRMATION = "confirmation"
 
 
 def _float(value: Any) -> float | None:
@@ -62,6 +64,7 @@ class TrialRecord:
     weights: dict | None = None  # where its best weights are, while the artifact store keeps them
     resumed_from: dict | None = None
     started: str | None = None  # ISO time the trial started
+    confirmation: dict | None = None  # what this one-change run tests, or None for a search trial
 
     @property
     def finished(self) -> bool:
@@ -91,6 +94,7 @@ class TrialRecord:
             weights=attrs.get(WEIGHTS),
             resumed_from=attrs.get(RESUMED_FROM),
             started=trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
+            confirmation=attrs.get(CONFIRMATION),
         )
 
 
@@ -113,6 +117,11 @@ def hold_until(trial: optuna.trial.FrozenTrial) -> int | None:
 def duplicate_of(trial: optuna.trial.FrozenTrial) -> int | None:
     """The earlier trial whose params this one repeated (it ended untrained), read without the rest of its record."""
     return trial.user_attrs.get(DUPLICATE_OF)
+
+
+def confirmation_of(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict | None:
+    """What the one-change run tests ({reference, param, value, replicate}), or None for a search trial."""
+    return trial.user_attrs.get(CONFIRMATION)
 
 
 def checkpoint_of(trial: optuna.trial.FrozenTrial | optuna.Trial) -> dict | None:
