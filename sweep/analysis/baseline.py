@@ -30,6 +30,11 @@ def _direction(value: Any, baseline_value: Any, distribution: BaseDistribution) 
     return "lower" if value < baseline_value else "higher"
 
 
+def changed_from(value: Any, baseline_value: Any, distribution: BaseDistribution) -> bool:
+    """Whether ``value`` is a change from the baseline's, by the same tolerance as the comparison."""
+    return _direction(value, baseline_value, distribution) not in ("same", "missing")
+
+
 def compare_with_baseline(
     baseline_params: dict[str, Any],
     judged: list[tuple[dict[str, Any], bool]],

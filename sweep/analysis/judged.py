@@ -11,7 +11,7 @@ from sweep.analysis.records import FINISHED_STATES, TrialRecord
 KEPT_VERDICTS = ("plateau", "diverged")
 PLATEAU_REMOVED = (
     "a judged trial (finished: complete, pruned or failed; long enough for a verdict; if stopped early "
-    "while improving, not before the epoch by which the baseline's plateau showed) whose verdict is not "
+    "while improving, not before the epoch by which the latest plateau of the study showed) whose verdict is not "
     "plateau or diverged; overfitting and oscillating count as removed and are reported separately"
 )
 
@@ -34,9 +34,10 @@ def _not_judged(record: TrialRecord, verdict: CurveVerdict, clear_epoch: int | N
         return verdict.evidence.get("reason", "too short")
     last_epoch = int(record.history[-1].get("epoch", len(record.history))) if record.history else 0
     if verdict.verdict == "improving" and record.state != "COMPLETE" and clear_epoch and last_epoch < clear_epoch:
-        # Early epochs improve in every run: stopping before the baseline's plateau showed proves nothing.
+        # Early epochs improve in every run: a run stopped before the latest plateau seen could show has not
+        # shown that its settings escape it (a cause whose plateau starts late would hide behind such runs).
         return (f"stopped at epoch {last_epoch} while improving, before epoch {clear_epoch} "
-                "by which the baseline's plateau showed")
+                "by which the latest plateau of the study showed")
     return None
 
 
@@ -56,10 +57,18 @@ def _trial_entry(record: TrialRecord, verdict: CurveVerdict, not_judged: str | N
         "failure": record.failure,
         "pruned_at": record.pruned_at,
         "evidence": verdict.evidence,
+        "confirmation": record.confirmation,
     }
 
 
-def judge(records: list[TrialRecord], *, patience: int, min_delta: float, baseline_number: int,
+def latest_plateau_shown(verdicts: list[CurveVerdict], patience: int) -> int | None:
+    """The epoch by which the latest-starting plateau of the study had shown (its onset + ``patience``), or None."""
+    onsets = [verdict.plateau_epoch for verdict in verdicts
+              if verdict.verdict == "plateau" and verdict.plateau_epoch is not None]
+    return max(onsets) + patience if onsets else None
+
+
+def judge(records: list[TrialRecord], *, patience: int, min_delta: float,
           prepared: dict[int, PreparedCurve] | None = None) -> list[dict]:
     """Every trial, in number order, as the result's trial entry: verdict, whether judged and whether it removed
     the plateau. ``prepared`` holds each trial's ``prepare_curve`` by number, for judging at many settings."""
@@ -70,11 +79,7 @@ def judge(records: list[TrialRecord], *, patience: int, min_delta: float, baseli
                        prepared=prepared.get(record.number))
         for record in ordered
     ]
-    baseline_verdict = next((v for r, v in zip(ordered, verdicts) if r.number == baseline_number), None)
-    clear_epoch = (
-        baseline_verdict.plateau_epoch + patience
-        if baseline_verdict is not None and baseline_verdict.verdict == "plateau" else None
-    )
+    clear_epoch = latest_plateau_shown(verdicts, patience)
     return [
         _trial_entry(record, verdict, _not_judged(record, verdict, clear_epoch))
         for record, verdict in zip(ordered, verdicts)

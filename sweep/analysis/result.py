@@ -10,11 +10,13 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from sweep.analysis.answer import answer_of
 from sweep.analysis.baseline import compare_with_baseline
+from sweep.analysis.confirmation import confirmation_results
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.factors import find_factors
 from sweep.analysis.regions import ALPHA, is_fixed
 from sweep.analysis.importance import importances
 from sweep.analysis.judged import PLATEAU_REMOVED, judge
+from sweep.analysis.open_regions import not_ruled_out
 from sweep.analysis.records import FINISHED_STATES, TrialRecord
 from sweep.analysis.robustness import robustness
 from sweep.analysis.suspects import usual_suspects
@@ -92,6 +94,11 @@ def analyze(
     how much of that answer holds at other plateau thresholds."""
     result = _analysis(records, distributions, study_name=study_name, patience=patience, min_delta=min_delta,
                        baseline_number=baseline_number, min_trials=min_trials)
+    result["confirmation"] = confirmation_results(result["trials"], result["baseline"]["params"], distributions)
+    confirmed = {entry["param"]: [entry["value"]] for entry in (result["confirmation"] or {}).get("params", [])
+                 if entry["outcome"] == "confirmed"}
+    result["not_ruled_out"] = not_ruled_out(result["trials"], distributions, causes=confirmed,
+                                            named=answer_of(result))
     known = {(patience, min_delta): answer_of(result)} if result["evidence"] == "ok" else {}
     result["robustness"] = robustness(records, distributions, baseline_number=baseline_number,
                                       min_trials=min_trials, known=known)
@@ -100,7 +107,7 @@ def analyze(
 
 def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribution], *, study_name: str,
               patience: int, min_delta: float, baseline_number: int, min_trials: int) -> dict:
-    trials = judge(records, patience=patience, min_delta=min_delta, baseline_number=baseline_number)
+    trials = judge(records, patience=patience, min_delta=min_delta)
     judged = [t for t in trials if t["judged"]]
     n_removed = sum(1 for t in judged if t["plateau_removed"])
 

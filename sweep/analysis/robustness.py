@@ -39,8 +39,7 @@ def named_factors(judged: list[dict], distributions: dict[str, BaseDistribution]
 def _setting(records: list[TrialRecord], distributions: dict[str, BaseDistribution], patience: int,
              min_delta: float, baseline_number: int, min_trials: int, searched: dict, prepared: dict,
              known: dict | None = None) -> dict:
-    trials = judge(records, patience=patience, min_delta=min_delta, baseline_number=baseline_number,
-                   prepared=prepared)
+    trials = judge(records, patience=patience, min_delta=min_delta, prepared=prepared)
     judged = [trial for trial in trials if trial["judged"]]
     evidence = evidence_of(judged, min_trials)
     factors = {}

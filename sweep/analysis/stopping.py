@@ -48,8 +48,7 @@ class Answer:
 def answer_after(records: list[TrialRecord], distributions: dict[str, BaseDistribution], thresholds: Thresholds,
                  prepared: dict[int, PreparedCurve] | None = None) -> Answer:
     """The evidence, factors and pending parameters of these trials (none unless the evidence is ok)."""
-    trials = judge(records, patience=thresholds.patience, min_delta=thresholds.min_delta,
-                   baseline_number=thresholds.baseline_number, prepared=prepared)
+    trials = judge(records, patience=thresholds.patience, min_delta=thresholds.min_delta, prepared=prepared)
     judged = [trial for trial in trials if trial["judged"]]
     evidence = evidence_of(judged, thresholds.min_trials)
     if evidence != "ok":

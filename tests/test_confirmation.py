@@ -1,0 +1,177 @@
+"""One-change confirmation, judging that cannot hide a late cause, what the sweep could not rule out, and the
+space-filling share of the sampler: pure parts on hand-made records, the whole chain on simulated sweeps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from simulated_curves import generator, curve
+from sweep.analysis.confirmation import (
+    confirmation_results,
+    confirmation_size,
+    plan_runs,
+    reference_of,
+)
+from sweep.analysis.judged import judge
+from sweep.analysis.open_regions import not_ruled_out, regions_of
+from sweep.record import TrialRecord
+
+SPACE = {
+    "lr": FloatDistribution(1e-5, 1e-1, log=True),
+    "frozen_stages": IntDistribution(0, 4),
+    "scheduler": CategoricalDistribution(["none", "cosine"]),
+}
+BASELINE = {"lr": 1e-4, "frozen_stages": 4, "scheduler": "none"}
+GOOD = {"lr": 3e-3, "frozen_stages": 0, "scheduler": "cosine"}
+
+
+def _history(onset: int | None, epochs: int = 6) -> list[dict]:
+    """Val loss falling 20 % an epoch, flat from ``onset`` on (None: falling to the end)."""
+    rows = []
+    for epoch in range(1, epochs + 1):
+        level = 2.0 * 0.8 ** (epoch if onset is None else min(epoch, onset))
+        rows.append({"epoch": epoch, "train_loss": level * 0.95, "val_loss": level})
+    return rows
+
+
+def _record(number: int, params: dict, onset: int | None, *, cut_at: int | None = None,
+            confirmation: dict | None = None, state: str | None = None) -> TrialRecord:
+    history = _history(onset)[:cut_at] if cut_at else _history(onset)
+    return TrialRecord(number, state or ("PRUNED" if cut_at else "COMPLETE"), dict(params), history,
+                       value=min(row["val_loss"] for row in history) if history else None,
+                       pruned_at=cut_at, is_baseline=number == 0, confirmation=confirmation)
+
+
+def test_a_run_cut_while_improving_before_the_latest_plateau_of_the_study_is_not_judged():
+    # The baseline stalls from epoch 1; another cause stalls only from epoch 4, so it shows by epoch 6.
+    records = [
+        _record(0, BASELINE, onset=1),
+        _record(1, {**GOOD, "lr": 1e-4}, onset=4),
+        _record(2, {**GOOD, "lr": 2e-4}, onset=None, cut_at=3),  # cut at epoch 3 while improving
+        _record(3, GOOD, onset=None),
+    ]
+    trials = {t["number"]: t for t in judge(records, patience=2, min_delta=0.01)}
+    assert trials[1]["verdict"] == "plateau" and trials[1]["plateau_epoch"] == 4
+    assert not trials[2]["judged"]
+    assert "before epoch 6" in trials[2]["not_judged"]
+    assert trials[3]["judged"] and trials[3]["plateau_removed"]
+
+
+def test_a_run_cut_after_the_latest_plateau_showed_is_judged():
+    records = [_record(0, BASELINE, onset=1), _record(1, GOOD, onset=None, cut_at=4)]
+    trials = {t["number"]: t for t in judge(records, patience=2, min_delta=0.01)}
+    assert trials[1]["judged"] and trials[1]["plateau_removed"]
+
+
+def _judged(records):
+    return judge(records, patience=2, min_delta=0.01)
+
+
+def test_the_reference_is_the_best_complete_improving_search_run():
+    records = [
+        _record(0, BASELINE, onset=1),
+        _record(1, GOOD, onset=None),
+        _record(2, {**GOOD, "lr": 1e-3}, onset=None, cut_at=5),  # pruned: not trained to the end
+        _record(3, {**GOOD, "lr": 5e-3}, onset=3),
+    ]
+    assert reference_of(_judged(records))["number"] == 1
+    assert reference_of(_judged(records[:1])) is None
+
+
+def test_one_change_runs_change_one_parameter_each_and_a_second_seed_where_the_budget_holds_it():
+    reference = {"number": 7, "params": {**GOOD, "scheduler": "none"}}
+    runs = plan_runs(reference, BASELINE, SPACE, slots=10, replicates=2)
+    assert [run["confirmation"]["param"] for run in runs] == ["lr", "frozen_stages"] * 2  # scheduler: already none
+    for run in runs:
+        changed = {name for name in SPACE if run["params"][name] != reference["params"][name]}
+        assert changed == {run["confirmation"]["param"]}
+        assert run["params"][run["confirmation"]["param"]] == BASELINE[run["confirmation"]["param"]]
+        assert run["confirmation"]["reference"] == 7
+    assert [run["confirmation"]["replicate"] for run in runs] == [1, 1, 2, 2]
+    # 40 % of the budget: 16 trials give 6 slots (one seed for 6 parameters), 40 give 16 (two seeds each)
+    assert confirmation_size(16, 6) == (6, 1)
+    assert confirmation_size(40, 6) == (12, 2)
+    assert confirmation_size(10, 6) == (4, 1)
+
+
+def test_confirmation_outcomes_per_parameter():
+    tag = lambda param, value, replicate=1: {"reference": 1, "param": param, "value": value,  # noqa: E731
+                                             "replicate": replicate}
+    space = {**SPACE, "dropout": FloatDistribution(0.0, 0.6), "batch_size": CategoricalDistribution([16, 32])}
+    baseline = {**BASELINE, "dropout": 0.5, "batch_size": 32}
+    good = {**GOOD, "dropout": 0.1, "batch_size": 32}
+    records = [
+        _record(0, baseline, onset=1),
+        _record(1, good, onset=None),
+        _record(2, {**good, "frozen_stages": 4}, onset=1, confirmation=tag("frozen_stages", 4)),
+        _record(3, {**good, "frozen_stages": 4}, onset=4, confirmation=tag("frozen_stages", 4, 2)),
+        _record(4, {**good, "lr": 1e-4}, onset=None, confirmation=tag("lr", 1e-4)),
+        _record(5, {**good, "scheduler": "none"}, onset=1, confirmation=tag("scheduler", "none")),
+        _record(6, {**good, "scheduler": "none"}, onset=None, confirmation=tag("scheduler", "none", 2)),
+        TrialRecord(7, "WAITING", {**good, "dropout": 0.5}, confirmation=tag("dropout", 0.5)),
+    ]
+    result = confirmation_results(_judged(records), baseline, space)
+    by_param = {entry["param"]: entry for entry in result["params"]}
+    assert result["reference"] == 1
+    assert by_param["frozen_stages"]["outcome"] == "confirmed"
+    assert "from epoch 1/4 in 2 of 2" in by_param["frozen_stages"]["reason"]
+    assert by_param["lr"]["outcome"] == "ruled_out"
+    assert by_param["scheduler"]["outcome"] == "inconclusive"
+    assert by_param["dropout"]["outcome"] == "pending"
+    assert by_param["batch_size"]["outcome"] == "ruled_out"  # the reference already has the baseline's value
+    assert result["confirmed"] == ["frozen_stages"] and set(result["ruled_out"]) == {"lr", "batch_size"}
+
+
+def test_not_ruled_out_names_each_value_without_a_plateau_free_run_and_how_its_runs_ended():
+    records = [
+        _record(0, BASELINE, onset=1),
+        _record(1, GOOD, onset=None),
+        _record(2, {**GOOD, "frozen_stages": 3}, onset=None, cut_at=1),  # too short to judge
+        _record(3, {**GOOD, "frozen_stages": 1, "scheduler": "none", "lr": 2e-2}, onset=None),
+        _record(4, {**GOOD, "frozen_stages": 2, "lr": 1e-3}, onset=None),
+    ]
+    entries = not_ruled_out(_judged(records), SPACE, causes={"frozen_stages": [4]})
+    labels = {entry["label"]: entry for entry in entries}
+    assert labels["frozen_stages = 4"]["status"] == "cause"
+    assert labels["frozen_stages = 4"]["runs"] == "1 run: kept the plateau"
+    assert labels["frozen_stages = 3"]["status"] == "open"
+    assert labels["frozen_stages = 3"]["n_judged"] == 0 and labels["frozen_stages = 3"]["try_value"] == 3
+    assert "frozen_stages = 0" not in labels and "scheduler = none" not in labels
+    lowest_lr = regions_of(SPACE["lr"])[0]
+    assert math.isclose(lowest_lr["low"], 1e-5) and math.isclose(lowest_lr["high"], 1e-4)
+    assert any(entry["param"] == "lr" and entry["n_runs"] == 0 for entry in entries)  # no run at all there
+
+
+def test_a_third_of_the_search_trials_come_from_the_sobol_sequence():
+    from sweep.config import SweepConfig
+    from sweep.sampler import EXPLORE_EVERY, create_sampler
+
+    sampler = create_sampler(SweepConfig(n_trials=9))
+    explored = []
+    sample_relative = sampler.explore.sample_relative
+
+    def spy(study, trial, search_space):
+        explored.append(trial.number)
+        return sample_relative(study, trial, search_space)
+
+    sampler.explore.sample_relative = spy
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1) + trial.suggest_int("k", 0, 4), n_trials=9)
+    assert EXPLORE_EVERY == 3 and explored == [2, 5, 8]
+    xs = sorted(trial.params["x"] for trial in study.trials if trial.number in explored)
+    assert len({round(x, 6) for x in xs}) == 3  # Sobol points, not one repeated draw
+
+
+def test_the_simulated_causes_plateau_from_their_onset():
+    gen = generator("tuning", 2, "late")
+    rng = np.random.default_rng(0)
+    params = {"lr": 3e-3, "batch_size": 32, "dropout": 0.2, "weight_decay": 1e-5, "scheduler": "cosine",
+              "frozen_stages": 3}
+    record = TrialRecord(1, "COMPLETE", params, curve(gen, params, 6, rng))
+    (trial,) = judge([record], patience=2, min_delta=0.01)
+    assert trial["verdict"] == "plateau" and trial["plateau_epoch"] == 4  # frozen_stages >= 3: the late cause
