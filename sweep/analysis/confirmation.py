@@ -44,21 +44,15 @@ def confirmation_size(n_trials: int, n_changes: int) -> tuple[int, int]:
     return min(slots, n_changes * replicates), replicates
 
 
-def plan_runs(reference: dict, baseline: dict[str, Any], distributions: dict[str, BaseDistribution], *,
-              slots: int, replicates: int = 1, params: list[str] | None = None,
-              values: dict[str, Any] | None = None) -> list[dict]:
-    """The one-change runs from ``reference``: ``{"params", "confirmation"}`` each, at most ``slots``.
-
-    ``values`` sets the value tried per parameter (default: the baseline's); ``params`` chooses and orders them.
-    """
-    values = {**baseline, **(values or {})}
-    chosen = params if params is not None else changed_params(reference["params"], values, distributions)
+def plan_runs(reference: dict, changes: list[tuple[str, Any]], *, slots: int, replicates: int = 1) -> list[dict]:
+    """The one-change runs from ``reference``, one per ``(param, value)`` change and replicate, at most ``slots``:
+    ``{"params", "confirmation"}`` each, all first replicates before any second."""
     runs = []
     for replicate in range(1, replicates + 1):
-        for param in chosen:
+        for param, value in changes:
             runs.append({
-                "params": {**reference["params"], param: values[param]},
-                "confirmation": {"reference": reference["number"], "param": param, "value": values[param],
+                "params": {**reference["params"], param: value},
+                "confirmation": {"reference": reference["number"], "param": param, "value": value,
                                  "replicate": replicate},
             })
     return runs[:slots]

@@ -26,7 +26,7 @@ def regions_of(distribution: BaseDistribution) -> list[dict]:
     log = getattr(distribution, "log", False) and distribution.low > 0
     low, high = (math.log(distribution.low), math.log(distribution.high)) if log else (distribution.low, distribution.high)
     edges = [low + (high - low) * index / FLOAT_BINS for index in range(FLOAT_BINS + 1)]
-    edges = [math.exp(edge) for edge in edges] if log else edges
+    edges = [distribution.low, *(math.exp(edge) if log else edge for edge in edges[1:-1]), distribution.high]
     return [{"low": edges[index], "high": edges[index + 1]} for index in range(FLOAT_BINS)]
 
 
@@ -35,7 +35,8 @@ def in_region(value: Any, region: dict) -> bool:
         return False
     if "values" in region:
         return value in region["values"]
-    return region["low"] <= value <= region["high"]
+    slack = 1e-9 * max(abs(region["low"]), abs(region["high"]))  # a value on an edge belongs to both ranges
+    return region["low"] - slack <= value <= region["high"] + slack
 
 
 def middle(region: dict, distribution: BaseDistribution) -> Any:

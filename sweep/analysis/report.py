@@ -6,6 +6,7 @@ from typing import Any
 
 from sweep.analysis.factors import MIN_EFFECT
 from sweep.analysis.regions import ALPHA
+from sweep.analysis.report_confirmation import confirmation_lines, not_ruled_out_lines
 
 MAX_TRIAL_ROWS = 40  # beyond this, the table shows the baseline, the best runs and a count per verdict
 
@@ -291,6 +292,8 @@ def render_text(result: dict) -> str:
         lines += [result["message"], ""]
     if result["factors"]:
         lines += ["What removed the plateau", *_factor_lines(result), ""]
+    proof = confirmation_lines(result)
+    lines += [*proof, ""] if proof else []
     other = other_lines(result) if result.get("evidence") == "ok" else []
     lines += [*other, ""] if other else []
     overfitting = overfitting_line(result)
@@ -319,4 +322,6 @@ def render_text(result: dict) -> str:
     if suspects:
         lines.append("Usual suspects")
         lines += [f"  {suspect['name']}: {suspect['sentence']}" for suspect in suspects]
+    unsettled = not_ruled_out_lines(result)
+    lines += ["", *unsettled] if unsettled else []
     return "\n".join(lines).rstrip() + "\n"

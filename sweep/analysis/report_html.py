@@ -178,6 +178,9 @@ table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
 .verdict-too_short { background: #e0e0e0; }
 .fragile, p.warning { background: #fff3cd; }
 td.own-setting { font-weight: bold; }
+.outcome-confirmed, .status-cause { background: #ffcdd2; }
+.outcome-ruled_out { background: #c8e6c9; }
+.outcome-inconclusive, .outcome-pending, .status-open { background: #fff3cd; }
 section.plot { margin: 2rem 0; }
 """
 
@@ -187,12 +190,14 @@ def _report_sections(result: dict) -> str:
         sections.summary_section(result),
         sections.against_section(result),
         sections.factors_section(result),
+        sections.confirmation_section(result),
         sections.robustness_section(result),
         sections.transitions_section(result),
         sections.recommendation_section(result),
         sections.comparison_section(result),
         sections.suspects_section(result),
         sections.trials_section(result),
+        sections.not_ruled_out_section(result),
     ) if part)
 
 

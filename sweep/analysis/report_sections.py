@@ -10,6 +10,7 @@ from sweep.analysis.report import (
     basis_text, baseline_line, best_text, condition_text, difference_text, fmt, fragile_text, not_named_reason,
     other_lines, overfit_text, overfitting_line, params_text, region_text, scope_text, setting_text, summary_line,
 )
+from sweep.analysis.report_confirmation import OUTCOME_WORDS, settle_command
 from sweep.analysis.transitions import LEFT_FOR
 
 
@@ -212,3 +213,35 @@ def suspects_section(result: dict) -> str:
             suspect.get("is_factor"), suspect["sentence"],
         ])
     return section("usual-suspects", "Usual suspects", table("usual-suspects-table", headers, rows))
+
+
+def confirmation_section(result: dict) -> str:
+    confirmation = result.get("confirmation")
+    if not confirmation:
+        return ""
+    rows = [[entry["param"], cell(entry["baseline_value"]), cell(entry["reference_value"]),
+             cell(OUTCOME_WORDS[entry["outcome"]], f"outcome-{entry['outcome']}"),
+             ", ".join(str(run["number"]) for run in entry["runs"]) or "-", entry["reason"]]
+            for entry in confirmation["params"]]
+    intro = (f"From plateau-free trial {confirmation['reference']}, each varied parameter set back to the baseline's "
+             "value alone and trained to the end, never pruned: a value that alone brings the plateau back is a "
+             "confirmed cause; one that does not is ruled out as a sole cause.")
+    return section("confirmation", "Proof by one change", f"<p>{html.escape(intro)}</p>",
+                    table("confirmation-table", ["parameter", "baseline value", "value in the reference", "outcome",
+                                                 "trials", "why"], rows, sortable=True))
+
+
+def not_ruled_out_section(result: dict) -> str:
+    entries = result.get("not_ruled_out") or []
+    if not entries:
+        return ""
+    rows = [[entry["label"], cell("cause" if entry["status"] == "cause" else "open", f"status-{entry['status']}"),
+             entry["n_runs"], entry["n_judged"], entry["runs"]] for entry in entries]
+    open_entries = [entry for entry in entries if entry["status"] == "open"]
+    settle = (f'<p>To settle the open ones: <code>{html.escape(settle_command(result, open_entries))}</code></p>'
+              if open_entries else "")
+    return section("not-ruled-out", "Not ruled out",
+                    "<p>Values or ranges where no judged run removed the plateau: a cause the analysis names or "
+                    "confirms, or open (too few runs there to rule it out).</p>",
+                    table("not-ruled-out-table", ["where", "status", "runs", "judged", "how they ended"], rows,
+                          sortable=True), settle)

@@ -1,0 +1,41 @@
+"""The report's proof in words: what the one-change runs confirmed or ruled out, and what the sweep could not rule
+out with the command that would settle it (the HTML report shows the same in report_sections)."""
+
+from __future__ import annotations
+
+import shlex
+
+OUTCOME_WORDS = {"confirmed": "confirmed cause", "ruled_out": "ruled out", "inconclusive": "inconclusive",
+                 "pending": "pending"}
+
+
+def _value(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def settle_command(result: dict, entries: list[dict]) -> str:
+    """``sweep confirm`` with one ``--value`` per open region: one-change runs from the best plateau-free trial."""
+    values = " ".join(f"--value {entry['param']}={_value(entry['try_value'])}" for entry in entries)
+    return f"sweep confirm --study {shlex.quote(result['study'])} {values}"
+
+
+def confirmation_lines(result: dict) -> list[str]:
+    confirmation = result.get("confirmation")
+    if not confirmation:
+        return []
+    lines = [f"Proof by one change (from plateau-free trial {confirmation['reference']}, each parameter set back "
+             "to the baseline's value alone, trained to the end)"]
+    for entry in confirmation["params"]:
+        lines.append(f"  {entry['param']} = {_value(entry['value'])}: {OUTCOME_WORDS[entry['outcome']]}: "
+                     f"{entry['reason']}")
+    return lines
+
+
+def not_ruled_out_lines(result: dict) -> list[str]:
+    open_entries = [entry for entry in result.get("not_ruled_out") or [] if entry["status"] == "open"]
+    if not open_entries:
+        return []
+    lines = ["Not ruled out (no judged run there removed the plateau)"]
+    lines += [f"  {entry['label']}: {entry['runs']}" for entry in open_entries]
+    lines.append(f"  to settle it: {settle_command(result, open_entries)}")
+    return lines
