@@ -11,7 +11,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from optuna.distributions import (
     BaseDistribution,
@@ -22,9 +22,9 @@ from optuna.distributions import (
 
 from sweep import space as space_module
 from sweep.errors import UsageError
+from sweep.optim import OPTIMIZERS
 from sweep.pruning import PRUNERS
 
-OPTIMIZERS = ("sgd", "adamw")
 # When a sweep may end before its budget: never, once the analysis' answer is stable, or once the best loss stalls.
 STOP_RULES = ("never", "answered", "stalled")
 
@@ -103,12 +103,13 @@ class Setting:
     low: float | None = None
     high: float | None = None
     open_ends: str = ""  # "low", "high" or "both": which bounds are excluded
-    choices: tuple[str, ...] = ()
+    choices: Collection[str] = ()  # a table's keys are read when checked, so a name added to the table is accepted
     zero_means_all: bool = False  # an image cap: 0 on the command line or in a file, None when stored
 
     def accepted(self) -> str:
         if self.choices:
-            return ", ".join(self.choices[:-1]) + " or " + self.choices[-1]
+            *others, last = self.choices
+            return ", ".join(others) + " or " + last
         if self.kind is bool:
             return "true or false"
         if self.kind is str:

@@ -92,7 +92,7 @@ def setting_option(name: str, type: click.ParamType | None = None, metavar: str 
     if setting.kind is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
     if type is None and setting.choices:
-        type = click.Choice(setting.choices)
+        type = click.Choice(tuple(setting.choices))
     elif type is None and setting.kind is int:
         type = click.IntRange(0 if setting.zero_means_all else setting.low, setting.high)
     elif type is None and setting.kind is float:
@@ -152,7 +152,7 @@ worker_options = options(
                  help="Stay until every trial of the budget has finished, to retry the trials of workers that die."),
     click.option("--worker-index", type=click.IntRange(0),
                  help="This worker's number among a launcher's; mixed into its sampler's seed with host and pid."),
-    click.option("--stop-when", type=click.Choice(SETTINGS["stop_when"].choices),
+    click.option("--stop-when", type=click.Choice(tuple(SETTINGS["stop_when"].choices)),
                  help=SETTINGS["stop_when"].help + " Stored on the study for every worker. [default: the study's]"),
     click.option("--stop-after", type=click.IntRange(1),
                  help=SETTINGS["stop_after"].help + " Stored on the study. [default: the study's]"),

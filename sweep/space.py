@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
 import optuna
 from optuna.distributions import (
@@ -15,14 +15,9 @@ from optuna.distributions import (
 )
 
 from sweep.errors import UsageError
+from sweep.optim import SCHEDULERS
 
-SCHEDULERS = ("none", "cosine", "step", "plateau")
 MAX_FROZEN_STAGES = 4
-
-
-def step_lr_period(epochs: int) -> int:
-    """Epochs between the ``step`` scheduler's LR drops (x0.1): a third of the run."""
-    return max(1, epochs // 3)
 
 
 class SpaceError(UsageError):
@@ -42,7 +37,7 @@ class ParamSpec:
     exclusive_minimum: bool = False
     maximum: float | None = None  # inclusive upper bound of any value
     exclusive_maximum: bool = False
-    choices: tuple[str, ...] | None = None  # allowed strings for a choice of names
+    choices: Collection[str] | None = None  # allowed strings for a choice of names, read when checked
     integer_choices: bool = False  # a choice of positive integers (batch size)
 
     @property
