@@ -6,10 +6,7 @@ import functools
 
 from torch import nn
 
-RESNET_STAGES = 4
-
-# Stage 1 is the stem together with layer1: the stem alone is too small to be worth a knob.
-_STAGE_MODULE_NAMES = (("conv1", "bn1", "layer1"), ("layer2",), ("layer3",), ("layer4",))
+from models.stages import RESNET_STAGES, STAGE_MODULE_NAMES
 
 
 def check_frozen_stages(frozen_stages: int) -> None:
@@ -47,5 +44,5 @@ def _is_frozen(module: nn.Module) -> bool:
 
 
 def _stage_modules(model: nn.Module, stages: int) -> list[nn.Module]:
-    names = [name for stage in _STAGE_MODULE_NAMES[:stages] for name in stage]
+    names = [name for stage in STAGE_MODULE_NAMES[:stages] for name in stage]
     return [model.get_submodule(name) for name in names]

@@ -14,10 +14,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from models.stages import RESNET_STAGES
 from sweep.errors import UsageError
 from sweep.optim import SCHEDULERS
 
-MAX_FROZEN_STAGES = 4
 
 
 class SpaceError(UsageError):
@@ -60,8 +60,8 @@ PARAMS: dict[str, ParamSpec] = {
         ParamSpec("scheduler", "choice", "a comma-separated list of " + ", ".join(SCHEDULERS),
                   choices=SCHEDULERS, help="LR scheduler."),
         ParamSpec("frozen_stages", "int",
-                  f"an integer 0..{MAX_FROZEN_STAGES}, a range such as 0:4, or a list such as 0,2,4",
-                  minimum=0, maximum=MAX_FROZEN_STAGES,
+                  f"an integer 0..{RESNET_STAGES}, a range such as 0:{RESNET_STAGES}, or a list such as 0,2,{RESNET_STAGES}",
+                  minimum=0, maximum=RESNET_STAGES,
                   help="Number of frozen ResNet stages (1 = stem+layer1 ... 4 = all but the head)."),
     )
 }
@@ -73,7 +73,7 @@ DEFAULT_SPACE_TEXT: dict[str, str] = {
     "dropout": "0:0.6",
     "weight_decay": "1e-6:1e-2",
     "scheduler": ",".join(SCHEDULERS),
-    "frozen_stages": "0:4",
+    "frozen_stages": f"0:{RESNET_STAGES}",
 }
 
 # The plateau-prone settings a typical stalled fine-tune uses, compared against when none are given.
@@ -83,7 +83,7 @@ DEFAULT_BASELINE: dict[str, Any] = {
     "dropout": 0.5,
     "weight_decay": 1e-3,
     "scheduler": "none",
-    "frozen_stages": 4,
+    "frozen_stages": RESNET_STAGES,  # only the head trains
 }
 
 

@@ -131,3 +131,13 @@ def test_every_fixed_setting_has_one_entry_in_the_settings_table():
     assert set(SETTINGS) == set(FIXED_KEYS)
     for name, setting in SETTINGS.items():
         assert setting.accepts(getattr(SweepConfig(), name)), name  # the defaults pass their own check
+
+
+def test_the_frozen_stage_maximum_is_the_models_own():
+    from models.stages import RESNET_STAGES, STAGE_MODULE_NAMES
+
+    assert RESNET_STAGES == len(STAGE_MODULE_NAMES)
+    assert space.default_space()["frozen_stages"] == IntDistribution(0, RESNET_STAGES)
+    assert space.parse_value("frozen_stages", str(RESNET_STAGES)) == RESNET_STAGES
+    with pytest.raises(space.SpaceError, match="out of range"):
+        space.parse_value("frozen_stages", str(RESNET_STAGES + 1))
