@@ -161,9 +161,10 @@ worker_options = options(
 
 def space_options(fn):
     for name in reversed(space.PARAMS):
-        spec = space.PARAMS[name]
-        fn = click.option(spec.flag, name, type=Checked("SPACE", lambda text, name=name: space.parse_param(name, text)),
-                          help=f"{spec.help} Accepts {spec.accepted}. [default: {space.DEFAULT_SPACE_TEXT[name]}]")(fn)
+        fn = click.option(space.flag(name), name,
+                          type=Checked("SPACE", lambda text, name=name: space.parse_param(name, text)),
+                          help=f"{space.PARAMS[name].help} Accepts {space.accepted(name)}. "
+                               f"[default: {space.DEFAULT_SPACE_TEXT[name]}]")(fn)
     return fn
 
 

@@ -108,7 +108,7 @@ def test_larger_budget_resumes_and_runs_only_the_missing_trials(tmp_path):
         (["--lr", "0.1:0.001"], "--lr 0.1:0.001: low must be below high (got low=0.1, high=0.001)"),
         (["--lr", "-0.001"], "lr='-0.001' is out of range"),
         (["--scheduler", "linear"], "scheduler='linear' is not accepted"),
-        (["--frozen-stages", "0:7"], "frozen_stages='7' is out of range: expected an integer 0..4"),
+        (["--frozen-stages", "0:7"], "frozen_stages='7' is out of range: expected an integer from 0 to 4"),
         (["--batch-size", "16:32"], "a range is not accepted here"),
         (["--baseline", "lr"], "not NAME=VALUE"),
         (["--baseline", "momentum=0.9"], "unknown parameter 'momentum'"),
