@@ -19,8 +19,8 @@ def check_frozen_stages(frozen_stages: int) -> None:
 
 
 def freeze_stages(model: nn.Module, frozen_stages: int) -> None:
-    """Stop gradients in the first `frozen_stages` stages and keep their BatchNorm in eval mode."""
-    check_frozen_stages(frozen_stages)
+    """Stop gradients in the first `frozen_stages` stages (checked by `create_transfer_model`) and keep their
+    BatchNorm in eval mode."""
     for module in _stage_modules(model, frozen_stages):
         module.requires_grad_(False)
         # BN of frozen stages stays in eval so its running stats keep the pretrained values; a partial
