@@ -1,13 +1,26 @@
-"""Building a timm ResNet for transfer learning: pretrained weights, a new head, dropout, frozen stages."""
+"""Building a timm ResNet for transfer learning: pretrained weights, a new head, dropout, frozen stages.
 
-from models.factory import create_transfer_model, pretrained_data_config, starts_pretrained, validate_model_name
-from models.freeze import RESNET_STAGES, frozen_modules
+The builders load on first use, so reading ``models.stages`` (the sweep's search space does) imports no torch.
+"""
 
-__all__ = [
-    "RESNET_STAGES",
-    "create_transfer_model",
-    "frozen_modules",
-    "pretrained_data_config",
-    "starts_pretrained",
-    "validate_model_name",
-]
+from __future__ import annotations
+
+import importlib
+
+from models.stages import RESNET_STAGES
+
+_LAZY = {
+    "create_transfer_model": "models.factory",
+    "pretrained_data_config": "models.factory",
+    "starts_pretrained": "models.factory",
+    "validate_model_name": "models.factory",
+    "frozen_modules": "models.freeze",
+}
+
+__all__ = ["RESNET_STAGES", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

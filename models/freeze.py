@@ -6,10 +6,7 @@ import functools
 
 from torch import nn
 
-RESNET_STAGES = 4
-
-# Stage 1 is the stem together with layer1: the stem alone is too small to be worth a knob.
-_STAGE_MODULE_NAMES = (("conv1", "bn1", "layer1"), ("layer2",), ("layer3",), ("layer4",))
+from models.stages import RESNET_STAGES, STAGE_MODULE_NAMES
 
 
 def check_frozen_stages(frozen_stages: int) -> None:
@@ -22,8 +19,8 @@ def check_frozen_stages(frozen_stages: int) -> None:
 
 
 def freeze_stages(model: nn.Module, frozen_stages: int) -> None:
-    """Stop gradients in the first `frozen_stages` stages and keep their BatchNorm in eval mode."""
-    check_frozen_stages(frozen_stages)
+    """Stop gradients in the first `frozen_stages` stages (checked by `create_transfer_model`) and keep their
+    BatchNorm in eval mode."""
     for module in _stage_modules(model, frozen_stages):
         module.requires_grad_(False)
         # BN of frozen stages stays in eval so its running stats keep the pretrained values; a partial
@@ -47,5 +44,5 @@ def _is_frozen(module: nn.Module) -> bool:
 
 
 def _stage_modules(model: nn.Module, stages: int) -> list[nn.Module]:
-    names = [name for stage in _STAGE_MODULE_NAMES[:stages] for name in stage]
+    names = [name for stage in STAGE_MODULE_NAMES[:stages] for name in stage]
     return [model.get_submodule(name) for name in names]

@@ -21,10 +21,11 @@ from optuna.distributions import (
 )
 
 from sweep import space as space_module
+from sweep.bounds import Bounds
 from sweep.errors import UsageError
+from sweep.optim import OPTIMIZERS
 from sweep.pruning import PRUNERS
 
-OPTIMIZERS = ("sgd", "adamw")
 # When a sweep may end before its budget: never, once the analysis' answer is stable, or once the best loss stalls.
 STOP_RULES = ("never", "answered", "stalled")
 
@@ -94,82 +95,39 @@ FIXED_KEYS = tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not
 FILE_KEYS = FIXED_KEYS + ("space", "baseline")
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One fixed setting's type, bounds and help: the one table that flags, TOML files and stored studies obey."""
-
-    kind: type  # int, float, str or bool; a bool is not an int here
-    help: str
-    low: float | None = None
-    high: float | None = None
-    open_ends: str = ""  # "low", "high" or "both": which bounds are excluded
-    choices: tuple[str, ...] = ()
-    zero_means_all: bool = False  # an image cap: 0 on the command line or in a file, None when stored
-
-    def accepted(self) -> str:
-        if self.choices:
-            return ", ".join(self.choices[:-1]) + " or " + self.choices[-1]
-        if self.kind is bool:
-            return "true or false"
-        if self.kind is str:
-            return "a string"
-        noun = "an integer" if self.kind is int else "a number"
-        if self.low is not None and self.high is not None:
-            left = "(" if self.open_ends in ("low", "both") else "["
-            right = ")" if self.open_ends in ("high", "both") else "]"
-            bounds = f" from {self.low:g} to {self.high:g}" if self.kind is int else f" in {left}{self.low:g}, {self.high:g}{right}"
-        else:
-            bounds = f" >= {self.low:g}" if self.low is not None else ""
-        return noun + bounds + (", or 0 for all images" if self.zero_means_all else "")
-
-    def accepts(self, value: Any) -> bool:
-        if self.zero_means_all and value is None:
-            return True
-        if self.kind is float:
-            right_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            right_type = isinstance(value, self.kind) and (self.kind is bool or not isinstance(value, bool))
-        if not right_type:
-            return False
-        if self.choices:
-            return value in self.choices
-        if self.low is not None and (value < self.low or (value == self.low and self.open_ends in ("low", "both"))):
-            return False
-        return self.high is None or value < self.high or (value == self.high and self.open_ends not in ("high", "both"))
-
-
-SETTINGS: dict[str, Setting] = {
-    "model": Setting(str, "timm ResNet to fine-tune."),
-    "weights": Setting(str, "Pretrained weights: auto (hub when reachable), none (random init), or a local file."),
-    "data": Setting(str, "digits (built-in, offline), synthetic[:N], cifar10:ROOT, cifar100:ROOT or an ImageFolder "
+# The fixed settings: the one table that flags, TOML files and stored studies obey.
+SETTINGS: dict[str, Bounds] = {
+    "model": Bounds(str, "timm ResNet to fine-tune."),
+    "weights": Bounds(str, "Pretrained weights: auto (hub when reachable), none (random init), or a local file."),
+    "data": Bounds(str, "digits (built-in, offline), synthetic[:N], cifar10:ROOT, cifar100:ROOT or an ImageFolder "
                          "directory."),
-    "image_size": Setting(int, "Input size in pixels.", 16, 1024),
-    "max_train": Setting(int, "Cap on training images (0 = all).", 2, zero_means_all=True),
-    "max_val": Setting(int, "Cap on validation images (0 = all).", 1, zero_means_all=True),
-    "val_fraction": Setting(float, "Share of the images held out for validation where the data has no split.",
+    "image_size": Bounds(int, "Input size in pixels.", 16, 1024),
+    "max_train": Bounds(int, "Cap on training images (0 = all).", 2, zero_means_all=True),
+    "max_val": Bounds(int, "Cap on validation images (0 = all).", 1, zero_means_all=True),
+    "val_fraction": Bounds(float, "Share of the images held out for validation where the data has no split.",
                             0, 1, open_ends="both"),
-    "epochs": Setting(int, "Epochs per trial.", 1),
-    "n_trials": Setting(int, "Trials in the whole study (all workers).", 1),
-    "seed": Setting(int, "Seed for sampling, splits and init."),
-    "optimizer": Setting(str, "Optimizer of every trial.", choices=OPTIMIZERS),
-    "pruner": Setting(str, "Stops hopeless trials early.", choices=tuple(PRUNERS)),
-    "patience": Setting(int, "Plateau rule: epochs without improvement.", 1),
-    "min_delta": Setting(float, "Plateau rule: relative improvement that counts.", 0, 1, open_ends="high"),
-    "skip_bad_images": Setting(bool, "Train without image files that cannot be decoded (how many is logged) instead "
+    "epochs": Bounds(int, "Epochs per trial.", 1),
+    "n_trials": Bounds(int, "Trials in the whole study (all workers).", 1),
+    "seed": Bounds(int, "Seed for sampling, splits and init."),
+    "optimizer": Bounds(str, "Optimizer of every trial.", choices=OPTIMIZERS),
+    "pruner": Bounds(str, "Stops hopeless trials early.", choices=tuple(PRUNERS)),
+    "patience": Bounds(int, "Plateau rule: epochs without improvement.", 1),
+    "min_delta": Bounds(float, "Plateau rule: relative improvement that counts.", 0, 1, open_ends="high"),
+    "skip_bad_images": Bounds(bool, "Train without image files that cannot be decoded (how many is logged) instead "
                                      "of stopping before the first trial with their names."),
-    "compile": Setting(bool, "torch.compile each trial's model (compile time recorded apart); pays off on GPU with "
+    "compile": Bounds(bool, "torch.compile each trial's model (compile time recorded apart); pays off on GPU with "
                              "long trials."),
-    "checkpoints": Setting(bool, "Each trial's state after every epoch (a retried trial resumes from it) and its best "
+    "checkpoints": Bounds(bool, "Each trial's state after every epoch (a retried trial resumes from it) and its best "
                                  "weights (for `sweep export`) in the artifact store."),
-    "keep_best": Setting(int, "Trials whose best weights stay in the artifact store.", 1),
-    "artifacts": Setting(str, "Artifact store: a folder, or s3://BUCKET/PREFIX (AWS_ENDPOINT_URL for MinIO); also "
+    "keep_best": Bounds(int, "Trials whose best weights stay in the artifact store.", 1),
+    "artifacts": Bounds(str, "Artifact store: a folder, or s3://BUCKET/PREFIX (AWS_ENDPOINT_URL for MinIO); also "
                               "SWEEP_ARTIFACTS. Default: NAME.artifacts beside a SQLite file NAME.db, else "
                               "plateau-sweep.artifacts in the working directory."),
-    "stop_when": Setting(str, "End the sweep before its budget: answered (the factors and their regions the same for "
+    "stop_when": Bounds(str, "End the sweep before its budget: answered (the factors and their regions the same for "
                               "--stop-after finished trials in a row, no other parameter close to being named), "
                               "stalled (no new best loss in --stop-after trials: Optuna's terminator) or never.",
                          choices=STOP_RULES),
-    "stop_after": Setting(int, "Finished trials in a row that --stop-when waits for.", 1),
+    "stop_after": Bounds(int, "Finished trials in a row that --stop-when waits for.", 1),
 }
 
 

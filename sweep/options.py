@@ -3,6 +3,7 @@ the commands share."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -85,20 +86,39 @@ def _default(name: str) -> str:
     return f" [default: {'all' if value is None else value}]"
 
 
+def _cap(setting, text: str) -> int:
+    # 0 (all images) or the setting's own range: no click range says "0 or >= 2"
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not (value == 0 or setting.accepts(value)):
+        raise ValueError(f"{text!r} is not accepted: expected {setting.accepted()}")
+    return value
+
+
+def setting_type(name: str) -> click.ParamType | None:
+    """The click type of one fixed setting's flag, from the config's table, so a flag and a file obey one rule."""
+    setting = SETTINGS[name]
+    if setting.choices:
+        return click.Choice(tuple(setting.choices))
+    if setting.zero_means_all:
+        return Checked("INTEGER", functools.partial(_cap, setting))
+    if setting.kind is int:
+        return click.INT if setting.low is None and setting.high is None else click.IntRange(setting.low, setting.high)
+    if setting.kind is float:
+        return click.FloatRange(setting.low, setting.high, min_open=setting.open_ends in ("low", "both"),
+                                max_open=setting.open_ends in ("high", "both"))
+    return None
+
+
 def setting_option(name: str, type: click.ParamType | None = None, metavar: str | None = None):
     """The flag of one fixed sweep setting, typed and described by the config's table of settings."""
     setting, flag = SETTINGS[name], "--" + name.replace("_", "-")
     help_text = setting.help + _default(name)
     if setting.kind is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
-    if type is None and setting.choices:
-        type = click.Choice(setting.choices)
-    elif type is None and setting.kind is int:
-        type = click.IntRange(0 if setting.zero_means_all else setting.low, setting.high)
-    elif type is None and setting.kind is float:
-        type = click.FloatRange(setting.low, setting.high, min_open=setting.open_ends in ("low", "both"),
-                                max_open=setting.open_ends in ("high", "both"))
-    return click.option(flag, name, type=type, metavar=metavar, help=help_text)
+    return click.option(flag, name, type=type or setting_type(name), metavar=metavar, help=help_text)
 
 
 study_option = click.option("--study", "study_name", required=True, type=Checked("NAME", check_study_name),
@@ -136,8 +156,8 @@ analyze_options = options(
     click.option("--warm-start", is_flag=True,
                  help="With --emit-config: export the best plateau-free trial's model beside it (NAME.model/) and "
                       "start the next sweep from its weights."),
-    click.option("--patience", type=click.IntRange(1), help="Judge the curves with this plateau patience instead."),
-    click.option("--min-delta", type=click.FloatRange(0, 1, max_open=True),
+    click.option("--patience", type=setting_type("patience"), help="Judge the curves with this plateau patience instead."),
+    click.option("--min-delta", type=setting_type("min_delta"),
                  help="Judge the curves with this plateau min_delta (relative) instead."),
     click.option("--against", metavar="NAME", type=Checked("NAME", check_study_name),
                  help="Compare with this earlier study (same storage): its baseline curve against the best "
@@ -152,18 +172,19 @@ worker_options = options(
                  help="Stay until every trial of the budget has finished, to retry the trials of workers that die."),
     click.option("--worker-index", type=click.IntRange(0),
                  help="This worker's number among a launcher's; mixed into its sampler's seed with host and pid."),
-    click.option("--stop-when", type=click.Choice(SETTINGS["stop_when"].choices),
+    click.option("--stop-when", type=setting_type("stop_when"),
                  help=SETTINGS["stop_when"].help + " Stored on the study for every worker. [default: the study's]"),
-    click.option("--stop-after", type=click.IntRange(1),
+    click.option("--stop-after", type=setting_type("stop_after"),
                  help=SETTINGS["stop_after"].help + " Stored on the study. [default: the study's]"),
 )
 
 
 def space_options(fn):
     for name in reversed(space.PARAMS):
-        spec = space.PARAMS[name]
-        fn = click.option(spec.flag, name, type=Checked("SPACE", lambda text, name=name: space.parse_param(name, text)),
-                          help=f"{spec.help} Accepts {spec.accepted}. [default: {space.DEFAULT_SPACE_TEXT[name]}]")(fn)
+        fn = click.option(space.flag(name), name,
+                          type=Checked("SPACE", lambda text, name=name: space.parse_param(name, text)),
+                          help=f"{space.PARAMS[name].help} Accepts {space.accepted(name)}. "
+                               f"[default: {space.DEFAULT_SPACE_TEXT[name]}]")(fn)
     return fn
 
 

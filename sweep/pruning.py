@@ -12,7 +12,7 @@ from typing import Callable
 
 import optuna
 
-from sweep.analysis.curves import plateau_epoch
+from sweep.plateau import plateau_epoch
 from sweep.record import hold_until
 
 # Finished runs a pruner waits for before it cuts any: with fewer, a percentile or a rung says little.
@@ -66,10 +66,10 @@ class SettledPercentilePruner(optuna.pruners.BasePruner):
 
 
 class PlateauPruner(optuna.pruners.BasePruner):
-    """Prunes a trial once its reported validation losses are on a plateau by the analysis's rule.
+    """Prunes a trial once its reported validation losses are on a plateau by ``sweep.plateau``'s rule.
 
     Optuna has no pruner that judges a curve against itself by a relative threshold, so this one is
-    written here; it uses ``plateau_epoch`` from the analysis, so a pruned trial gets the same verdict.
+    written here; the analysis judges by the same rule, so a pruned trial gets the same verdict.
     """
 
     def __init__(self, patience: int, min_delta: float):

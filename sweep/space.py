@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -14,61 +13,25 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from models.stages import RESNET_STAGES
+from sweep.bounds import Bounds
 from sweep.errors import UsageError
-
-SCHEDULERS = ("none", "cosine", "step", "plateau")
-MAX_FROZEN_STAGES = 4
-
-
-def step_lr_period(epochs: int) -> int:
-    """Epochs between the ``step`` scheduler's LR drops (x0.1): a third of the run."""
-    return max(1, epochs // 3)
+from sweep.optim import SCHEDULERS
 
 
 class SpaceError(UsageError):
     """A search-space value a user wrote that we cannot accept; the message names it."""
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """How one knob is written on the command line and what values it may take."""
-
-    name: str
-    kind: str  # "float" (range or single value), "int" (range, list or value), "choice" (list)
-    accepted: str  # shown in errors and --help
-    help: str = ""  # what the knob is, for --help
-    log: bool = False
-    minimum: float | None = None  # inclusive lower bound of any value
-    exclusive_minimum: bool = False
-    maximum: float | None = None  # inclusive upper bound of any value
-    exclusive_maximum: bool = False
-    choices: tuple[str, ...] | None = None  # allowed strings for a choice of names
-    integer_choices: bool = False  # a choice of positive integers (batch size)
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-PARAMS: dict[str, ParamSpec] = {
-    spec.name: spec
-    for spec in (
-        ParamSpec("lr", "float", "a positive float or a LOW:HIGH range, e.g. 1e-5:1e-1 (log scale)",
-                  log=True, minimum=0.0, exclusive_minimum=True, maximum=10.0, help="Learning rate."),
-        ParamSpec("batch_size", "choice", "a comma-separated list of integers >= 2, e.g. 16,32,64",
-                  integer_choices=True, minimum=2, help="Batch size."),
-        ParamSpec("dropout", "float", "a float in [0, 1) or a LOW:HIGH range, e.g. 0:0.5",
-                  minimum=0.0, maximum=1.0, exclusive_maximum=True, help="Dropout before the new head."),
-        ParamSpec("weight_decay", "float",
-                  "a float >= 0 or a LOW:HIGH range of positive floats, e.g. 1e-6:1e-2 (log scale)",
-                  log=True, minimum=0.0, maximum=1.0, help="Weight decay."),
-        ParamSpec("scheduler", "choice", "a comma-separated list of " + ", ".join(SCHEDULERS),
-                  choices=SCHEDULERS, help="LR scheduler."),
-        ParamSpec("frozen_stages", "int",
-                  f"an integer 0..{MAX_FROZEN_STAGES}, a range such as 0:4, or a list such as 0,2,4",
-                  minimum=0, maximum=MAX_FROZEN_STAGES,
-                  help="Number of frozen ResNet stages (1 = stem+layer1 ... 4 = all but the head)."),
-    )
+# The knobs the sweep turns, in the order a trial samples them.
+PARAMS: dict[str, Bounds] = {
+    "lr": Bounds(float, "Learning rate.", 0, 10, open_ends="low", log=True, search="range"),
+    "batch_size": Bounds(int, "Batch size.", 2, search="list"),
+    "dropout": Bounds(float, "Dropout before the new head.", 0, 1, open_ends="high", search="range"),
+    "weight_decay": Bounds(float, "Weight decay.", 0, 1, log=True, search="range"),
+    "scheduler": Bounds(str, "LR scheduler.", choices=SCHEDULERS, search="list"),
+    "frozen_stages": Bounds(int, "Number of frozen ResNet stages (1 = stem+layer1 ... "
+                                 f"{RESNET_STAGES} = all but the head).", 0, RESNET_STAGES, search="range_or_list"),
 }
 
 # The default sweep: wide enough to contain every usual plateau fix.
@@ -78,7 +41,7 @@ DEFAULT_SPACE_TEXT: dict[str, str] = {
     "dropout": "0:0.6",
     "weight_decay": "1e-6:1e-2",
     "scheduler": ",".join(SCHEDULERS),
-    "frozen_stages": "0:4",
+    "frozen_stages": f"0:{RESNET_STAGES}",
 }
 
 # The plateau-prone settings a typical stalled fine-tune uses, compared against when none are given.
@@ -88,11 +51,11 @@ DEFAULT_BASELINE: dict[str, Any] = {
     "dropout": 0.5,
     "weight_decay": 1e-3,
     "scheduler": "none",
-    "frozen_stages": 4,
+    "frozen_stages": RESNET_STAGES,  # only the head trains
 }
 
 
-def _spec(name: str) -> ParamSpec:
+def _bounds(name: str) -> Bounds:
     try:
         return PARAMS[name]
     except KeyError:
@@ -101,72 +64,80 @@ def _spec(name: str) -> ParamSpec:
         ) from None
 
 
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def accepted(name: str) -> str:
+    """What a knob's flag accepts, in words (errors and --help), from its bounds and its default as the example."""
+    bounds, example = _bounds(name), DEFAULT_SPACE_TEXT[name]
+    if bounds.search == "range":
+        return f"{bounds.accepted()}, or a LOW:HIGH range{' (log scale)' if bounds.log else ''} such as {example}"
+    if bounds.search == "list":
+        return f"{bounds.accepted()}, or a comma-separated list of them such as {example}"
+    return f"{bounds.accepted()}, a LOW:HIGH range or a comma-separated list such as {example}"
+
+
 def parse_value(name: str, text: Any) -> Any:
     """One value of a parameter (from a flag, a file or --baseline), checked against its bounds."""
-    spec = _spec(name)
+    bounds = _bounds(name)
     raw = str(text).strip()
-    if spec.choices is not None:
-        if raw not in spec.choices:
-            raise SpaceError(f"{spec.name}={raw!r} is not accepted: expected {spec.accepted}")
+    if bounds.kind is str:
+        if not bounds.accepts(raw):
+            raise SpaceError(f"{name}={raw!r} is not accepted: expected {accepted(name)}")
         return raw
     try:
         number = float(raw)
     except ValueError:
-        raise SpaceError(f"{spec.name}={raw!r} is not a number: expected {spec.accepted}") from None
+        raise SpaceError(f"{name}={raw!r} is not a number: expected {accepted(name)}") from None
     if not math.isfinite(number):
-        raise SpaceError(f"{spec.name}={raw!r} is not finite: expected {spec.accepted}")
-    if spec.kind == "int" or spec.integer_choices:
+        raise SpaceError(f"{name}={raw!r} is not finite: expected {accepted(name)}")
+    if bounds.kind is int:
         if number != int(number):
-            raise SpaceError(f"{spec.name}={raw!r} is not an integer: expected {spec.accepted}")
+            raise SpaceError(f"{name}={raw!r} is not an integer: expected {accepted(name)}")
         number = int(number)
-    too_low = spec.minimum is not None and (
-        number <= spec.minimum if spec.exclusive_minimum else number < spec.minimum
-    )
-    too_high = spec.maximum is not None and (
-        number >= spec.maximum if spec.exclusive_maximum else number > spec.maximum
-    )
-    if too_low or too_high:
-        raise SpaceError(f"{spec.name}={raw!r} is out of range: expected {spec.accepted}")
+    if not bounds.accepts(number):
+        raise SpaceError(f"{name}={raw!r} is out of range: expected {accepted(name)}")
     return number
 
 
 def parse_param(name: str, text: Any) -> BaseDistribution:
     """Flag syntax to an Optuna distribution: ``LOW:HIGH`` range, ``a,b,c`` list, or one value (fixed)."""
-    spec = _spec(name)
+    bounds = _bounds(name)
     if isinstance(text, (list, tuple)):
         text = ",".join(str(item) for item in text)
     raw = str(text).strip()
     if not raw:
-        raise SpaceError(f"{spec.flag} is empty: expected {spec.accepted}")
+        raise SpaceError(f"{flag(name)} is empty: expected {accepted(name)}")
     if ":" in raw:
-        if spec.kind == "choice":
-            raise SpaceError(f"{spec.flag} {raw}: a range is not accepted here: expected {spec.accepted}")
+        if bounds.search == "list":
+            raise SpaceError(f"{flag(name)} {raw}: a range is not accepted here: expected {accepted(name)}")
         low_text, _, high_text = raw.partition(":")
         low, high = parse_value(name, low_text), parse_value(name, high_text)
         if low >= high:
             raise SpaceError(
-                f"{spec.flag} {raw}: low must be below high (got low={low_text.strip()}, "
+                f"{flag(name)} {raw}: low must be below high (got low={low_text.strip()}, "
                 f"high={high_text.strip()})"
             )
-        if spec.kind == "int":
+        if bounds.kind is int:
             return IntDistribution(int(low), int(high))
-        if spec.log and low <= 0:
+        if bounds.log and low <= 0:
             raise SpaceError(
-                f"{spec.flag} {raw}: a log-scale range needs low > 0 (got low={low_text.strip()}); "
-                f"fix the value instead, e.g. {spec.flag} 0"
+                f"{flag(name)} {raw}: a log-scale range needs low > 0 (got low={low_text.strip()}); "
+                f"fix the value instead, e.g. {flag(name)} 0"
             )
-        return FloatDistribution(float(low), float(high), log=spec.log)
+        return FloatDistribution(float(low), float(high), log=bounds.log)
     values = [parse_value(name, part) for part in raw.split(",")]
     if len(set(values)) != len(values):
-        raise SpaceError(f"{spec.flag} {raw}: a value is listed twice: expected {spec.accepted}")
-    if len(values) == 1 and spec.kind == "float":
+        raise SpaceError(f"{flag(name)} {raw}: a value is listed twice: expected {accepted(name)}")
+    if len(values) == 1 and bounds.kind is float:
         value = float(values[0])
         # Optuna treats a zero-width distribution as a fixed value and asks no sampler.
-        return FloatDistribution(value, value, log=spec.log and value > 0)
-    if len(values) == 1 and spec.kind == "int":
+        return FloatDistribution(value, value, log=bounds.log and value > 0)
+    if len(values) == 1 and bounds.search == "range_or_list":
         return IntDistribution(values[0], values[0])
-    if spec.kind == "float":
-        raise SpaceError(f"{spec.flag} {raw}: a list is not accepted here: expected {spec.accepted}")
+    if bounds.search == "range":
+        raise SpaceError(f"{flag(name)} {raw}: a list is not accepted here: expected {accepted(name)}")
     return CategoricalDistribution(values)
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sweep.space import step_lr_period
+from sweep.optim import OPTIMIZERS, SCHEDULERS
 
 
 # A mean training loss this large (logits ~1e4 apart) does not come back; under fp16 it is inf soon after.
@@ -82,27 +82,14 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimizer ``name`` of ``sweep.optim.OPTIMIZERS`` over the model's trainable parameters."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(trainable, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    if name == "adamw":
-        return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}: expected sgd or adamw")
+    return OPTIMIZERS[name](trainable, lr, weight_decay)
 
 
 def create_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, min_delta: float = 0.01):
-    """The torch LR scheduler for ``name``, stepped once per epoch (``plateau`` with the val loss)."""
-    if name == "none":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_lr_period(epochs), gamma=0.1)
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=0.1, patience=1, threshold=min_delta, threshold_mode="rel"
-        )
-    raise ValueError(f"unknown scheduler {name!r}: expected none, cosine, step or plateau")
+    """The LR scheduler ``name`` of ``sweep.optim.SCHEDULERS``, stepped once per epoch (``plateau`` with the val loss)."""
+    return SCHEDULERS[name](optimizer, epochs, min_delta)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):

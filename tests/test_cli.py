@@ -108,7 +108,7 @@ def test_larger_budget_resumes_and_runs_only_the_missing_trials(tmp_path):
         (["--lr", "0.1:0.001"], "--lr 0.1:0.001: low must be below high (got low=0.1, high=0.001)"),
         (["--lr", "-0.001"], "lr='-0.001' is out of range"),
         (["--scheduler", "linear"], "scheduler='linear' is not accepted"),
-        (["--frozen-stages", "0:7"], "frozen_stages='7' is out of range: expected an integer 0..4"),
+        (["--frozen-stages", "0:7"], "frozen_stages='7' is out of range: expected an integer from 0 to 4"),
         (["--batch-size", "16:32"], "a range is not accepted here"),
         (["--baseline", "lr"], "not NAME=VALUE"),
         (["--baseline", "momentum=0.9"], "unknown parameter 'momentum'"),
@@ -207,3 +207,34 @@ def test_analyze_into_a_missing_folder_is_a_usage_error(tmp_path, flag):
     assert result.exit_code == 2, result.output
     assert f"folder '{target.parent}' does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command, flag, name", [
+    ("start", "--epochs", "epochs"), ("start", "--seed", "seed"), ("start", "--max-train", "max_train"),
+    ("analyze", "--patience", "patience"), ("analyze", "--min-delta", "min_delta"),
+    ("worker", "--stop-after", "stop_after"), ("worker", "--stop-when", "stop_when"),
+])
+def test_a_settings_flag_accepts_what_the_config_accepts(command, flag, name):
+    import click
+
+    from sweep.config import SETTINGS
+
+    setting = SETTINGS[name]
+    param = next(param for param in main.commands[command].params if flag in param.opts)
+    for text in ("-1", "0", "0.5", "1", "2", "2000", "never", "stalled", "often"):
+        try:
+            param.type.convert(text, param, None)
+            flag_accepts = True
+        except click.BadParameter:
+            flag_accepts = False
+        try:
+            value = setting.kind(text)
+        except ValueError:
+            value = text
+        config_accepts = setting.accepts(value) or (setting.zero_means_all and value == 0)
+        assert flag_accepts == config_accepts, (flag, text)
+
+
+def test_help_shows_no_bound_a_setting_does_not_have():
+    result = CliRunner().invoke(main, ["start", "--help"])
+    assert "None]" not in result.output  # --seed has no bounds

@@ -95,3 +95,10 @@ def test_start_from_a_folder_with_its_own_models_and_data(tmp_path, workers, kin
     assert result.returncode == 0, result.stderr
     assert "the user's own" not in result.stdout + result.stderr
     assert "Baseline" in result.stdout or "baseline" in result.stdout
+
+
+def test_the_config_reads_the_plateau_rule_without_the_analysis():
+    probe = "import sys, sweep.config, sweep.pruning; print(sorted(m for m in sys.modules if m.startswith('sweep.analysis')))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -11,8 +11,9 @@ import torch
 from optuna.trial import TrialState
 
 from sweep import space
-from sweep.analysis.curves import classify_curve, plateau_epoch
+from sweep.analysis.curves import classify_curve
 from sweep.config import SweepConfig, build_config
+from sweep.plateau import plateau_epoch
 from sweep.pruning import PlateauPruner, SettledPercentilePruner, StartupPruner, create_pruner
 from sweep.record import HOLD_UNTIL
 from sweep.trial import first_epoch_at_lowered_lr, hold_until

@@ -29,14 +29,16 @@ def test_single_value_fixes_a_parameter():
         ("lr", "0.1:0.001", "low must be below high (got low=0.1, high=0.001)"),
         ("lr", "-1e-3", "lr='-1e-3' is out of range"),
         ("lr", "abc", "lr='abc' is not a number"),
-        ("scheduler", "none,linear", "scheduler='linear' is not accepted: expected a comma-separated list of none, cosine, step, plateau"),
-        ("frozen_stages", "0:5", "frozen_stages='5' is out of range: expected an integer 0..4"),
+        ("scheduler", "none,linear", "scheduler='linear' is not accepted: expected none, cosine, step or plateau, or a comma-separated list"),
+        ("frozen_stages", "0:5", "frozen_stages='5' is out of range: expected an integer from 0 to 4"),
         ("frozen_stages", "1.5", "not an integer"),
         ("batch_size", "16:64", "a range is not accepted here"),
         ("batch_size", "1", "out of range"),
         ("dropout", "1.0", "out of range"),
         ("weight_decay", "0:1e-2", "a log-scale range needs low > 0"),
         ("lr", "1e-3,1e-2", "a list is not accepted here"),
+        ("lr", "20", "lr='20' is out of range: expected a number in (0, 10]"),
+        ("weight_decay", "2", "weight_decay='2' is out of range: expected a number in [0, 1]"),
     ],
 )
 def test_bad_values_name_the_value_and_what_is_accepted(name, text, fragment):
@@ -125,9 +127,31 @@ def test_default_baseline_follows_fixed_params_and_given_baseline_must_be_a_choi
 
 
 
+def test_settings_and_knobs_are_checked_by_one_bounds_type():
+    from sweep.bounds import Bounds
+    from sweep.config import SETTINGS
+
+    assert all(type(entry) is Bounds for entry in (*SETTINGS.values(), *space.PARAMS.values()))
+    for name, text in space.DEFAULT_SPACE_TEXT.items():
+        for value in text.replace(":", ",").split(","):
+            assert space.PARAMS[name].accepts(space.parse_value(name, value)), (name, value)
+    assert space.DEFAULT_BASELINE.keys() == space.PARAMS.keys()
+    assert all(space.PARAMS[name].accepts(value) for name, value in space.DEFAULT_BASELINE.items())
+
+
 def test_every_fixed_setting_has_one_entry_in_the_settings_table():
     from sweep.config import FIXED_KEYS, SETTINGS
 
     assert set(SETTINGS) == set(FIXED_KEYS)
     for name, setting in SETTINGS.items():
         assert setting.accepts(getattr(SweepConfig(), name)), name  # the defaults pass their own check
+
+
+def test_the_frozen_stage_maximum_is_the_models_own():
+    from models.stages import RESNET_STAGES, STAGE_MODULE_NAMES
+
+    assert RESNET_STAGES == len(STAGE_MODULE_NAMES)
+    assert space.default_space()["frozen_stages"] == IntDistribution(0, RESNET_STAGES)
+    assert space.parse_value("frozen_stages", str(RESNET_STAGES)) == RESNET_STAGES
+    with pytest.raises(space.SpaceError, match="out of range"):
+        space.parse_value("frozen_stages", str(RESNET_STAGES + 1))

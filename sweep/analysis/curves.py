@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sweep.plateau import best_so_far, stall_start, stalled_windows
+
 VERDICTS = ("improving", "plateau", "overfitting", "oscillating", "diverged", "too_short")
 
 # Validation ending above its first value and this many times its best: the run blew up.
@@ -59,49 +61,6 @@ def _trend(change: float | None) -> str:
     if change >= OVERFIT_TRAIN_DROP:
         return "rising"
     return "flat"
-
-
-def _improves(new_best: float, best: float, min_delta: float) -> bool:
-    # ReduceLROnPlateau(mode="min", threshold_mode="rel"): better means below best * (1 - threshold).
-    return new_best < best - abs(best) * min_delta
-
-
-def _best_so_far(val: list[float]) -> list[float]:
-    best_so_far: list[float] = []
-    for value in val:
-        best_so_far.append(min(value, best_so_far[-1]) if best_so_far else value)
-    return best_so_far
-
-
-def _stalled(val: list[float], patience: int, min_delta: float) -> list[bool]:
-    """For each epoch with ``patience`` epochs after it: did those epochs fail to beat the best so far?"""
-    best_so_far = _best_so_far(val)
-    return [
-        not _improves(min(val[start + 1 : start + 1 + patience]), best_so_far[start], min_delta)
-        for start in range(len(val) - patience)
-    ]
-
-
-def _stall_start(stalled: list[bool]) -> int:
-    """Index of the first window of the stall that reaches the end, or of the last window if none does."""
-    start = len(stalled) - 1
-    if stalled[start]:
-        while start > 0 and stalled[start - 1]:
-            start -= 1
-    return start
-
-
-def plateau_epoch(val_losses: list[float], *, patience: int, min_delta: float) -> int | None:
-    """Epoch (1-based position in ``val_losses``) from which the curve is still stalled at its end, or None.
-
-    The plateau rule of ``classify_curve`` on validation losses alone, for a pruner that sees only those:
-    None while the curve is too short to judge (fewer than ``patience + 1`` values) or still improving.
-    """
-    val = [float(value) for value in val_losses]
-    if len(val) < patience + 1:
-        return None
-    stalled = _stalled(val, patience, min_delta)
-    return _stall_start(stalled) + 1 if stalled[-1] else None
 
 
 # Failures the training loop records when the loss blows up (sweep.train.DivergedLoss).
@@ -218,10 +177,10 @@ def classify_curve(
         )
         return CurveVerdict("diverged", None, evidence)
 
-    best_so_far = _best_so_far(val)
+    best_before = best_so_far(val)
     last_window = len(points) - 1 - patience
-    stalled = _stalled(val, patience, min_delta)
-    start = _stall_start(stalled)
+    stalled = stalled_windows(val, patience, min_delta)
+    start = stall_start(stalled)
     earlier = [
         points[index].epoch
         for index in range(len(stalled))
@@ -230,13 +189,13 @@ def classify_curve(
     if earlier:
         evidence["earlier_plateaus"] = earlier  # stalls the run later broke out of
 
-    evidence["best_val_before"] = _rounded(best_so_far[start])
+    evidence["best_val_before"] = _rounded(best_before[start])
     evidence["best_val_after"] = _rounded(min(val[start + 1 :]))
     if not stalled[last_window]:
         evidence["train_loss_change"] = _train_change(points)
         evidence["train_loss_trend"] = _trend(evidence["train_loss_change"])
         evidence["reason"] = (
-            f"best validation loss went from {best_so_far[start]:.4g} to "
+            f"best validation loss went from {best_before[start]:.4g} to "
             f"{min(val[start + 1:]):.4g} in the last {patience} epoch(s)"
         )
         return CurveVerdict("improving", None, evidence)
@@ -258,7 +217,7 @@ def classify_curve(
         )
         return CurveVerdict("overfitting", plateau_epoch, evidence)
     evidence["reason"] = (
-        f"best validation loss {best_so_far[start]:.4g} at epoch {plateau_epoch} improved by less "
+        f"best validation loss {best_before[start]:.4g} at epoch {plateau_epoch} improved by less "
         f"than {min_delta:g} (relative) over the {len(stall) - 1} epoch(s) after it"
     )
     return CurveVerdict("plateau", plateau_epoch, evidence)
