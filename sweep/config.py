@@ -29,6 +29,9 @@ from sweep.pruning import PRUNERS
 # When a sweep may end before its budget: never, once the analysis' answer is stable, or once the best loss stalls.
 STOP_RULES = ("never", "answered", "stalled")
 
+# At most this share of a sweep's trial budget goes to one-change runs (--confirm); the rest searches.
+CONFIRM_SHARE = 0.4
+
 CONFIG_ATTR = "sweep_config"
 CONFIG_VERSION = 1
 
@@ -62,6 +65,7 @@ class SweepConfig:
     artifacts: str = ""  # the artifact store: a folder or s3://BUCKET/PREFIX; "" = beside the storage
     stop_when: str = "never"  # one of STOP_RULES
     stop_after: int = 5  # finished trials the answer must hold for (answered), or without a new best (stalled)
+    confirm: bool = True  # one-change runs from the first plateau-free run (sweep.confirm)
     space: dict[str, BaseDistribution] = field(default_factory=space_module.default_space)
     baseline: dict[str, Any] = field(default_factory=lambda: dict(space_module.DEFAULT_BASELINE))
 
@@ -128,6 +132,9 @@ SETTINGS: dict[str, Bounds] = {
                               "stalled (no new best loss in --stop-after trials: Optuna's terminator) or never.",
                          choices=STOP_RULES),
     "stop_after": Bounds(int, "Finished trials in a row that --stop-when waits for.", 1),
+    "confirm": Bounds(bool, f"Once a run is plateau-free, spend up to {CONFIRM_SHARE:.0%} of the budget on one-change runs from it "
+                             "(each varied parameter back to the baseline's value alone, trained to the end) that "
+                             "confirm or rule out each cause."),
 }
 
 

@@ -14,12 +14,12 @@ from simulated_curves import generator, curve
 from sweep.analysis.confirmation import (
     changed_params,
     confirmation_results,
-    confirmation_size,
     plan_runs,
     reference_of,
 )
 from sweep.analysis.judged import judge
 from sweep.analysis.open_regions import not_ruled_out, regions_of
+from sweep.confirm import confirmation_size
 from sweep.record import TrialRecord
 
 SPACE = {

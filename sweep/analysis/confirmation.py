@@ -13,8 +13,6 @@ from optuna.distributions import BaseDistribution
 
 from sweep.analysis.baseline import changed_from
 
-# At most this share of a sweep's trial budget goes to one-change runs; the rest searches.
-CONFIRM_SHARE = 0.4
 OUTCOMES = ("confirmed", "ruled_out", "inconclusive", "pending")
 
 
@@ -34,14 +32,6 @@ def changed_params(reference: dict[str, Any], baseline: dict[str, Any],
     return [param for param, distribution in distributions.items()
             if not distribution.single() and param in baseline and param in reference
             and changed_from(reference[param], baseline[param], distribution)]
-
-
-def confirmation_size(n_trials: int, n_changes: int) -> tuple[int, int]:
-    """(runs, replicates): one run per changed parameter, a second seed each where ``CONFIRM_SHARE`` of the budget
-    holds both; with fewer slots than parameters, the first in ``plan_runs``' order."""
-    slots = int(CONFIRM_SHARE * n_trials)
-    replicates = 2 if 2 * n_changes <= slots else 1
-    return min(slots, n_changes * replicates), replicates
 
 
 def plan_runs(reference: dict, changes: list[tuple[str, Any]], *, slots: int, replicates: int = 1) -> list[dict]:

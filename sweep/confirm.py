@@ -1,0 +1,87 @@
+"""One-change runs queued in the study: once a plateau-free run exists, each varied parameter set back to the
+baseline's value alone, as ordinary trials of the study tagged in their record (workers, resume, checkpoints and
+the dashboard treat them like any other). How many: ``confirmation_size``. No torch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+
+from sweep.analysis.confirmation import changed_params, plan_runs, reference_of
+from sweep.analysis.judged import judge
+from sweep.analysis.open_regions import in_region, regions_of
+from sweep.analysis.records import records_from_trials
+from sweep.config import CONFIRM_SHARE
+from sweep.record import CONFIRMATION, confirmation_of
+
+log = logging.getLogger("sweep")
+
+
+def confirmation_size(n_trials: int, n_changes: int) -> tuple[int, int]:
+    """(runs, replicates): one run per changed parameter, a second seed each where ``CONFIRM_SHARE`` of the budget
+    holds both; with fewer slots than parameters, the first in ``plan_runs``' order."""
+    slots = int(CONFIRM_SHARE * n_trials)
+    replicates = 2 if 2 * n_changes <= slots else 1
+    return min(slots, n_changes * replicates), replicates
+
+
+def _ruled_out_last(changed: list[str], baseline: dict[str, Any], trials: list[dict],
+                    distributions: dict[str, BaseDistribution]) -> list[str]:
+    """``changed`` with the parameters whose baseline value the search has not ruled out first: with fewer slots
+    than parameters, the runs go where the search left a doubt."""
+    def ruled_out(param: str) -> bool:
+        region = next(r for r in regions_of(distributions[param]) if in_region(baseline[param], r))
+        return any(t["judged"] and t["plateau_removed"] and in_region(t["params"].get(param), region) for t in trials)
+    return sorted(changed, key=ruled_out)
+
+
+def due_runs(study: optuna.Study, config, *, reference_number: int | None = None,
+             changes: list[tuple[str, Any]] | None = None, replicates: int | None = None,
+             slots: int | None = None) -> list[dict]:
+    """The one-change runs to queue now. The sweep's own: none until a plateau-free run exists, none once any were
+    queued. Asked for (``sweep confirm``): from ``reference_number`` (default: the best plateau-free run), with
+    ``changes`` (default: each varied parameter back to the baseline's value)."""
+    frozen = study.get_trials(deepcopy=False)
+    asked = reference_number is not None or changes is not None or slots is not None
+    if not asked and any(confirmation_of(trial) for trial in frozen):
+        return []
+    records, distributions = records_from_trials(frozen)
+    trials = judge(records, patience=config.patience, min_delta=config.min_delta)
+    baseline = next((r.params for r in records if r.is_baseline and r.finished), None)
+    if reference_number is None:
+        reference = reference_of(trials)
+    else:
+        reference = next((t for t in trials if t["number"] == reference_number), None)
+    if reference is None or baseline is None:
+        return []
+    if changes is None:
+        changed = _ruled_out_last(changed_params(reference["params"], baseline, distributions), baseline, trials,
+                                  distributions)
+        changes = [(param, baseline[param]) for param in changed]
+    size, each = confirmation_size(config.n_trials, len(changes))
+    if slots is None:
+        queued = sum(1 for t in frozen if t.state != TrialState.FAIL)
+        slots = min(size, max(0, config.n_trials - queued))
+    return plan_runs(reference, changes, slots=slots, replicates=replicates or each)
+
+
+def queue_runs(study: optuna.Study, runs: list[dict]) -> None:
+    for run in runs:
+        study.enqueue_trial(run["params"], user_attrs={CONFIRMATION: run["confirmation"]})
+    if runs:
+        params = sorted({run["confirmation"]["param"] for run in runs})
+        log.info("trial %d is plateau-free: %d one-change run(s) queued to confirm or rule out %s",
+                 runs[0]["confirmation"]["reference"], len(runs), ", ".join(params))
+
+
+def schedule_confirmations(study: optuna.Study, config) -> int:
+    """Queue the one-change runs that are due (the sweep's own, from its best plateau-free run); how many."""
+    if not config.confirm:
+        return 0
+    runs = due_runs(study, config)
+    queue_runs(study, runs)
+    return len(runs)
