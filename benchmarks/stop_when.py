@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sweep.analysis import analyze, records_from_trials
 from sweep.analysis.answer import answer_of, same_answer
-from sweep.analysis.stopping import Thresholds, answers_by_step, first_settled_step
+from sweep.analysis.settled import Thresholds, answers_by_step, first_settled_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic sweeps are test fixtures
 from synthetic_studies import synthetic_records  # noqa: E402

@@ -29,7 +29,7 @@ def _region_text(answer: dict) -> str:
 def answered(study: optuna.Study, config: SweepConfig) -> dict | None:
     """The analysis' answer settled: the same factors and regions after each of the last ``stop_after`` trials."""
     from sweep.analysis import records_from_trials
-    from sweep.analysis.stopping import Thresholds, settled_answer
+    from sweep.analysis.settled import Thresholds, settled_answer
     from sweep.study import baseline_number
 
     trials = study.get_trials(deepcopy=False)
