@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from sweep.analysis import report_sections as sections
 from sweep.analysis.html_tables import SORT_SCRIPT
 from sweep.analysis.importance import build_study, quiet_optuna
-from sweep.analysis.records import FINISHED_STATES, TrialRecord
+from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
 from sweep.analysis.report import condition_text, fmt
 
 N_BEST_CURVES = 5
