@@ -12,7 +12,7 @@ RESNET_STAGES = 4
 _STAGE_MODULE_NAMES = (("conv1", "bn1", "layer1"), ("layer2",), ("layer3",), ("layer4",))
 
 
-def check_frozen_stages(frozen_stages: int) -> None:
+def validate_frozen_stages(frozen_stages: int) -> None:
     """Raise ValueError unless `frozen_stages` is a whole number of ResNet stages."""
     if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) or not 0 <= frozen_stages <= RESNET_STAGES:
         raise ValueError(
@@ -23,7 +23,7 @@ def check_frozen_stages(frozen_stages: int) -> None:
 
 def freeze_stages(model: nn.Module, frozen_stages: int) -> None:
     """Stop gradients in the first `frozen_stages` stages and keep their BatchNorm in eval mode."""
-    check_frozen_stages(frozen_stages)
+    validate_frozen_stages(frozen_stages)
     for module in _stage_modules(model, frozen_stages):
         module.requires_grad_(False)
         # BN of frozen stages stays in eval so its running stats keep the pretrained values; a partial
