@@ -34,11 +34,18 @@ import numpy as np
 from optuna.distributions import IntDistribution
 from scipy.stats import fisher_exact
 
+from conditional_only import conditional_only_factors
 from sweep.analysis.factors import find_factors
 from sweep.analysis.regions import ALPHA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic sweeps are test fixtures
 from synthetic_studies import BASELINE, SPACE, draw  # noqa: E402
+
+# The rules compared, each named by how it selects factors.
+RULES: dict[str, Callable[..., tuple[list[dict], list[dict], int]]] = {
+    "conditional-only": conditional_only_factors,
+    "marginal + conditional": find_factors,
+}
 
 FLIP_RATE = 0.05
 NO_CAUSE_PLATEAU_RATE = 0.7
@@ -110,7 +117,7 @@ def alone_shares(generator: str, n_causes: int, n_studies: int, n_trials: int = 
 def one_cell(cell: tuple[str, int, int, int]) -> dict[str, list[set[str]]]:
     """Names per rule for each study of one cell (generator, causes, trials)."""
     generator, n_causes, n_trials, n_studies = cell
-    names: dict[str, list[set[str]]] = {"old": [], "new": []}
+    names: dict[str, list[set[str]]] = {rule: [] for rule in RULES}
     if n_causes:
         names["ceiling"], names["ceiling, corrected"] = [], []
     for seed in range(n_studies):
@@ -119,8 +126,8 @@ def one_cell(cell: tuple[str, int, int, int]) -> dict[str, list[set[str]]]:
             for rule in names:
                 names[rule].append(set())
             continue
-        for rule, conditional_only in (("old", True), ("new", False)):
-            factors, _, _ = find_factors(params, kept, space, conditional_only=conditional_only)
+        for rule, search in RULES.items():
+            factors, _, _ = search(params, kept, space)
             names[rule].append({factor["param"] for factor in factors})
         if n_causes:
             causes = CAUSES[generator, n_causes]

@@ -22,7 +22,7 @@ from _common import add_size_flags, config_from, machine
 from sweep.config import SweepConfig
 from sweep.objective import Objective
 from sweep.pruning import create_pruner
-from sweep.record import records_from_trials
+from sweep.record import trial_records
 from sweep.sampler import create_sampler
 
 
@@ -36,7 +36,7 @@ def run_sweep(config: SweepConfig, objective: Objective, sampler: str = "tpe") -
     study.enqueue_trial(dict(config.baseline))
     started = time.perf_counter()
     study.optimize(objective, n_trials=config.n_trials)
-    records = records_from_trials(study.trials)
+    records = trial_records(study.trials)
     curves = [{"number": record.number, "params": record.params, "failure": record.failure, "init": record.init,
                "val_losses": [entry["val_loss"] for entry in record.history]}
               for record in records]

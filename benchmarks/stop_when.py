@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from sweep.analysis import analyze, records_from_trials
+from sweep.analysis import analyze, records_and_space_from_trials
 from sweep.analysis.answer import answer_of, same_answer
-from sweep.analysis.stopping import Thresholds, answers_by_step, first_settled_step
+from sweep.analysis.settled import Thresholds, answers_by_step, first_settled_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic sweeps are test fixtures
 from synthetic_studies import synthetic_records  # noqa: E402
@@ -74,7 +74,7 @@ def stored(storage: str, study_name: str):
     study, config = load(open_storage(storage), study_name)
     trials = sorted((t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None),
                     key=lambda t: t.datetime_complete)
-    records, distributions = records_from_trials(trials)
+    records, distributions = records_and_space_from_trials(trials)
     thresholds = Thresholds(config.patience, config.min_delta, baseline_number=baseline_number(trials))
     return records, distributions, thresholds
 

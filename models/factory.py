@@ -10,7 +10,7 @@ from timm.data import resolve_data_config
 from timm.models import get_arch_name
 from torch import nn
 
-from models.freeze import check_frozen_stages, freeze_stages
+from models.freeze import freeze_stages, validate_frozen_stages
 from models.weights import normalize_weights, pretrained_backbone_state
 
 # timm modules whose models are all built on timm.models.resnet.ResNet (stem conv1/bn1, layer1..layer4, fc)
@@ -53,7 +53,7 @@ def create_transfer_model(
     warning); "none" = random init on purpose; anything else = path of a local weights file.
     """
     validate_model_name(name)
-    check_frozen_stages(frozen_stages)
+    validate_frozen_stages(frozen_stages)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r}: expected a positive integer")
     if not 0.0 <= dropout < 1.0:

@@ -9,7 +9,7 @@ from torch import nn
 from models.stages import RESNET_STAGES, STAGE_MODULE_NAMES
 
 
-def check_frozen_stages(frozen_stages: int) -> None:
+def validate_frozen_stages(frozen_stages: int) -> None:
     """Raise ValueError unless `frozen_stages` is a whole number of ResNet stages."""
     if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) or not 0 <= frozen_stages <= RESNET_STAGES:
         raise ValueError(

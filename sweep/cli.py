@@ -53,6 +53,11 @@ def main():
     """
 
 
+# Both commands that train end the same way on a stop signal.
+STOP_SIGNALS_NOTE = """\b
+SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queued again; exit 130, 143, 129).
+"""
+
 START_EXAMPLE = """
 \b
 Examples:
@@ -61,9 +66,7 @@ Examples:
   sweep start --study mine --config sweep.toml --data ./my_images --weights resnet50.safetensors
   sweep start --study mine --baseline lr=1e-4,dropout=0.5,frozen_stages=4 --n-trials 40 --epochs 20
   SWEEP_STORAGE=postgresql+psycopg://sweep@db/sweep sweep start --study resnet-plateau --workers 4
-\b
-SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queued again; exit 130, 143, 129).
-"""
+""" + STOP_SIGNALS_NOTE
 
 
 @main.command(epilog=START_EXAMPLE)
@@ -146,9 +149,7 @@ WORKER_EXAMPLE = """
 Examples:
   SWEEP_STORAGE=postgresql+psycopg://sweep@db/sweep sweep worker --study resnet-plateau --until-done
   sweep worker --study resnet-plateau --device cuda:1 --n-trials 5
-\b
-SIGINT, SIGTERM and SIGHUP stop it cleanly (the running trial is failed and queued again; exit 130, 143, 129).
-"""
+""" + STOP_SIGNALS_NOTE
 
 
 @main.command(epilog=WORKER_EXAMPLE)

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from sweep.analysis.confirmation import changed_params, plan_runs, reference_of
 from sweep.analysis.judged import judge
 from sweep.analysis.open_regions import in_region, regions_of
-from sweep.analysis.records import records_from_trials
+from sweep.analysis.inputs import records_and_space_from_trials
 from sweep.config import CONFIRM_SHARE
 from sweep.record import CONFIRMATION, confirmation_of
 
@@ -49,7 +49,7 @@ def due_runs(study: optuna.Study, config, *, reference_number: int | None = None
     asked = reference_number is not None or changes is not None or slots is not None
     if not asked and any(confirmation_of(trial) for trial in frozen):
         return []
-    records, distributions = records_from_trials(frozen)
+    records, distributions = records_and_space_from_trials(frozen)
     trials = judge(records, patience=config.patience, min_delta=config.min_delta)
     baseline = next((r.params for r in records if r.is_baseline and r.finished), None)
     if reference_number is None:

@@ -169,5 +169,5 @@ class TrialWriter:
         self.trial.set_user_attr(PRUNED_AT, int(epoch))
 
 
-def records_from_trials(trials: list[optuna.trial.FrozenTrial]) -> list[TrialRecord]:
+def trial_records(trials: list[optuna.trial.FrozenTrial]) -> list[TrialRecord]:
     return [TrialRecord.from_trial(trial) for trial in trials]

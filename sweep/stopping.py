@@ -28,12 +28,12 @@ def _region_text(answer: dict) -> str:
 
 def answered(study: optuna.Study, config: SweepConfig) -> dict | None:
     """The analysis' answer settled: the same factors and regions after each of the last ``stop_after`` trials."""
-    from sweep.analysis import records_from_trials
-    from sweep.analysis.stopping import Thresholds, settled_answer
+    from sweep.analysis import records_and_space_from_trials
+    from sweep.analysis.settled import Thresholds, settled_answer
     from sweep.study import baseline_number
 
     trials = study.get_trials(deepcopy=False)
-    records, distributions = records_from_trials(trials)
+    records, distributions = records_and_space_from_trials(trials)
     order = [t.number for t in sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)]
     thresholds = Thresholds(config.patience, config.min_delta, baseline_number=baseline_number(trials))
     settled = settled_answer(records, distributions, thresholds, config.stop_after, order)

@@ -151,7 +151,7 @@ def analyze_study(study: optuna.Study, config: SweepConfig, *, patience: int | N
     from sweep import analysis
 
     trials = study.get_trials(deepcopy=False)
-    records, distributions = analysis.records_from_trials(trials)
+    records, distributions = analysis.records_and_space_from_trials(trials)
     result = analysis.analyze(
         records, distributions,
         study_name=study.study_name,

@@ -13,7 +13,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweep.analysis.records import TrialRecord
+from sweep.analysis.inputs import TrialRecord
 
 SPACE: dict[str, BaseDistribution] = {
     "lr": FloatDistribution(1e-5, 1e-1, log=True),

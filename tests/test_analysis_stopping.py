@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 
 from sweep.analysis import TrialRecord, analyze, records_from_study
 from sweep.analysis.answer import answer_of, same_answer
-from sweep.analysis.stopping import Answer, Thresholds, answers_by_step, is_settled, settled_answer
+from sweep.analysis.settled import Answer, Thresholds, answers_by_step, is_settled, settled_answer
 from sweep.cli import main
 from sweep.config import ConfigError, SweepConfig, build_config
 from synthetic_studies import outcome_history, plateau_rule

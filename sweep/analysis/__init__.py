@@ -5,8 +5,8 @@ Pure functions over plain records; ``records_from_study`` is the one step that r
 
 from sweep.analysis.compare import compare_studies, setup_differences
 from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
+from sweep.analysis.inputs import TrialRecord, records_and_space_from_trials, records_from_study
 from sweep.analysis.next_config import emit_config
-from sweep.analysis.records import TrialRecord, records_from_study, records_from_trials
 from sweep.analysis.report import render_text
 from sweep.analysis.report_html import render_html
 from sweep.analysis.result import analyze
@@ -21,8 +21,8 @@ __all__ = [
     "compare_studies",
     "emit_config",
     "json_schema",
+    "records_and_space_from_trials",
     "records_from_study",
-    "records_from_trials",
     "render_html",
     "render_text",
     "setup_differences",

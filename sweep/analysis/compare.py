@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from sweep.analysis.curves import VERDICTS
-from sweep.analysis.records import TrialRecord
+from sweep.analysis.inputs import TrialRecord
 
 N_BEST_CURVES = 5
 # Settings that make two sweeps' losses and verdicts incomparable when they differ: what is trained on what, how

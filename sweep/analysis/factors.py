@@ -57,7 +57,6 @@ def find_factors(
     *,
     min_trials: int = 6,
     seed: int = 0,
-    conditional_only: bool = False,
     quick: bool = False,
 ) -> tuple[list[dict], list[dict], int]:
     """Factors, the other varied parameters, and how many tests the correction counted.
@@ -69,28 +68,21 @@ def find_factors(
     ``among``); every other parameter carries its marginal evidence over all judged trials.
 
     ``quick`` draws fewer permutations (p resolved to 0.001) and leaves Fisher's p and the per-level
-    counts out: for where only
-    which factors are named matters (the robustness grid, the stop rule).
-
-    ``conditional_only`` runs the earlier rule, kept to measure against (benchmarks/factor_recall.py):
-    one factor a round, each round's tests alone corrected, and after the first round only tests
-    among the runs inside the named regions.
+    counts out: for where only which factors are named matters (the robustness grid, the stop rule).
     """
     rng = np.random.default_rng(seed)
     varied = {name: d for name, d in distributions.items() if not is_fixed(d)}
     everyone = list(range(len(kept)))
     tests = _tests_among(everyone, judged_params, kept, varied, {}, rng, quick)
-    round_tests = tests
     named: dict[str, dict] = {}
     while True:
-        family = round_tests if conditional_only else tests
-        open_tests = [t for t in family if t["param"] not in named and "p_permutation" in t]
+        open_tests = [t for t in tests if t["param"] not in named and "p_permutation" in t]
         for test, adjusted in zip(open_tests, holm([t["p_permutation"] for t in open_tests])):
             test["p_adjusted"] = round(adjusted, 4)
         holding = sorted((t for t in open_tests if holds(t)), key=lambda t: (t["p_adjusted"], -t["z"]))
         if not holding:
             break
-        for test in holding[:1] if conditional_only else holding:
+        for test in holding:
             named.setdefault(test["param"], test)
         among = {param: test["region"] for param, test in named.items()}
         population = [i for i in everyone
@@ -99,8 +91,7 @@ def find_factors(
         if len(population) < min_trials or all(sub_kept) or not any(sub_kept):
             break
         remaining = {name: d for name, d in varied.items() if name not in named}
-        round_tests = _tests_among(population, judged_params, kept, remaining, among, rng, quick)
-        tests += round_tests
+        tests += _tests_among(population, judged_params, kept, remaining, among, rng, quick)
     return _factor_entries(named, tests), _other_entries(named, tests), len(tests)
 
 

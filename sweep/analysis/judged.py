@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from sweep.analysis.curves import CurveVerdict, PreparedCurve, classify_curve
-from sweep.analysis.records import FINISHED_STATES, TrialRecord
+from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
 
 # Plateau removed = judged and not plateau/diverged; overfitting counts as removed (the optimisation moved, the stall left is generalisation) and is reported apart.
 KEPT_VERDICTS = ("plateau", "diverged")

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from sweep.analysis import report_sections as sections
 from sweep.analysis.html_tables import SORT_SCRIPT
 from sweep.analysis.importance import build_study, quiet_optuna
-from sweep.analysis.records import FINISHED_STATES, TrialRecord
+from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
 from sweep.analysis.report import condition_text, fmt
 
 N_BEST_CURVES = 5
@@ -32,42 +32,43 @@ def _series(record: TrialRecord, key: str) -> tuple[list[int], list[float | None
     return epochs, values
 
 
-def _curves_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure:
+def _val_loss_figure(title: str, curves: list[tuple[str, list, list]],
+                     baseline: tuple[str, list, list] | None) -> go.Figure:
+    """Validation-loss curves, each ``(name, epochs, values)``, with the baseline's drawn thick over them."""
     figure = go.Figure()
+    for name, epochs, values in curves:
+        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name))
+    if baseline is not None:
+        name, epochs, values = baseline
+        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=name,
+                                    line={"color": BASELINE_COLOR, "width": 4}))
+    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title="validation loss")
+    return figure
+
+
+def _curves_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure:
     best_removed = sorted(
         (t for t in result["trials"] if t["plateau_removed"] and t["best_val_loss"] is not None),
         key=lambda t: t["best_val_loss"],
     )[:N_BEST_CURVES]
-    for trial in best_removed:
-        epochs, values = _series(by_number[trial["number"]], "val_loss")
-        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers",
-                                    name=f"trial {trial['number']} ({trial['verdict']})"))
+    curves = [(f"trial {trial['number']} ({trial['verdict']})", *_series(by_number[trial["number"]], "val_loss"))
+              for trial in best_removed]
     baseline = by_number.get(result["baseline"]["number"])
-    if baseline is not None:
-        epochs, values = _series(baseline, "val_loss")
-        figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name="baseline",
-                                    line={"color": BASELINE_COLOR, "width": 4}))
-    figure.update_layout(title="Validation loss: the baseline against the best runs that removed the plateau",
-                         xaxis_title="epoch", yaxis_title="validation loss")
-    return figure
+    return _val_loss_figure("Validation loss: the baseline against the best runs that removed the plateau", curves,
+                            None if baseline is None else ("baseline", *_series(baseline, "val_loss")))
 
 
 def _against_figure(result: dict) -> go.Figure | None:
     comparison = result.get("comparison")
     if not comparison:
         return None
-    figure = go.Figure()
-    for curve in comparison["best_curves"]:
-        figure.add_trace(go.Scatter(x=curve["epochs"], y=curve["val_loss"], mode="lines+markers",
-                                    name=f"{result['study']} trial {curve['number']} ({curve['verdict']})"))
+    curves = [(f"{result['study']} trial {curve['number']} ({curve['verdict']})", curve["epochs"], curve["val_loss"])
+              for curve in comparison["best_curves"]]
     baseline = comparison.get("baseline_curve")
-    if baseline:
-        figure.add_trace(go.Scatter(x=baseline["epochs"], y=baseline["val_loss"], mode="lines+markers",
-                                    name=f"{comparison['against']} baseline (trial {baseline['number']})",
-                                    line={"color": BASELINE_COLOR, "width": 4}))
-    figure.update_layout(title=f"Validation loss: {comparison['against']}'s baseline against the best plateau-free "
-                               f"runs of {result['study']}", xaxis_title="epoch", yaxis_title="validation loss")
-    return figure
+    return _val_loss_figure(
+        f"Validation loss: {comparison['against']}'s baseline against the best plateau-free runs of {result['study']}",
+        curves, (f"{comparison['against']} baseline (trial {baseline['number']})", baseline["epochs"],
+                 baseline["val_loss"]) if baseline else None)
 
 
 def _baseline_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure | None:

@@ -13,11 +13,11 @@ from sweep.analysis.baseline import compare_with_baseline
 from sweep.analysis.confirmation import confirmation_results
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.factors import find_factors
-from sweep.analysis.regions import ALPHA, is_fixed
 from sweep.analysis.importance import importances
+from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
 from sweep.analysis.judged import PLATEAU_REMOVED, judge
 from sweep.analysis.open_regions import not_ruled_out
-from sweep.analysis.records import FINISHED_STATES, TrialRecord
+from sweep.analysis.regions import ALPHA, is_fixed
 from sweep.analysis.robustness import robustness
 from sweep.analysis.suspects import usual_suspects
 from sweep.analysis.transitions import prefer_improving, transition_table

@@ -12,8 +12,8 @@ from optuna.distributions import BaseDistribution
 from sweep.analysis.answer import same_region
 from sweep.analysis.curves import prepare_curve
 from sweep.analysis.factors import find_factors
+from sweep.analysis.inputs import TrialRecord
 from sweep.analysis.judged import judge
-from sweep.analysis.records import TrialRecord
 
 PATIENCES = (1, 2, 3, 5)
 MIN_DELTAS = (0.001, 0.01, 0.05)

@@ -8,7 +8,7 @@ from sweep.doctor.checks.learnability import check_learnability
 from sweep.doctor.checks.lr_range import check_lr_range
 from sweep.doctor.checks.normalisation import check_normalisation
 from sweep.doctor.checks.schedule import check_lr_schedule
-from sweep.doctor.result import DOCTOR_ATTR, VERDICTS, CheckResult, summary, worst
+from sweep.doctor.findings import DOCTOR_ATTR, VERDICTS, CheckResult, summary, worst
 from sweep.doctor.run import ALL_CHECKS, CHECKS, QUICK_CHECKS, render_text, run_checks, run_doctor
 from sweep.doctor.setup import (
     DoctorSetupError,

@@ -13,7 +13,7 @@ from sweep.doctor.checks.learnability import check_learnability
 from sweep.doctor.checks.lr_range import check_lr_range
 from sweep.doctor.checks.normalisation import check_normalisation
 from sweep.doctor.checks.schedule import check_lr_schedule
-from sweep.doctor.result import SYMBOLS, CheckResult, worst
+from sweep.doctor.findings import SYMBOLS, CheckResult, worst
 from sweep.doctor.setup import DoctorSetupError, Setup, setup_from_config, setup_from_module
 from sweep.doctor.training import TrainEpochError
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sweep.doctor.findings import CheckResult, rounded
 from sweep.doctor.probes import first_items, random_transforms
-from sweep.doctor.result import CheckResult, rounded
 from sweep.doctor.setup import Setup
 from sweep.doctor.training import Snapshot, to_device
 

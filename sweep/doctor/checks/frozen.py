@@ -8,8 +8,8 @@ import itertools
 import torch
 from torch import nn
 
+from sweep.doctor.findings import CheckResult
 from sweep.doctor.probes import cycle
-from sweep.doctor.result import CheckResult
 from sweep.doctor.setup import Setup
 from sweep.doctor.training import FewBatches, Snapshot, run_epoch, training_optimizer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from sweep.doctor.findings import CheckResult, rounded
 from sweep.doctor.probes import first_items, raw_hashes, targets
-from sweep.doctor.result import CheckResult, rounded
 from sweep.doctor.setup import Setup
 from sweep.doctor.training import num_outputs
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sweep.doctor.findings import CheckResult, rounded
 from sweep.doctor.probes import batches
-from sweep.doctor.result import CheckResult, rounded
 from sweep.doctor.setup import Setup
 from sweep.doctor.training import Snapshot
 

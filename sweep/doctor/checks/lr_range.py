@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 from optuna.distributions import FloatDistribution
 
+from sweep.doctor.findings import CheckResult, rounded
 from sweep.doctor.probes import cycle
-from sweep.doctor.result import CheckResult, rounded
 from sweep.doctor.setup import Setup
 from sweep.doctor.training import FewBatches, LossRecorder, Snapshot, TrainEpochError, run_epoch, training_optimizer
 

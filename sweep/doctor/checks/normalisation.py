@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from sweep.doctor.findings import CheckResult, rounded
 from sweep.doctor.probes import batches, normalize_of
-from sweep.doctor.result import CheckResult, rounded
 from sweep.doctor.setup import Setup
 
 # Train/val normalised statistics differing by more than this many train standard deviations disagree.

@@ -11,8 +11,8 @@ import torch
 from optuna.distributions import CategoricalDistribution
 from torch import nn
 
+from sweep.doctor.findings import CheckResult
 from sweep.doctor.probes import batches
-from sweep.doctor.result import CheckResult
 from sweep.doctor.setup import Setup, SweepSetup
 from sweep.doctor.training import FewBatches, Snapshot, current_lr, run_epoch
 

@@ -7,10 +7,10 @@ from optuna.distributions import BaseDistribution
 
 from sweep.record import FINISHED_STATES, TrialRecord
 
-__all__ = ["FINISHED_STATES", "TrialRecord", "records_from_study", "records_from_trials"]
+__all__ = ["FINISHED_STATES", "TrialRecord", "records_and_space_from_trials", "records_from_study"]
 
 
-def records_from_trials(
+def records_and_space_from_trials(
     trials: list[optuna.trial.FrozenTrial],
 ) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
     """Trials already read from a study as records, and the search space they were drawn from.
@@ -26,4 +26,4 @@ def records_from_trials(
 
 def records_from_study(study: optuna.Study) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:
     """Every trial of ``study`` as a record, and the search space the trials were drawn from."""
-    return records_from_trials(study.get_trials(deepcopy=False))
+    return records_and_space_from_trials(study.get_trials(deepcopy=False))

@@ -13,9 +13,9 @@ from optuna.distributions import BaseDistribution
 
 from sweep.analysis.answer import same_answer
 from sweep.analysis.curves import PreparedCurve, prepare_curve
-from sweep.analysis.judged import judge
-from sweep.analysis.records import FINISHED_STATES, TrialRecord
 from sweep.analysis.factors import find_factors
+from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
+from sweep.analysis.judged import judge
 from sweep.analysis.regions import ALPHA
 from sweep.analysis.robustness import evidence_of
 
