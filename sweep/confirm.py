@@ -11,7 +11,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from sweep.analysis.confirmation import changed_params, plan_runs, reference_of
+from sweep.analysis.confirmation import changed_params, control_outcome, plan_runs, reference_of
 from sweep.analysis.judged import judge
 from sweep.analysis.open_regions import in_region, regions_of
 from sweep.analysis.inputs import records_and_space_from_trials
@@ -21,12 +21,12 @@ from sweep.record import CONFIRMATION, confirmation_of
 log = logging.getLogger("sweep")
 
 
-def confirmation_size(n_trials: int, n_changes: int) -> tuple[int, int]:
-    """(runs, replicates): one run per changed parameter, a second seed each where ``CONFIRM_SHARE`` of the budget
-    holds both; with fewer slots than parameters, the first in ``plan_runs``' order."""
+def confirmation_size(n_trials: int, n_runs: int) -> tuple[int, int]:
+    """(runs, replicates) for ``n_runs`` distinct runs (the control and one per change): a second seed of each change
+    where ``CONFIRM_SHARE`` of the budget holds them all twice; with fewer slots, the first in ``plan_runs``' order."""
     slots = int(CONFIRM_SHARE * n_trials)
-    replicates = 2 if 2 * n_changes <= slots else 1
-    return min(slots, n_changes * replicates), replicates
+    replicates = 2 if 2 * n_runs - 1 <= slots else 1
+    return min(slots, (n_runs - 1) * replicates + 1), replicates
 
 
 def _ruled_out_last(changed: list[str], baseline: dict[str, Any], trials: list[dict],
@@ -39,21 +39,35 @@ def _ruled_out_last(changed: list[str], baseline: dict[str, Any], trials: list[d
     return sorted(changed, key=ruled_out)
 
 
+def _tried_references(trials: list[dict]) -> dict[int, str | None]:
+    """Each reference one-change runs were queued from, with its control's outcome."""
+    controls: dict[int, list[dict]] = {}
+    for trial in trials:
+        tag = trial.get("confirmation")
+        if tag:
+            controls.setdefault(tag["reference"], [])
+            if tag["param"] is None:
+                controls[tag["reference"]].append(trial)
+    return {reference: control_outcome(runs) for reference, runs in controls.items()}
+
+
 def due_runs(study: optuna.Study, config, *, reference_number: int | None = None,
              changes: list[tuple[str, Any]] | None = None, replicates: int | None = None,
              slots: int | None = None) -> list[dict]:
-    """The one-change runs to queue now. The sweep's own: none until a plateau-free run exists, none once any were
-    queued. Asked for (``sweep confirm``): from ``reference_number`` (default: the best plateau-free run), with
-    ``changes`` (default: each varied parameter back to the baseline's value)."""
+    """The one-change runs to queue now. The sweep's own: none until a plateau-free run exists, and none while a
+    plan stands; a plan whose control kept the plateau gives way to one from the next plateau-free run. Asked for
+    (``sweep confirm``): from ``reference_number`` (default: the best plateau-free run), with ``changes``
+    (default: each varied parameter back to the baseline's value); a control only where that reference has none."""
     frozen = study.get_trials(deepcopy=False)
     asked = reference_number is not None or changes is not None or slots is not None
-    if not asked and any(confirmation_of(trial) for trial in frozen):
-        return []
     records, distributions = records_and_space_from_trials(frozen)
     trials = judge(records, patience=config.patience, min_delta=config.min_delta)
+    tried = _tried_references(trials)
+    if not asked and any(outcome != "kept" for outcome in tried.values()):
+        return []  # a plan stands (its control plateau-free or not done): one per sweep
     baseline = next((r.params for r in records if r.is_baseline and r.finished), None)
     if reference_number is None:
-        reference = reference_of(trials)
+        reference = reference_of([t for t in trials if t["number"] not in tried])
     else:
         reference = next((t for t in trials if t["number"] == reference_number), None)
     if reference is None or baseline is None:
@@ -62,20 +76,25 @@ def due_runs(study: optuna.Study, config, *, reference_number: int | None = None
         changed = _ruled_out_last(changed_params(reference["params"], baseline, distributions), baseline, trials,
                                   distributions)
         changes = [(param, baseline[param]) for param in changed]
-    size, each = confirmation_size(config.n_trials, len(changes))
-    if slots is None:
+    control = reference["number"] not in tried
+    size, each = confirmation_size(config.n_trials, len(changes) + control)
+    if slots is None:  # the sweep's own plans share CONFIRM_SHARE of the budget, a second plan what the first left
         queued = sum(1 for t in frozen if t.state != TrialState.FAIL)
-        slots = min(size, max(0, config.n_trials - queued))
-    return plan_runs(reference, changes, slots=slots, replicates=replicates or each)
+        spent = sum(1 for t in trials if t.get("confirmation"))
+        slots = min(size, int(CONFIRM_SHARE * config.n_trials) - spent, config.n_trials - queued)
+        if slots < 2:  # a control alone proves nothing
+            return []
+    return plan_runs(reference, changes, slots=slots, replicates=replicates or each, control=control)
 
 
 def queue_runs(study: optuna.Study, runs: list[dict]) -> None:
     for run in runs:
         study.enqueue_trial(run["params"], user_attrs={CONFIRMATION: run["confirmation"]})
     if runs:
-        params = sorted({run["confirmation"]["param"] for run in runs})
-        log.info("trial %d is plateau-free: %d one-change run(s) queued to confirm or rule out %s",
-                 runs[0]["confirmation"]["reference"], len(runs), ", ".join(params))
+        params = sorted({run["confirmation"]["param"] for run in runs} - {None})
+        control = " (and the reference again, unchanged, as a control)" if runs[0]["confirmation"]["param"] is None else ""
+        log.info("trial %d is plateau-free: %d one-change run(s) queued to confirm or rule out %s%s",
+                 runs[0]["confirmation"]["reference"], len(runs), ", ".join(params), control)
 
 
 def schedule_confirmations(study: optuna.Study, config) -> int:

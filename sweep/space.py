@@ -167,6 +167,14 @@ def parse_baseline(text: str) -> dict[str, Any]:
     return baseline
 
 
+def parse_change(text: str) -> tuple[str, Any]:
+    """``frozen_stages=3`` (``sweep confirm --value``) to a checked ``(name, value)``."""
+    name, sep, value = text.partition("=")
+    if not sep or not value.strip():
+        raise SpaceError(f"--value {text!r} is not NAME=VALUE: expected e.g. frozen_stages=4 or lr=1e-4")
+    return name.strip(), parse_value(name.strip(), value)
+
+
 def check_baseline(baseline: dict[str, Any], space: dict[str, BaseDistribution]) -> list[str]:
     """Values of the baseline that lie outside the search space (allowed, but worth a warning)."""
     outside = []

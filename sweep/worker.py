@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from sweep.admission import BudgetGate
 from sweep.artifacts import keep_best_for
 from sweep.config import SweepConfig
+from sweep.confirm import schedule_confirmations
 from sweep.recovery import StaleTrialWatcher, fail_stale_trials
 from sweep.storage import (
     MAX_RETRY, OUTAGE_ERRORS, describe_error, heartbeat_settings, mask_url, open_storage, storage_reachable,
@@ -193,6 +194,7 @@ def run_trials(
             try:
                 with gate:
                     fail_stale_trials(study)
+                    schedule_confirmations(study, config)  # under the gate: one worker queues them, once
                     finished, running_before = _room(study)
                     running = len(running_before)
                     if finished >= config.n_trials or stop_reason(study):  # budget spent, or --stop-when held

@@ -89,17 +89,19 @@ def test_one_change_runs_change_one_parameter_each_and_a_second_seed_where_the_b
     changed = changed_params(reference["params"], BASELINE, SPACE)
     assert changed == ["lr", "frozen_stages"]  # scheduler: already the baseline's
     runs = plan_runs(reference, [(param, BASELINE[param]) for param in changed], slots=10, replicates=2)
-    assert [run["confirmation"]["param"] for run in runs] == ["lr", "frozen_stages"] * 2
-    for run in runs:
+    assert [run["confirmation"]["param"] for run in runs] == [None, "lr", "frozen_stages", "lr", "frozen_stages"]
+    assert runs[0]["params"] == reference["params"]  # the control: the reference again, unchanged
+    for run in runs[1:]:
         changed = {name for name in SPACE if run["params"][name] != reference["params"][name]}
         assert changed == {run["confirmation"]["param"]}
         assert run["params"][run["confirmation"]["param"]] == BASELINE[run["confirmation"]["param"]]
         assert run["confirmation"]["reference"] == 7
-    assert [run["confirmation"]["replicate"] for run in runs] == [1, 1, 2, 2]
-    # 40 % of the budget: 16 trials give 6 slots (one seed for 6 parameters), 40 give 16 (two seeds each)
-    assert confirmation_size(16, 6) == (6, 1)
-    assert confirmation_size(40, 6) == (12, 2)
-    assert confirmation_size(10, 6) == (4, 1)
+    assert [run["confirmation"]["replicate"] for run in runs] == [1, 1, 1, 2, 2]
+    # 40 % of the budget for the control and 6 changes: 16 trials give 6 slots (the control and five changes
+    # once), 40 give 16 (the control, the changes twice)
+    assert confirmation_size(16, 7) == (6, 1)
+    assert confirmation_size(40, 7) == (13, 2)
+    assert confirmation_size(10, 7) == (4, 1)
 
 
 def test_confirmation_outcomes_per_parameter():
@@ -111,6 +113,7 @@ def test_confirmation_outcomes_per_parameter():
     records = [
         _record(0, baseline, onset=1),
         _record(1, good, onset=None),
+        _record(8, good, onset=None, confirmation=tag(None, None)),
         _record(2, {**good, "frozen_stages": 4}, onset=1, confirmation=tag("frozen_stages", 4)),
         _record(3, {**good, "frozen_stages": 4}, onset=4, confirmation=tag("frozen_stages", 4, 2)),
         _record(4, {**good, "lr": 1e-4}, onset=None, confirmation=tag("lr", 1e-4)),
@@ -128,6 +131,12 @@ def test_confirmation_outcomes_per_parameter():
     assert by_param["dropout"]["outcome"] == "pending"
     assert by_param["batch_size"]["outcome"] == "ruled_out"  # the reference already has the baseline's value
     assert result["confirmed"] == ["frozen_stages"] and set(result["ruled_out"]) == {"lr", "batch_size"}
+    assert result["control"]["outcome"] == "plateau-free"
+    # The reference rerun unchanged kept the plateau: it was plateau-free by noise, so nothing is confirmed.
+    records[2] = _record(8, good, onset=2, confirmation=tag(None, None))
+    unsure = confirmation_results(_judged(records), baseline, space)
+    assert unsure["control"]["outcome"] == "kept" and unsure["confirmed"] == []
+    assert {entry["param"]: entry["outcome"] for entry in unsure["params"]}["frozen_stages"] == "inconclusive"
 
 
 def test_not_ruled_out_names_each_value_without_a_plateau_free_run_and_how_its_runs_ended():
