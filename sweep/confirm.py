@@ -12,7 +12,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from sweep.analysis.confirmation import changed_params, control_outcome, plan_runs, reference_of
-from sweep.analysis.judged import judge
+from sweep.analysis.judged import judge, observational
 from sweep.analysis.open_regions import in_region, regions_of
 from sweep.analysis.inputs import records_and_space_from_trials
 from sweep.config import CONFIRM_SHARE
@@ -29,14 +29,17 @@ def confirmation_size(n_trials: int, n_runs: int) -> tuple[int, int]:
     return min(slots, (n_runs - 1) * replicates + 1), replicates
 
 
-def _ruled_out_last(changed: list[str], baseline: dict[str, Any], trials: list[dict],
-                    distributions: dict[str, BaseDistribution]) -> list[str]:
-    """``changed`` with the parameters whose baseline value the search has not ruled out first: with fewer slots
-    than parameters, the runs go where the search left a doubt."""
-    def ruled_out(param: str) -> bool:
+def _most_suspect_first(changed: list[str], baseline: dict[str, Any], trials: list[dict],
+                        distributions: dict[str, BaseDistribution]) -> list[str]:
+    """``changed``, the parameters whose baseline value the search left most suspect first: with fewer slots than
+    parameters, the runs go where the search left a doubt. Per parameter, among the judged search runs in the
+    range of the baseline's value: one plateau-free run rules the value out as a sole cause (last); otherwise
+    the more runs kept the plateau there, the earlier."""
+    def suspicion(param: str) -> tuple[bool, int]:
         region = next(r for r in regions_of(distributions[param]) if in_region(baseline[param], r))
-        return any(t["judged"] and t["plateau_removed"] and in_region(t["params"].get(param), region) for t in trials)
-    return sorted(changed, key=ruled_out)
+        there = [t for t in observational(trials) if in_region(t["params"].get(param), region)]
+        return any(t["plateau_removed"] for t in there), -sum(1 for t in there if not t["plateau_removed"])
+    return sorted(changed, key=suspicion)
 
 
 def _tried_references(trials: list[dict]) -> dict[int, str | None]:
@@ -73,15 +76,17 @@ def due_runs(study: optuna.Study, config, *, reference_number: int | None = None
     if reference is None or baseline is None:
         return []
     if changes is None:
-        changed = _ruled_out_last(changed_params(reference["params"], baseline, distributions), baseline, trials,
+        changed = _most_suspect_first(changed_params(reference["params"], baseline, distributions), baseline, trials,
                                   distributions)
         changes = [(param, baseline[param]) for param in changed]
     control = reference["number"] not in tried
     size, each = confirmation_size(config.n_trials, len(changes) + control)
     if slots is None:  # the sweep's own plans share CONFIRM_SHARE of the budget, a second plan what the first left
-        queued = sum(1 for t in frozen if t.state != TrialState.FAIL)
+        room = config.n_trials - sum(1 for t in frozen if t.state != TrialState.FAIL)
+        if room > size:
+            return []  # the search goes first: a later plan starts from a better run and knows what to test first
         spent = sum(1 for t in trials if t.get("confirmation"))
-        slots = min(size, int(CONFIRM_SHARE * config.n_trials) - spent, config.n_trials - queued)
+        slots = min(size, int(CONFIRM_SHARE * config.n_trials) - spent, room)
         if slots < 2:  # a control alone proves nothing
             return []
     return plan_runs(reference, changes, slots=slots, replicates=replicates or each, control=control)

@@ -61,6 +61,12 @@ def _trial_entry(record: TrialRecord, verdict: CurveVerdict, not_judged: str | N
     }
 
 
+def observational(trials: list[dict]) -> list[dict]:
+    """The judged search trials: what the observational tests count. One-change runs are left out: they sit around
+    one reference by design, so the reference's values would all look tied to whatever the changes did."""
+    return [trial for trial in trials if trial["judged"] and not trial.get("confirmation")]
+
+
 def latest_plateau_shown(verdicts: list[CurveVerdict], patience: int) -> int | None:
     """The epoch by which the latest-starting plateau of the study had shown (its onset + ``patience``), or None."""
     onsets = [verdict.plateau_epoch for verdict in verdicts

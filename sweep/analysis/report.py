@@ -143,6 +143,8 @@ def robustness_lines(result: dict) -> list[str]:
 
 def not_named_reason(entry: dict) -> str:
     """Why a parameter is not a factor: one whose clearest region beat chance fell short, not did nothing."""
+    if entry.get("ruled_out_by"):
+        return f"ruled out by one change ({entry['ruled_out_by']})"
     if entry.get("p_permutation") is None or entry["p_permutation"] >= ALPHA:
         return "no clear effect"
     if entry["p_adjusted"] >= ALPHA:

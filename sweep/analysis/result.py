@@ -15,7 +15,7 @@ from sweep.analysis.curves import VERDICTS
 from sweep.analysis.factors import find_factors
 from sweep.analysis.importance import importances
 from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
-from sweep.analysis.judged import PLATEAU_REMOVED, judge
+from sweep.analysis.judged import PLATEAU_REMOVED, judge, observational
 from sweep.analysis.open_regions import not_ruled_out
 from sweep.analysis.regions import ALPHA, is_fixed
 from sweep.analysis.robustness import robustness
@@ -62,6 +62,25 @@ def _factor_fields(entry: dict, importance: dict) -> dict:
     return entry
 
 
+def _overruled(factors: list[dict], others: list[dict], confirmation: dict | None) -> tuple[list[dict], list[dict]]:
+    """Intervention beats observation: a factor whose baseline value a one-change run ruled out (and none confirmed)
+    is no factor. The search's own sampling ties parameters together (TPE leaves the baseline's values behind
+    all at once), so an observational test names bystanders that one run from a plateau-free setting clears."""
+    if not confirmation:
+        return factors, others
+    cleared = set(confirmation["ruled_out"]) - set(confirmation["confirmed"]) - set(confirmation["inconclusive"])
+    reasons = {entry["param"]: entry["reason"] for entry in confirmation["params"] if entry["outcome"] == "ruled_out"}
+    kept = [factor for factor in factors if factor["param"] not in cleared]
+    moved = []
+    for factor in factors:
+        if factor["param"] in cleared:
+            entry = {key: value for key, value in factor.items()
+                     if key not in ("removes_plateau", "given", "named_by", "among")}
+            moved.append({**entry, "clearest_region": factor["removes_plateau"], "is_factor": False,
+                          "ruled_out_by": reasons[factor["param"]]})
+    return kept, others + moved
+
+
 def _mark_factors(result: dict) -> dict:
     """Tell each baseline change and usual suspect whether its parameter is a factor, so no part contradicts another."""
     named = {factor["param"] for factor in result["factors"]}
@@ -94,7 +113,6 @@ def analyze(
     how much of that answer holds at other plateau thresholds."""
     result = _analysis(records, distributions, study_name=study_name, patience=patience, min_delta=min_delta,
                        baseline_number=baseline_number, min_trials=min_trials)
-    result["confirmation"] = confirmation_results(result["trials"], result["baseline"]["params"], distributions)
     confirmed = {entry["param"]: [entry["value"]] for entry in (result["confirmation"] or {}).get("params", [])
                  if entry["outcome"] == "confirmed"}
     result["not_ruled_out"] = not_ruled_out(result["trials"], distributions, causes=confirmed,
@@ -108,8 +126,9 @@ def analyze(
 def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribution], *, study_name: str,
               patience: int, min_delta: float, baseline_number: int, min_trials: int) -> dict:
     trials = judge(records, patience=patience, min_delta=min_delta)
-    judged = [t for t in trials if t["judged"]]
+    judged = observational(trials)
     n_removed = sum(1 for t in judged if t["plateau_removed"])
+    every_judged = [t for t in trials if t["judged"]]
 
     baseline_trial = next((t for t in trials if t["number"] == baseline_number), None)
     baseline = {
@@ -123,8 +142,8 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
     result: dict[str, Any] = {
         "study": study_name,
         "n_trials": len(trials),
-        "n_judged": len(judged),
-        "n_plateau_removed": n_removed,
+        "n_judged": len(every_judged),
+        "n_plateau_removed": sum(1 for t in every_judged if t["plateau_removed"]),
         "settings": {"patience": patience, "min_delta": min_delta, "min_trials": min_trials,
                      "baseline_number": baseline_number},
         "plateau_removed_means": PLATEAU_REMOVED,
@@ -139,6 +158,7 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
         "baseline_comparison": None,
         "usual_suspects": [],
         "transitions": transition_table(judged, [], {}, baseline_number),
+        "confirmation": confirmation_results(trials, baseline["params"], distributions),
     }
 
     if len(judged) < min_trials:
@@ -178,6 +198,7 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
         return _plain(_mark_factors(result))
 
     factors, others, n_tests = find_factors(judged_params, kept, distributions, min_trials=min_trials)
+    factors, others = _overruled(factors, others, result["confirmation"])
     result["n_factor_tests"] = n_tests
     by_importance = lambda entry: (-entry["importance"], entry["param"])  # noqa: E731
     result["factors"] = sorted((_factor_fields(e, importance) for e in factors), key=by_importance)

@@ -13,7 +13,7 @@ from sweep.analysis.answer import same_region
 from sweep.analysis.curves import prepare_curve
 from sweep.analysis.factors import find_factors
 from sweep.analysis.inputs import TrialRecord
-from sweep.analysis.judged import judge
+from sweep.analysis.judged import judge, observational
 
 PATIENCES = (1, 2, 3, 5)
 MIN_DELTAS = (0.001, 0.01, 0.05)
@@ -40,7 +40,7 @@ def _setting(records: list[TrialRecord], distributions: dict[str, BaseDistributi
              min_delta: float, baseline_number: int, min_trials: int, searched: dict, prepared: dict,
              known: dict | None = None) -> dict:
     trials = judge(records, patience=patience, min_delta=min_delta, prepared=prepared)
-    judged = [trial for trial in trials if trial["judged"]]
+    judged = observational(trials)
     evidence = evidence_of(judged, min_trials)
     factors = {}
     if evidence == "ok":

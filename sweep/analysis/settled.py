@@ -15,7 +15,7 @@ from sweep.analysis.answer import same_answer
 from sweep.analysis.curves import PreparedCurve, prepare_curve
 from sweep.analysis.factors import find_factors
 from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
-from sweep.analysis.judged import judge
+from sweep.analysis.judged import judge, observational
 from sweep.analysis.regions import ALPHA
 from sweep.analysis.robustness import evidence_of
 
@@ -49,7 +49,7 @@ def answer_after(records: list[TrialRecord], distributions: dict[str, BaseDistri
                  prepared: dict[int, PreparedCurve] | None = None) -> Answer:
     """The evidence, factors and pending parameters of these trials (none unless the evidence is ok)."""
     trials = judge(records, patience=thresholds.patience, min_delta=thresholds.min_delta, prepared=prepared)
-    judged = [trial for trial in trials if trial["judged"]]
+    judged = observational(trials)
     evidence = evidence_of(judged, thresholds.min_trials)
     if evidence != "ok":
         return Answer(len(records), len(judged), evidence, {}, ())
