@@ -10,6 +10,7 @@ import click
 from sweep.artifacts import check_location
 from sweep.errors import SweepFailed, UsageError
 from sweep.logs import setup_logging
+from sweep.space import parse_change
 from sweep.options import (
     GPUS, Checked, analyze_options, device_option, options, overrides_from, quiet_option, setting_option, setup_options,
     space_options, storage_option, study_option, worker_options,
@@ -93,6 +94,45 @@ def start(study_name, storage, device, workers, no_doctor, quiet, config_file, *
     config = build_config(config_file, overrides_from(settings)[0])
     click.echo(start_sweep(study_name, storage, config, device=device, workers=workers, doctor=not no_doctor,
                            quiet=quiet))
+
+
+CONFIRM_EXAMPLE = """
+\b
+Examples:
+  sweep confirm --study resnet-plateau                        # each parameter back to the baseline's value
+  sweep confirm --study resnet-plateau --trial 12 --seeds 2   # from trial 12, two seeds per change
+  sweep confirm --study resnet-plateau --value frozen_stages=3 --value lr=3e-5
+\b
+What the analysis could not rule out, it prints as such a command.
+""" + STOP_SIGNALS_NOTE
+
+
+@main.command(epilog=CONFIRM_EXAMPLE)
+@study_option
+@storage_option
+@click.option("--trial", "trial_number", type=click.IntRange(0), default=None,
+              help="The plateau-free trial to start from (default: the best run trained to the end that is still "
+                   "improving).")
+@click.option("--value", "changes", multiple=True, type=Checked("PARAM=VALUE", parse_change),
+              help="One run with this one change from the trial (repeatable; default: each varied parameter set "
+                   "back to the baseline's value).")
+@click.option("--seeds", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="Runs per change, each with its own seed.")
+@device_option
+@click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
+              help="Local worker processes; 1 trains in this process; 0 only queues the runs for `sweep worker`.")
+@quiet_option
+def confirm(study_name, storage, trial_number, changes, seeds, device, workers, quiet):
+    """Prove or rule out causes: one-change runs from a plateau-free trial, trained to the end, never pruned.
+
+    The runs join the study as ordinary trials (its budget grows by their number), so workers, resume and the
+    dashboard treat them like any other; the analysis shows what each one proved.
+    """
+    from sweep.service import confirm_sweep
+
+    setup_logging(quiet)
+    click.echo(confirm_sweep(study_name, storage, reference=trial_number, changes=list(changes) or None, seeds=seeds,
+                             device=device, workers=workers, quiet=quiet))
 
 
 ANALYZE_EXAMPLE = """

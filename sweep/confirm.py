@@ -54,6 +54,16 @@ def _tried_references(trials: list[dict]) -> dict[int, str | None]:
     return {reference: control_outcome(runs) for reference, runs in controls.items()}
 
 
+def plateau_free_trials(study: optuna.Study, config) -> list[int]:
+    """The search runs a plan may start from, the best first: trained to the end and still improving."""
+    records, _ = records_and_space_from_trials(study.get_trials(deepcopy=False))
+    trials = judge(records, patience=config.patience, min_delta=config.min_delta)
+    ranked = []
+    while (reference := reference_of([t for t in trials if t["number"] not in ranked])) is not None:
+        ranked.append(reference["number"])
+    return ranked
+
+
 def due_runs(study: optuna.Study, config, *, reference_number: int | None = None,
              changes: list[tuple[str, Any]] | None = None, replicates: int | None = None,
              slots: int | None = None) -> list[dict]:

@@ -63,6 +63,42 @@ def start_sweep(study_name: str, storage_url: str, config: SweepConfig, *, devic
     return finish(study, config)
 
 
+def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = None,
+                  changes: list[tuple[str, object]] | None = None, seeds: int = 1, device: torch.device,
+                  workers: int = 1, quiet: bool = False) -> str:
+    """``sweep confirm``: queue one-change runs from a plateau-free trial, grow the budget by their number, run them
+    as ``sweep start`` runs trials, and return the analysis (or, with ``workers=0``, what was queued)."""
+    from sweep.confirm import due_runs, plateau_free_trials, queue_runs
+
+    storage = open_storage(storage_url)
+    study, config = study_module.load(storage, study_name)
+    candidates = plateau_free_trials(study, config)
+    if reference is not None and reference not in candidates:
+        raise UsageError(f"--trial {reference}: not a plateau-free run of study {study_name!r} trained to the end; "
+                         f"choose one of {', '.join(map(str, candidates)) or 'none yet: run more trials first'}")
+    if not candidates:
+        raise UsageError(f"study {study_name!r} has no plateau-free run trained to the end to start from: run more "
+                         f"trials first (sweep start --study {study_name} --n-trials {config.n_trials + 8})")
+    start = reference if reference is not None else candidates[0]
+    runs = due_runs(study, config, reference_number=start, changes=changes, replicates=seeds, slots=10_000)
+    if not runs:
+        raise UsageError(f"trial {start} already has every varied parameter at the baseline's value: name a change "
+                         "with --value PARAM=VALUE")
+    config = study_module.grow_budget(study, config, len(runs))
+    queue_runs(study, runs)
+    where = mask_url(storage_url)
+    if workers == 0:
+        return (f"{len(runs)} one-change run(s) queued in study {study_name!r} (budget now {config.n_trials}); "
+                f"start workers with\n  SWEEP_STORAGE='{where}' sweep worker --study {study_name} --until-done")
+    if workers > 1:
+        from sweep.launcher import run_local_workers
+
+        run_local_workers(study_name, storage_url, workers, device, quiet)
+    else:
+        _run_here(study, config, device, storage, quiet)
+    return finish(study, config)
+
+
 def _run_here(study, config: SweepConfig, device: torch.device, storage, quiet: bool) -> None:
     from sweep.dashboard import TrialNotes
     from sweep.progress import SweepProgress

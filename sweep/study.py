@@ -82,6 +82,13 @@ def set_stop_rule(study: optuna.Study, config: SweepConfig, stop_when: str | Non
     return changed
 
 
+def grow_budget(study: optuna.Study, config: SweepConfig, extra: int) -> SweepConfig:
+    """The study's config with ``extra`` more trials in its budget, stored (queued runs must not take the search's)."""
+    grown = dataclasses.replace(config, n_trials=config.n_trials + extra)
+    study.set_user_attr(CONFIG_ATTR, grown.to_dict())
+    return grown
+
+
 def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=BUDGET_STATES))
 

@@ -188,3 +188,108 @@ def test_the_simulated_causes_plateau_from_their_onset():
     record = TrialRecord(1, "COMPLETE", params, curve(gen, params, 6, rng))
     (trial,) = judge([record], patience=2, min_delta=0.01)
     assert trial["verdict"] == "plateau" and trial["plateau_epoch"] == 4  # frozen_stages >= 3: the late cause
+
+
+def _simulated_sweep(storage, name: str, n_trials: int, seed: int, gen=None, confirm: bool = True):
+    """A real sweep (study, sampler, pruner, worker loop, trial steps) with simulated curves in place of training."""
+    from simulated_curves import SimulatedObjective
+    from sweep.config import SweepConfig
+    from sweep.study import create_or_resume
+    from sweep.worker import run_trials
+
+    gen = gen or generator("tuning", 2, "late")
+    config = SweepConfig(n_trials=n_trials, epochs=6, seed=seed, checkpoints=False, confirm=confirm)
+    study, _ = create_or_resume(storage, name, config)
+    run_trials(study, config, None, storage=storage, objective=SimulatedObjective(gen, config, seed),
+               until_done=False, poll_seconds=1.0)
+    return study, config
+
+
+def test_a_one_change_run_is_never_pruned_and_never_taken_for_a_repeat():
+    from sweep.record import CONFIRMATION
+    from sweep.trial_steps import end_of_epoch, start_trial
+
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    from sweep.space import DEFAULT_BASELINE, default_space
+
+    study = optuna.create_study(pruner=AlwaysPrune())
+    space = default_space()
+    study.enqueue_trial(DEFAULT_BASELINE)
+    study.enqueue_trial(DEFAULT_BASELINE, user_attrs={CONFIRMATION: {"reference": 0, "param": None, "value": None,
+                                                                      "replicate": 1}})
+    study.enqueue_trial(DEFAULT_BASELINE)
+
+    def objective(trial):
+        started = start_trial(trial, space, {"host": "test"})
+        for epoch in (1, 2, 3):
+            end_of_epoch(trial, started, {"epoch": epoch, "val_loss": 1.0 / epoch}, epochs=3)
+        return 1 / 3
+
+    study.optimize(objective, n_trials=3)
+    first, control, repeat = study.trials
+    assert first.state.name == "PRUNED" and first.user_attrs["pruned_at"] == 1  # the pruner cuts an ordinary trial
+    assert control.state.name == "COMPLETE" and len(control.intermediate_values) == 3
+    assert repeat.state.name == "PRUNED" and repeat.user_attrs["duplicate_of"] == 0
+
+
+def test_a_simulated_sweep_confirms_both_causes_and_rules_out_the_rest(valid_analysis):
+    from sweep.analysis.report import render_text
+    from sweep.study import analyze_study
+
+    study, config = _simulated_sweep(optuna.storages.InMemoryStorage(), "two-causes", 16, seed=3)
+    result = valid_analysis(analyze_study(study, config)[0])
+    confirmation = result["confirmation"]
+    assert confirmation["control"]["outcome"] == "plateau-free"
+    assert confirmation["confirmed"] == ["frozen_stages", "weight_decay"]
+    assert set(confirmation["ruled_out"]) and not set(confirmation["ruled_out"]) & {"frozen_stages", "weight_decay"}
+    tagged = [t for t in result["trials"] if t["confirmation"]]
+    assert len(tagged) <= int(0.4 * 16) and all(t["state"] == "COMPLETE" and t["n_epochs"] == 6 for t in tagged)
+    assert min(t["number"] for t in tagged) >= 16 - int(0.4 * 16)  # the search goes first
+    assert not {f["param"] for f in result["factors"]} - {"frozen_stages", "weight_decay"}
+    text = render_text(result)
+    assert "frozen_stages = 4: confirmed cause" in text and "weight_decay = 0.001: confirmed cause" in text
+
+
+@pytest.mark.postgres
+def test_workers_on_postgresql_queue_one_plan_between_them(pg_url, tmp_path):
+    from tiny_worker import create_study, run_tiny_workers
+
+    create_study(pg_url, "tiny", 10)
+    results = run_tiny_workers(pg_url, "tiny", 3, tmp_path)
+    assert [result.returncode for result in results] == [0, 0, 0], [r.stdout[-2000:] for r in results]
+    trials = optuna.load_study(study_name="tiny", storage=pg_url).trials
+    tags = [trial.user_attrs.get("confirmation") for trial in trials]
+    planned = [tag for tag in tags if tag]
+    assert sum(1 for tag in planned if tag["param"] is None) == 1  # one control: one plan, whichever worker made it
+    assert len(planned) == 4 and len({tag["reference"] for tag in planned}) == 1  # 40 % of 10 trials
+    assert [trial.state.name for trial in trials].count("COMPLETE") == 10 and len(trials) == 10
+
+
+def test_sweep_confirm_queues_the_changes_asked_for_and_grows_the_budget(tmp_path):
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+    from sweep.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    storage = open_storage(url, heartbeat=False)
+    study, config = _simulated_sweep(storage, "sim", 12, seed=1)
+    before = len(study.trials)
+    runner = CliRunner()
+    done = runner.invoke(main, ["confirm", "--study", "sim", "--storage", url, "--workers", "0",
+                                "--value", "frozen_stages=3", "--value", "lr=3e-5", "--seeds", "2"])
+    assert done.exit_code == 0, done.output
+    waiting = [t for t in optuna.load_study(study_name="sim", storage=url).trials[before:]]
+    changes = [(t.user_attrs["confirmation"]["param"], t.user_attrs["confirmation"]["value"]) for t in waiting]
+    assert sorted(change for change in changes if change[0]) == sorted([("frozen_stages", 3), ("lr", 3e-5)] * 2)
+    assert all(t.state.name == "WAITING" for t in waiting)
+    assert f"budget now {12 + len(waiting)}" in done.output
+    assert optuna.load_study(study_name="sim", storage=url).user_attrs["sweep_config"]["n_trials"] == 12 + len(waiting)
+
+    baseline = runner.invoke(main, ["confirm", "--study", "sim", "--storage", url, "--workers", "0", "--trial", "0"])
+    assert baseline.exit_code == 2 and "--trial 0: not a plateau-free run" in baseline.output
+    bad = runner.invoke(main, ["confirm", "--study", "sim", "--storage", url, "--value", "nope=1"])
+    assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output

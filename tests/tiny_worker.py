@@ -41,24 +41,18 @@ class TinyObjective:
         self.epoch_seconds = epoch_seconds
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from sweep import space
-        from sweep.record import TrialWriter
+        from sweep.trial_steps import end_of_epoch, start_trial
 
-        params = space.suggest(trial, self.space)
-        record = TrialWriter(trial)
-        record.started({"host": socket.gethostname(), "pid": os.getpid(), "device": "cpu",
-                        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
-        floor = 0.2 + 0.1 * abs(math.log10(params["lr"]) + 3)
+        started = start_trial(trial, self.space, {"host": socket.gethostname(), "pid": os.getpid(), "device": "cpu",
+                                                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
+        floor = 0.2 + 0.1 * abs(math.log10(started.params["lr"]) + 3)
         for epoch in range(1, self.epochs + 1):
             time.sleep(self.epoch_seconds)
             val_loss = floor + 1.0 / epoch
-            record.epoch({"epoch": epoch, "train_loss": val_loss * 0.9, "val_loss": val_loss, "val_acc": 1 - val_loss / 2,
-                          "lr": params["lr"], "seconds": self.epoch_seconds})
-            trial.report(val_loss, step=epoch)
-            if epoch < self.epochs and trial.should_prune():
-                record.stopped(epoch)
-                raise optuna.TrialPruned(f"val_loss {val_loss:.4f} at epoch {epoch}")
-        return min(row["val_loss"] for row in record.history)
+            end_of_epoch(trial, started, {"epoch": epoch, "train_loss": val_loss * 0.9, "val_loss": val_loss,
+                                          "val_acc": 1 - val_loss / 2, "lr": started.params["lr"],
+                                          "seconds": self.epoch_seconds}, self.epochs)
+        return min(row["val_loss"] for row in started.record.history)
 
 
 def run(storage_url: str, study_name: str, epoch_seconds: float, worker_index: int | None) -> int:
