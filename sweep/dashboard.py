@@ -64,6 +64,11 @@ def trial_note(record: TrialRecord, verdict, figure_id: str) -> str:
     reason = verdict.evidence.get("reason")
     if reason:
         lines.append(f"- why: {reason}")
+    tag = record.confirmation
+    if tag:
+        lines.append(f"- one-change run from trial {tag['reference']}: " + (
+            "the control, unchanged (another seed)" if tag["param"] is None
+            else f"{tag['param']} set to {_cell(tag['value'])} alone") + f", seed {tag['replicate']}; never pruned")
     lines += [f"- curves: figure `{figure_id}` on the study page", "",
               "| epoch | train loss | val loss | val acc | lr |", "|---|---|---|---|---|"]
     for row in history:

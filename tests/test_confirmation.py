@@ -293,3 +293,16 @@ def test_sweep_confirm_queues_the_changes_asked_for_and_grows_the_budget(tmp_pat
     assert baseline.exit_code == 2 and "--trial 0: not a plateau-free run" in baseline.output
     bad = runner.invoke(main, ["confirm", "--study", "sim", "--storage", url, "--value", "nope=1"])
     assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_dashboard_note_of_a_one_change_run_says_what_it_changed():
+    from sweep.analysis.curves import classify_curve
+    from sweep.dashboard import trial_note
+
+    tag = {"reference": 7, "param": "frozen_stages", "value": 4, "replicate": 2}
+    record = _record(9, {**GOOD, "frozen_stages": 4}, onset=1, confirmation=tag)
+    note = trial_note(record, classify_curve(record.history, patience=2, min_delta=0.01), "fig")
+    assert "- one-change run from trial 7: frozen_stages set to 4 alone, seed 2; never pruned" in note
+    control = _record(10, GOOD, onset=None, confirmation={**tag, "param": None, "value": None, "replicate": 1})
+    assert "the control, unchanged (another seed)" in trial_note(
+        control, classify_curve(control.history, patience=2, min_delta=0.01), "fig")
