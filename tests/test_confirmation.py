@@ -10,7 +10,8 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from simulated_curves import generator, curve
+from browser import console_errors, needs_chromium, page_in_chromium
+from simulated_curves import curve, generator
 from sweep.analysis.confirmation import (
     changed_params,
     confirmation_results,
@@ -306,3 +307,31 @@ def test_the_dashboard_note_of_a_one_change_run_says_what_it_changed():
     control = _record(10, GOOD, onset=None, confirmation={**tag, "param": None, "value": None, "replicate": 1})
     assert "the control, unchanged (another seed)" in trial_note(
         control, classify_curve(control.history, patience=2, min_delta=0.01), "fig")
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_html_report_shows_the_proof_and_what_is_open_in_chromium(tmp_path, valid_analysis):
+    from sweep.analysis import render_html
+    from sweep.study import analyze_study
+
+    study, config = _simulated_sweep(optuna.storages.InMemoryStorage(), "two-causes", 16, seed=3)
+    result, records, distributions = analyze_study(study, config)
+    valid_analysis(result)
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result, records, distributions), encoding="utf-8")
+    with page_in_chromium(page) as driver:
+        shown = driver.execute_script(
+            "return Object.fromEntries(['confirmation-table', 'not-ruled-out-table'].map(id => [id, "
+            "Array.from(document.getElementById(id).tBodies[0].rows).map(row => row.cells[3 * (id === "
+            "'confirmation-table')].textContent)]))")
+        confirmed = driver.execute_script(
+            "return getComputedStyle(document.querySelector('#confirmation-table td.outcome-confirmed'))"
+            ".backgroundColor")
+        errors = console_errors(driver)
+    assert errors == []
+    outcomes = {entry["outcome"] for entry in result["confirmation"]["params"]}
+    assert len(shown["confirmation-table"]) == len(result["confirmation"]["params"]) and "confirmed cause" in shown[
+        "confirmation-table"] and outcomes >= {"confirmed", "ruled_out"}
+    assert shown["not-ruled-out-table"] == [entry["label"] for entry in result["not_ruled_out"]]
+    assert confirmed not in ("rgba(0, 0, 0, 0)", "")
