@@ -15,33 +15,25 @@ import optuna
 import torch
 
 import models
-from sweep.artifacts import location_of, open_store, remove_quietly, state_ids
+from sweep.artifacts import error_line, open_study_store, remove_quietly, state_ids
 from sweep.config import SweepConfig
+from sweep.optuna_internals import study_storage
 from sweep.record import TrialWriter, checkpoint_of
 from sweep.storage import mask_secrets
 
 log = logging.getLogger("sweep")
 
 WEIGHTS_FILE = "model.safetensors"
-_stores: dict[str, object] = {}  # one store per location and process, like the data set
 
 
 def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWriter,
                     retries: int | None = None) -> "TrialCheckpoints":
-    """The trial's checkpoints in the study's store; off (doing nothing) with --no-checkpoints or when the store
-    cannot be opened (said once per trial: the trial trains on). ``retries``: the trial this one retries, if any."""
-    location = location_of(config, trial.study)
-    if not config.checkpoints or location is None:
+    """The trial's checkpoints in the study's store; off (doing nothing) with --no-checkpoints or without a store
+    (the trial trains on). ``retries``: the trial this one retries, if any."""
+    opened = open_study_store(config, study_storage(trial.study))
+    if opened is None:
         return TrialCheckpoints(None, trial, record)
-    try:
-        if location not in _stores:
-            _stores[location] = open_store(location)
-        store = _stores[location]
-    except Exception as error:
-        log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot open %s: %s",
-                    trial.number, mask_secrets(location), TrialCheckpoints._reason(error))
-        store = None
-    return TrialCheckpoints(store, trial, record, location, retries)
+    return TrialCheckpoints(opened.store, trial, record, opened.location, retries)
 
 
 def rng_state() -> dict:
@@ -165,7 +157,7 @@ class TrialCheckpoints:
             load_changing_state(built.model, state["model"])
         except Exception as error:
             log.warning("trial %d: cannot resume from the checkpoint of trial %s at epoch %s (%s); training from "
-                        "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), self._reason(error))
+                        "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), error_line(error))
             return 0
         built.optimizer.load_state_dict(state["optimizer"])
         if built.scheduler is not None:
@@ -315,16 +307,11 @@ class TrialCheckpoints:
         try:
             remove_quietly(self.store, artifact_id)
         except Exception as error:  # a leftover is removed when the sweep ends; never stop a trial for it
-            log.debug("could not remove %s: %s", artifact_id, self._reason(error))
+            log.debug("could not remove %s: %s", artifact_id, error_line(error))
 
     def _give_up(self, error: BaseException, partial: str | None) -> None:
         log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot write to %s: %s",
-                    self.trial.number, mask_secrets(self.location) or "the artifact store", self._reason(error))
+                    self.trial.number, mask_secrets(self.location) or "the artifact store", error_line(error))
         if partial is not None:
             self._remove(partial)
         self.store = None
-
-    @staticmethod
-    def _reason(error: BaseException) -> str:
-        lines = str(error).strip().splitlines()
-        return mask_secrets(lines[0]) if lines else type(error).__name__

@@ -15,7 +15,7 @@ from sweep import space
 from sweep.checkpoints import checkpoints_for
 from sweep.config import SweepConfig
 from sweep.record import TrialWriter, duplicate_of
-from sweep.recovery import retried_trial
+from sweep.study_record import retried_trial
 from sweep.train import DivergedLoss, EpochRecord, acceleration_for, fit, grad_scaler_for
 from sweep.trial import build_trial, load_datasets
 

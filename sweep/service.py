@@ -20,6 +20,7 @@ from sweep.config import SweepConfig
 from sweep.errors import SweepFailed, UsageError
 from sweep.storage import mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
+from sweep.study_record import DOCTOR, StudyWriter, stop_reason
 
 if TYPE_CHECKING:
     import torch
@@ -77,8 +78,6 @@ def finish(study, config: SweepConfig) -> str:
     """The analysis as text, also written to the study's dashboard note."""
     from sweep import analysis
 
-    from sweep.stopping import stop_reason
-
     result, _, _ = study_module.analyze_study(study, config)
     write_study_note(study, config, result)
     stopped = stop_reason(study)
@@ -114,9 +113,9 @@ def check_before_start(config: SweepConfig, device: torch.device, quiet: bool) -
 
 def store_doctor(study, config: SweepConfig, report: dict) -> None:
     """The doctor's summary on the study (user attr), and the study's dashboard note brought up to date."""
-    from sweep.doctor import DOCTOR_ATTR, summary
+    from sweep.doctor import summary  # torch: the doctor trains
 
-    study.set_user_attr(DOCTOR_ATTR, summary(report))
+    StudyWriter(study).doctor(summary(report))
     write_study_note(study, config)
 
 
@@ -161,7 +160,7 @@ def doctor_sweep(*, storage_url: str, study_name: str | None, module_target: str
         report = doctor.run_doctor(config=config, device=device, quick=quick, lr_steps=lr_steps, progress=progress)
     if study is not None:
         store_doctor(study, config, report)
-        log.info("doctor result stored on study %r (user attr %r)", study_name, doctor.DOCTOR_ATTR)
+        log.info("doctor result stored on study %r (user attr %r)", study_name, DOCTOR)
     return report
 
 

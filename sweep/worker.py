@@ -15,15 +15,17 @@ import optuna
 from optuna.trial import TrialState
 
 from sweep.admission import BudgetGate
-from sweep.artifacts import keep_best_for
+from sweep.artifacts import keep_best_for, open_study_store
 from sweep.config import SweepConfig
 from sweep.recovery import StaleTrialWatcher, fail_stale_trials
 from sweep.storage import (
     MAX_RETRY, OUTAGE_ERRORS, describe_error, heartbeat_settings, mask_url, open_storage, storage_reachable,
     wait_for_storage,
 )
-from sweep.stopping import stop_callbacks, stop_reason
+from sweep.stopping import stop_callbacks
 from sweep.study import BUDGET_STATES, finished_count
+from sweep.optuna_internals import study_storage
+from sweep.study_record import stop_reason, taken_over
 
 if TYPE_CHECKING:
     import torch
@@ -121,10 +123,8 @@ def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_t
 def _taken_over(study: optuna.Study, number: int | None) -> bool:
     """Whether another worker failed this worker's trial and queued it again. Asked of the database: where the
     pause ended decides which of Optuna's calls fails first, and with which error."""
-    if number is None:
-        return False
     try:
-        return any(number in trial.system_attrs.get("retry_history", ()) for trial in study.get_trials(deepcopy=False))
+        return taken_over(study, number)
     except Exception:  # the database away: not a take-over that can be told
         return False
 
@@ -184,7 +184,7 @@ def run_trials(
         nonlocal ran
         ran += 1
 
-    all_callbacks = [count, *([progress] if progress is not None else []), *callbacks, *keep_best_for(config, study),
+    all_callbacks = [count, *([progress] if progress is not None else []), *callbacks, *keep_best_for(config, open_study_store(config, storage if storage is not None else study_storage(study))),
                      *stop_callbacks(config)]
     # Stale trials are failed and queued again every heartbeat interval, not only when a worker asks for a trial.
     with StaleTrialWatcher(study, interval=poll_seconds):
@@ -204,7 +204,7 @@ def run_trials(
                             study.optimize(admitted, n_trials=1, callbacks=all_callbacks, gc_after_trial=False)
                         except KeyboardInterrupt:
                             if "number" not in current:  # between Optuna's ask and our objective: the gate is still ours
-                                _fail_unadmitted(study, running_before)
+                                _fail_unadmitted(study, storage if storage is not None else study_storage(study), running_before)
                             raise
             except KeyboardInterrupt as interrupt:
                 interrupt.trial = _requeue_interrupted(study, current.get("number"))
@@ -230,7 +230,7 @@ def run_trials(
     return ran
 
 
-def _fail_unadmitted(study: optuna.Study, running_before: set[int]) -> None:
+def _fail_unadmitted(study: optuna.Study, storage: optuna.storages.BaseStorage, running_before: set[int]) -> None:
     """Fail the trial a Ctrl-C caught after Optuna made it RUNNING but before our objective ran.
 
     Optuna fails a trial interrupted inside the objective; one interrupted in between has neither a
@@ -238,9 +238,11 @@ def _fail_unadmitted(study: optuna.Study, running_before: set[int]) -> None:
     budget gate no other worker creates or starts a trial, so every trial RUNNING now that was not
     before is this worker's.
     """
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.number not in running_before:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
+                                           TrialState.FAIL)
             log.warning("trial %d interrupted before it started: marked failed", trial.number)
 
 
