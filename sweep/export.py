@@ -30,12 +30,15 @@ def export_model(storage_url: str, study_name: str, out: str | Path, trial_numbe
     storage = open_storage(storage_url, heartbeat=False)
     study, config = study_module.load(storage, study_name)
     ranked = ranked_weights(study.get_trials(deepcopy=False), patience=config.patience, min_delta=config.min_delta)
-    opened = open_study_store(config, storage) if ranked else None
-    if opened is None:
+    location = location_of(config, storage)
+    if not ranked or location is None:
         off = " (it was started with --no-checkpoints)" if not config.checkpoints else ""
-        location = location_of(config, storage)
         raise SweepFailed(f"study {study_name!r} has no checkpoints{off}: no trial's weights are in "
                           f"{mask_secrets(location or 'an artifact store')}, so there is no model to export")
+    opened = open_study_store(config, storage)
+    if opened is None:
+        raise SweepFailed(f"the artifact store {mask_secrets(location)} of study {study_name!r} cannot be opened (see "
+                          "the line above), so there is no model to export")
     store = opened.store
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".download-") as folder:
