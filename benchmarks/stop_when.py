@@ -68,7 +68,8 @@ def row(case: str, outcome: dict) -> str:
 
 
 def stored(storage: str, study_name: str):
-    from sweep.study import baseline_number, load
+    from sweep.study import load
+    from sweep.study_record import baseline_number
     from sweep.storage import open_storage
 
     study, config = load(open_storage(storage), study_name)

@@ -8,18 +8,24 @@ the best ``keep_best`` keep their weights.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy.engine import make_url
 
+from sweep import study as study_module
+from sweep.analysis import classify_curve
 from sweep.errors import UsageError
+from sweep.optuna_internals import rdb_backend
+from sweep.record import TrialRecord
 from sweep.storage import mask_secrets
 
 log = logging.getLogger("sweep")
@@ -102,15 +108,12 @@ def open_store(location: str):
     return optuna.artifacts.FileSystemArtifactStore(location)
 
 
-def location_of(config, study: optuna.Study) -> str | None:
+def location_of(config, storage: optuna.storages.BaseStorage) -> str | None:
     """The store a study's config names; a study stored without one (made before it had a store) gets
     SWEEP_ARTIFACTS or the default beside its storage; an in-memory study, which nothing can resume, none."""
-    import os
-
     if config.artifacts:
         return config.artifacts
-    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDBStorage in a cache
-    url = getattr(storage, "url", None)
+    url = getattr(rdb_backend(storage), "url", None)
     if not url:
         return None
     if os.environ.get(ARTIFACTS_ENV, "").strip():
@@ -118,14 +121,43 @@ def location_of(config, study: optuna.Study) -> str | None:
     return default_location(url)
 
 
+@dataclass(frozen=True)
+class StudyStore:
+    """A study's artifact store, open, and where it is (the masked location goes into messages)."""
+
+    location: str
+    store: Any
+
+
+_opened: dict[str, StudyStore] = {}  # one store per location and process, like the data set
+
+
+def open_study_store(config, storage: optuna.storages.BaseStorage) -> StudyStore | None:
+    """The study's artifact store: the one place it is found and opened. None when checkpoints are off, when an
+    in-memory study has nowhere to keep one, or when it cannot be opened (said in one line each time it is asked
+    for: the sweep goes on without checkpoints and weights)."""
+    location = location_of(config, storage) if config.checkpoints else None
+    if location is None:
+        return None
+    if location not in _opened:
+        try:
+            _opened[location] = StudyStore(location, open_store(location))
+        except Exception as error:
+            log.warning("artifact store %s cannot be opened (%s): no checkpoints or weights while it cannot",
+                        mask_secrets(location), error_line(error))
+            return None
+    return _opened[location]
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of an artifact store's error, with any password masked."""
+    lines = str(error).strip().splitlines()
+    return mask_secrets(lines[0]) if lines else type(error).__name__
+
+
 def settle_location(config, storage, study_name: str, storage_url: str):
     """The config with its store's location fixed for good: --artifacts, else SWEEP_ARTIFACTS, else what the study
     already holds, else the default beside the storage. Said in one line, where a worker elsewhere must see it."""
-    import dataclasses
-    import os
-
-    from sweep import study as study_module
-
     location = config.artifacts or os.environ.get(ARTIFACTS_ENV, "").strip()
     if location:
         try:
@@ -181,9 +213,6 @@ def ranked_weights(trials: list[optuna.trial.FrozenTrial], *, patience: int, min
     """Finished trials that recorded weights, best first: complete runs without a plateau or divergence by
     validation loss, then the rest by validation loss. ``sweep export`` picks the first wanted one; the sweep
     keeps the first ``keep_best``."""
-    from sweep.analysis import classify_curve
-    from sweep.record import TrialRecord
-
     kept = []
     for trial in trials:
         record = TrialRecord.from_trial(trial)
@@ -216,7 +245,7 @@ class KeepBest:
             self.prune(study)
         except Exception as error:  # bounding the store's size never stops a sweep
             log.warning("could not remove the weights of trials outside the best %d: %s", self.keep_best,
-                        mask_secrets(str(error)).splitlines()[0] if str(error) else type(error).__name__)
+                        error_line(error))
 
     def prune(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -238,15 +267,9 @@ class KeepBest:
                         self._removed.add(artifact_id)
 
 
-def keep_best_for(config, study: optuna.Study) -> tuple:
-    """The worker's ``KeepBest`` callback for this study, as a tuple: empty when checkpoints are off or the store
-    cannot be opened (each trial says why when it tries)."""
-    location = location_of(config, study)
-    if not config.checkpoints or location is None:
+def keep_best_for(config, opened: StudyStore | None) -> tuple:
+    """The worker's ``KeepBest`` callback for the study's store, as a tuple: empty without a store."""
+    if opened is None:
         return ()
-    try:
-        store = open_store(location)
-    except Exception:
-        return ()
-    return (KeepBest(store, keep_best=config.keep_best, n_trials=config.n_trials, patience=config.patience,
+    return (KeepBest(opened.store, keep_best=config.keep_best, n_trials=config.n_trials, patience=config.patience,
                      min_delta=config.min_delta),)

@@ -3,123 +3,44 @@ a trial cut short resumes where it stopped, and its best epoch's weights (safete
 
 from __future__ import annotations
 
-import io
 import logging
-import random
 import tempfile
-import threading
 from pathlib import Path
 
-import numpy as np
 import optuna
 import torch
+from safetensors.torch import save_file
 
-import models
-from sweep.artifacts import location_of, open_store, remove_quietly, state_ids
+from sweep import training_state
+from sweep.artifacts import error_line, open_study_store, remove_quietly, state_ids
 from sweep.config import SweepConfig
+from sweep.optuna_internals import study_storage
 from sweep.record import TrialWriter, checkpoint_of
 from sweep.storage import mask_secrets
+from sweep.training_state import BackgroundWrite, changing_state, cpu_copy
 
 log = logging.getLogger("sweep")
 
 WEIGHTS_FILE = "model.safetensors"
-_stores: dict[str, object] = {}  # one store per location and process, like the data set
+
+
+class _StoreWriteFailed(Exception):
+    """A state could not be written: checkpoints end for this trial, which trains on."""
+
+    def __init__(self, error: BaseException, target: str):
+        super().__init__(error, target)
+        self.error = error
+        self.target = target
 
 
 def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWriter,
                     retries: int | None = None) -> "TrialCheckpoints":
-    """The trial's checkpoints in the study's store; off (doing nothing) with --no-checkpoints or when the store
-    cannot be opened (said once per trial: the trial trains on). ``retries``: the trial this one retries, if any."""
-    location = location_of(config, trial.study)
-    if not config.checkpoints or location is None:
+    """The trial's checkpoints in the study's store; off (doing nothing) with --no-checkpoints or without a store
+    (the trial trains on). ``retries``: the trial this one retries, if any."""
+    opened = open_study_store(config, study_storage(trial.study))
+    if opened is None:
         return TrialCheckpoints(None, trial, record)
-    try:
-        if location not in _stores:
-            _stores[location] = open_store(location)
-        store = _stores[location]
-    except Exception as error:
-        log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot open %s: %s",
-                    trial.number, mask_secrets(location), TrialCheckpoints._reason(error))
-        store = None
-    return TrialCheckpoints(store, trial, record, location, retries)
-
-
-def rng_state() -> dict:
-    """Every random generator a trial's training draws from: augmentation (Python, NumPy), dropout and init (torch)."""
-    numpy_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        # as plain values: torch.load(weights_only=True) reads tensors and built-in types only
-        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    version, keys, *rest = state["numpy"]
-    random.setstate(_as_tuples(state["python"]))
-    np.random.set_state((version, np.array(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        # a retry may run on a host that shows another number of GPUs: each GPU this one has gets its state
-        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, index)
-
-
-def _as_tuples(value):
-    # random.setstate wants the tuples back that a round trip through torch.save may have kept as lists
-    return tuple(_as_tuples(item) for item in value) if isinstance(value, (list, tuple)) else value
-
-
-def cpu_copy(state_dict: dict) -> dict:
-    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in state_dict.items()}
-
-
-def _copied(value):
-    """``value`` with every tensor in it copied, so that training may go on while it is written."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {key: _copied(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_copied(item) for item in value)
-    return value
-
-
-def _save_without_crc(state: dict, payload: io.BytesIO) -> None:
-    """``torch.save`` without the zip CRC32 of every tensor (a quarter of the time of a save): a state that is cut
-    short is never read back (its reference is written after it), and a read checks its length."""
-    from torch.utils.serialization import config
-
-    before, config.save.compute_crc32 = config.save.compute_crc32, False
-    try:
-        torch.save(state, payload)
-    finally:
-        config.save.compute_crc32 = before
-
-
-def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
-    frozen = {id(module) for module in models.frozen_modules(model)}
-    return tuple(name + "." for name, module in model.named_modules() if id(module) in frozen)
-
-
-def changing_state(model: torch.nn.Module) -> dict:
-    """The model's state without its frozen stages: those tensors never change during a trial (no gradient, their
-    BatchNorm in eval mode) and a rebuilt trial has them again, so the state that is copied and written each epoch
-    holds only what training can change."""
-    prefixes = _frozen_prefixes(model)
-    return {name: tensor for name, tensor in model.state_dict().items() if not name.startswith(prefixes)}
-
-
-def load_changing_state(model: torch.nn.Module, state: dict) -> None:
-    """Put a ``changing_state`` back: every tensor it lacks must belong to a frozen stage of the rebuilt model."""
-    result = model.load_state_dict(state, strict=False)
-    prefixes = _frozen_prefixes(model)
-    missing = [name for name in result.missing_keys if not name.startswith(prefixes)]
-    if missing or result.unexpected_keys:
-        raise ValueError(f"the checkpoint does not fit the rebuilt model (missing {missing[:3]}, unexpected "
-                         f"{result.unexpected_keys[:3]})")
+    return TrialCheckpoints(opened.store, trial, record, opened.location, retries)
 
 
 class TrialCheckpoints:
@@ -144,9 +65,7 @@ class TrialCheckpoints:
         self.model: torch.nn.Module | None = None  # the trial's model, once it has trained an epoch or resumed
         # whose states this trial removes once it no longer needs them: its own and the one it inherited
         self.owners = {trial.number} | ({int(self.ref["trial"])} if self.ref else set())
-        self._writer: threading.Thread | None = None
-        self._write_failed: tuple[BaseException, str] | None = None
-        self._record_failed: BaseException | None = None
+        self._writer = BackgroundWrite()
 
     @property
     def enabled(self) -> bool:
@@ -160,20 +79,12 @@ class TrialCheckpoints:
             return 0
         try:
             state = self._read(ref)
-            if state.get("init") != built.init:  # the frozen stages it left out would not be the same
-                raise ValueError(f"it started from {state.get('init')} weights, this worker built {built.init} ones")
-            load_changing_state(built.model, state["model"])
+            training_state.load_model(state, built)
         except Exception as error:
             log.warning("trial %d: cannot resume from the checkpoint of trial %s at epoch %s (%s); training from "
-                        "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), self._reason(error))
+                        "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), error_line(error))
             return 0
-        built.optimizer.load_state_dict(state["optimizer"])
-        if built.scheduler is not None:
-            built.scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        built.train_loader.generator.set_state(state["loader"])
-        set_rng_state(state["rng"])
+        training_state.load_training(state, built, scaler)
         self.model = built.model
         best = state["best"]
         self.best = {**best, "model": best["model"] if best["model"] is not None else cpu_copy(state["model"])}
@@ -199,29 +110,26 @@ class TrialCheckpoints:
         if not self.enabled:
             return
         target = self.ids[1] if self.ref and self.ref["artifact_id"] == self.ids[0] else self.ids[0]
-        state = self._state(epoch, built, scaler)
+        best = self.best or {"epoch": epoch, "val_loss": float("inf"), "model": None}
+        state = training_state.capture(epoch, built, scaler, self.record.history, {
+            # the best weights ride along only when they are not this epoch's own
+            "epoch": best["epoch"], "val_loss": best["val_loss"],
+            "model": None if best["epoch"] == epoch else best["model"]})
         # training changes the tensors in place from here on; the best weights are a copy already
-        state = {**_copied({key: value for key, value in state.items() if key != "best"}), "best": state["best"]}
-        self._writer = threading.Thread(target=self._write, args=(target, state, epoch), daemon=True,
-                                        name=f"checkpoint-trial-{self.trial.number}")
-        self._writer.start()
+        state = {**training_state.copied({key: value for key, value in state.items() if key != "best"}),
+                 "best": state["best"]}
+        self._writer.start(lambda: self._write(target, state, epoch), name=f"checkpoint-trial-{self.trial.number}")
 
     def _write(self, target: str, state: dict, epoch: int) -> None:
-        payload = io.BytesIO()
-        _save_without_crc(state, payload)
-        size = payload.tell()
-        payload.seek(0)
         try:
+            payload = training_state.serialise(state)
+            size = payload.tell()
+            payload.seek(0)
             self.store.write(target, payload)
         except Exception as error:
-            self._write_failed = (error, target)
-            return
+            raise _StoreWriteFailed(error, target) from error
         ref = {"artifact_id": target, "epoch": epoch, "bytes": size, "trial": self.trial.number}
-        try:
-            self.record.checkpoint(ref)
-        except BaseException as error:  # e.g. another worker took the trial over: the training thread raises it
-            self._record_failed = error
-            return
+        self.record.checkpoint(ref)  # what it raises (a trial taken over) reaches the training thread in wait()
         previous, self.ref = self.ref, ref
         if previous is not None:
             self._drop_states(keep=target)
@@ -229,22 +137,15 @@ class TrialCheckpoints:
     def wait(self) -> None:
         """Until the state being written is in the store and recorded; a failed write turns checkpoints off here,
         a failed record is raised here."""
-        if self._writer is not None:
-            self._writer.join()
-            self._writer = None
-        if self._write_failed is not None:
-            error, target = self._write_failed
-            self._write_failed = None
-            self._give_up(error, target)
-        if self._record_failed is not None:
-            error, self._record_failed = self._record_failed, None
+        error = self._writer.join()
+        if isinstance(error, _StoreWriteFailed):
+            self._give_up(error.error, error.target)
+        elif error is not None:
             raise error
 
     def close(self) -> None:
         """A trial cut short: its last state is recorded before Optuna marks it failed, so the retry finds it."""
-        if self._writer is not None:
-            self._writer.join()
-            self._writer = None
+        self._writer.join()
 
     def ended(self) -> None:
         """The trial ended (complete or pruned): its best weights go to the store, its states are removed."""
@@ -256,34 +157,14 @@ class TrialCheckpoints:
         if self.store is not None and self.ref is not None:
             self._drop_states(keep=None)
 
-    def _state(self, epoch: int, built, scaler) -> dict:
-        model_state = changing_state(built.model)
-        best = self.best or {"epoch": epoch, "val_loss": float("inf"), "model": None}
-        return {
-            "epoch": epoch,
-            "init": built.init,  # "pretrained" or "random": what the frozen stages left out of the state are
-            "history": list(self.record.history),
-            "model": model_state,
-            "optimizer": built.optimizer.state_dict(),
-            "scheduler": built.scheduler.state_dict() if built.scheduler is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "loader": built.train_loader.generator.get_state(),
-            "rng": rng_state(),
-            # the best weights ride along only when they are not this epoch's own
-            "best": {"epoch": best["epoch"], "val_loss": best["val_loss"],
-                     "model": None if best["epoch"] == epoch else best["model"]},
-        }
-
     def _read(self, ref: dict) -> dict:
         with self.store.open_reader(ref["artifact_id"]) as reader:
             data = reader.read()
         if len(data) != ref["bytes"]:
             raise ValueError(f"{len(data)} bytes where {ref['bytes']} were written")
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return training_state.deserialise(data)
 
     def _upload_weights(self) -> None:
-        from safetensors.torch import save_file
-
         best = self.best
         # the frozen stages are the same at every epoch: the model at its end has them
         frozen = {name: tensor for name, tensor in self.model.state_dict().items() if name not in best["model"]}
@@ -315,16 +196,11 @@ class TrialCheckpoints:
         try:
             remove_quietly(self.store, artifact_id)
         except Exception as error:  # a leftover is removed when the sweep ends; never stop a trial for it
-            log.debug("could not remove %s: %s", artifact_id, self._reason(error))
+            log.debug("could not remove %s: %s", artifact_id, error_line(error))
 
     def _give_up(self, error: BaseException, partial: str | None) -> None:
         log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot write to %s: %s",
-                    self.trial.number, mask_secrets(self.location) or "the artifact store", self._reason(error))
+                    self.trial.number, mask_secrets(self.location) or "the artifact store", error_line(error))
         if partial is not None:
             self._remove(partial)
         self.store = None
-
-    @staticmethod
-    def _reason(error: BaseException) -> str:
-        lines = str(error).strip().splitlines()
-        return mask_secrets(lines[0]) if lines else type(error).__name__

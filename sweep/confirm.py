@@ -16,7 +16,8 @@ from sweep.analysis.judged import judge, observational
 from sweep.analysis.open_regions import in_region, regions_of
 from sweep.analysis.inputs import records_and_space_from_trials
 from sweep.config import CONFIRM_SHARE
-from sweep.record import CONFIRMATION, confirmation_of
+from sweep.record import confirmation_of
+from sweep.study_record import StudyWriter
 
 log = logging.getLogger("sweep")
 
@@ -103,8 +104,9 @@ def due_runs(study: optuna.Study, config, *, reference_number: int | None = None
 
 
 def queue_runs(study: optuna.Study, runs: list[dict]) -> None:
+    writer = StudyWriter(study)
     for run in runs:
-        study.enqueue_trial(run["params"], user_attrs={CONFIRMATION: run["confirmation"]})
+        writer.one_change_queued(run["params"], run["confirmation"])
     if runs:
         params = sorted({run["confirmation"]["param"] for run in runs} - {None})
         control = " (and the reference again, unchanged, as a control)" if runs[0]["confirmation"]["param"] is None else ""

@@ -12,8 +12,15 @@ import optuna
 import optuna_dashboard
 import plotly.graph_objects as go
 
+from sweep import analysis
+from sweep import study as study_module
 from sweep.analysis import classify_curve
+from sweep.artifacts import open_study_store
+from sweep.errors import UsageError
+from sweep.optuna_internals import study_storage, trial_id
 from sweep.record import FINISHED_STATES, TrialRecord
+from sweep.storage import mask_url, open_storage
+from sweep.study_record import dashboard_figures, doctor_summary
 
 log = logging.getLogger("sweep")
 
@@ -30,7 +37,7 @@ class _TrialRef:
 
     @property
     def storage(self):
-        return self.study._storage
+        return study_storage(self.study)
 
 
 def curve_figure(record: TrialRecord, verdict) -> go.Figure:
@@ -93,7 +100,7 @@ def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patienc
     record = TrialRecord.from_trial(trial)
     if not record.finished:
         return False
-    reference = _TrialRef(study, trial._trial_id)
+    reference = _TrialRef(study, trial_id(trial))
     if not _is_ours(optuna_dashboard.get_note(reference)):
         return False
     verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
@@ -119,16 +126,13 @@ class TrialNotes:
 
 def write_study_note(study: optuna.Study, config, result: dict | None = None) -> None:
     """The study note: the analysis summary (``result`` when the caller has it) and the doctor's last result."""
-    from sweep import analysis
-    from sweep.study import analyze_study
-
     if result is None:
-        result, _, _ = analyze_study(study, config)
+        result, _, _ = study_module.analyze_study(study, config)
     if any(trial["state"] in FINISHED_STATES for trial in result["trials"]):
         summary = analysis.render_text(result)
     else:
         summary = "No finished trials yet."
-    doctor = study.user_attrs.get("doctor")
+    doctor = doctor_summary(study)
     if doctor:
         doctor_lines = [f"**{doctor['verdict']}** ({doctor.get('source', '')}, {doctor.get('at', '')})", ""]
         doctor_lines += [f"- `{c['name']}` **{c['verdict']}**: {c['message']}" for c in doctor["checks"]]
@@ -140,12 +144,12 @@ def write_study_note(study: optuna.Study, config, result: dict | None = None) ->
         optuna_dashboard.save_note(study, body)
 
 
-def sync(study: optuna.Study, config) -> int:
+def sync(study: optuna.Study, config, storage: optuna.storages.BaseStorage) -> int:
     """Notes and curves for every finished trial that lacks ours, then the study note; returns trials written."""
     written = 0
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    figures = dashboard_figures(storage, study.study_name)
     for trial in study.get_trials(deepcopy=False):
-        if f"dashboard:plot_data:trial-{trial.number}-curves:0" in attrs:
+        if f"trial-{trial.number}-curves" in figures:
             continue
         written += write_trial(study, trial, patience=config.patience, min_delta=config.min_delta)
     write_study_note(study, config)
@@ -173,28 +177,8 @@ def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_s
     optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifact_store)
 
 
-def _artifact_store(config, study: optuna.Study):
-    """The study's artifact store, or None (said once) when it is off or cannot be opened: the rest still works."""
-    from sweep.artifacts import location_of, open_store
-    from sweep.storage import mask_secrets
-
-    location = location_of(config, study) if config.checkpoints else None
-    if location is None:
-        return None
-    try:
-        return open_store(location)
-    except Exception as error:
-        log.warning("artifact store %s cannot be opened (%s): the dashboard shows no weights", mask_secrets(location),
-                    mask_secrets(str(error).splitlines()[0] if str(error) else type(error).__name__))
-        return None
-
-
 def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> None:
     """``sweep dashboard``: bring the study's notes and curves up to date, then serve until interrupted."""
-    from sweep import study as study_module
-    from sweep.errors import UsageError
-    from sweep.storage import mask_url, open_storage
-
     try:
         check_bind(host, port)
     except OSError as error:
@@ -202,12 +186,12 @@ def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> No
                          "choose a free --port, and a --host that is an address of this machine") from None
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name)
-    log.info("notes and curves written for %d trial(s) of study %r", sync(study, config), study_name)
-    artifact_store = _artifact_store(config, study)
+    log.info("notes and curves written for %d trial(s) of study %r", sync(study, config, storage), study_name)
+    opened = open_study_store(config, storage)  # without one the dashboard shows no weights
     if not is_loopback(host):
         log.warning("listening on %s: anyone who can reach this machine sees the dashboard (it has no login)", host)
     log.info("optuna-dashboard for %s on http://%s:%d/dashboard (Ctrl-C stops it)", mask_url(storage_url), host, port)
     try:
-        serve(storage, host, port, artifact_store)
+        serve(storage, host, port, opened.store if opened is not None else None)
     except KeyboardInterrupt:
         pass

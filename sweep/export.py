@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 from sweep import study as study_module
-from sweep.artifacts import Kept, location_of, open_store, ranked_weights
+from sweep.artifacts import Kept, location_of, open_study_store, ranked_weights
 from sweep.errors import SweepFailed, UsageError
 from sweep.storage import mask_secrets, open_storage
 
@@ -27,14 +27,19 @@ def export_model(storage_url: str, study_name: str, out: str | Path, trial_numbe
     Default trial: the best complete one whose verdict is neither plateau nor diverged.
     """
     out = Path(out)
-    study, config = study_module.load(open_storage(storage_url, heartbeat=False), study_name)
-    location = location_of(config, study)
+    storage = open_storage(storage_url, heartbeat=False)
+    study, config = study_module.load(storage, study_name)
     ranked = ranked_weights(study.get_trials(deepcopy=False), patience=config.patience, min_delta=config.min_delta)
+    location = location_of(config, storage)
     if not ranked or location is None:
         off = " (it was started with --no-checkpoints)" if not config.checkpoints else ""
         raise SweepFailed(f"study {study_name!r} has no checkpoints{off}: no trial's weights are in "
                           f"{mask_secrets(location or 'an artifact store')}, so there is no model to export")
-    store = open_store(location)
+    opened = open_study_store(config, storage)
+    if opened is None:
+        raise SweepFailed(f"the artifact store {mask_secrets(location)} of study {study_name!r} cannot be opened (see "
+                          "the line above), so there is no model to export")
+    store = opened.store
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".download-") as folder:
         chosen, weights_file = _download(store, _candidates(ranked, study, study_name, trial_number), Path(folder))

@@ -12,6 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sweep import study as study_module
+from sweep.errors import SweepFailed, UsageError
+from sweep.storage import open_storage
+from sweep.worker import Interrupted, stop_signals
+
 if TYPE_CHECKING:
     import torch
 
@@ -112,10 +117,6 @@ def run_host_workers(study_name: str, storage_url: str, *, gpus: list[str] | Non
                      quiet: bool) -> None:
     """``sweep workers``: one worker per GPU (or ``n_cpu`` CPU workers), each restarted when it dies, until the
     study's budget has finished. A stop signal stops them all cleanly and raises ``Interrupted``."""
-    from sweep import study as study_module
-    from sweep.errors import UsageError
-    from sweep.storage import open_storage
-
     if gpus and n_cpu:
         raise UsageError(f"--cpu {n_cpu} runs CPU workers only: drop --gpus {','.join(gpus)}")
     if n_cpu:
@@ -191,9 +192,6 @@ def supervise(children: list[Child], storage_url: str, restarts: int) -> None:
     """Run ``children`` until each is done; a child that dies with an error is started again up to ``restarts``
     times in a row. A stop signal stops them all (``_stop``) and raises ``Interrupted``; ``SweepFailed`` when one
     stayed down."""
-    from sweep.errors import SweepFailed
-    from sweep.worker import Interrupted, stop_signals
-
     slots = [_Slot(child, storage_url, restarts) for child in children]
     with stop_signals():
         try:

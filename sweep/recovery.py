@@ -12,9 +12,10 @@ import threading
 import warnings
 
 import optuna
-from optuna.trial import TrialState
 
+from sweep.optuna_internals import study_storage
 from sweep.record import TrialRecord
+from sweep.study_record import heartbeat_ages, queued_retries
 
 log = logging.getLogger("sweep")
 
@@ -28,25 +29,15 @@ class RetryStaleTrial:
             self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        from sweep.storage import heartbeat_ages
-
         self.retry(study, trial)
         worker = TrialRecord.from_trial(trial).worker
         whose = f"{worker.get('host', '?')}:{worker.get('pid', '?')}" if worker else "an unknown worker"
-        age = heartbeat_ages(study._storage, study).get(trial.number)
+        # Optuna hands its stale-trial callback the study alone
+        age = heartbeat_ages(study_storage(study), study.study_name).get(trial.number)
         silent = f"no heartbeat for {age:.0f}s" if age is not None else "no heartbeat"
-        queued = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                  if t.system_attrs.get("failed_trial") == trial.number]
+        queued = queued_retries(study, trial.number)
         again = f"queued again as trial {queued[-1]}" if queued else "retried too often, not queued again"
         log.warning("trial %d of worker %s failed: %s; %s", trial.number, whose, silent, again)
-
-
-def retried_trial(trial: optuna.Trial) -> int | None:
-    """The number of the first trial that this running trial retries (same params), or None for a new trial."""
-    frozen = trial.study._storage.get_trial(trial._trial_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

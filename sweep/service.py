@@ -13,13 +13,19 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from sweep import space
+from sweep import analysis, space
 from sweep import study as study_module
 from sweep.artifacts import settle_location
-from sweep.config import SweepConfig
+from sweep.config import SweepConfig, build_config
+from sweep.confirm import due_runs, plateau_free_trials, queue_runs
+from sweep.dashboard import write_study_note as write_dashboard_note
 from sweep.errors import SweepFailed, UsageError
+from sweep.export import export_model
+from sweep.launcher import run_local_workers
 from sweep.storage import mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
+from sweep.study_record import DOCTOR, StudyWriter, stop_reason
+from sweep.worker import run_here
 
 if TYPE_CHECKING:
     import torch
@@ -53,13 +59,12 @@ def start_sweep(study_name: str, storage_url: str, config: SweepConfig, *, devic
         return (f"study {study_name!r} ready: start workers with\n"
                 f"  SWEEP_STORAGE='{where}' sweep worker --study {study_name} --until-done")
     if workers > 1:
-        from sweep.launcher import run_local_workers
-
         log.info("study %r %s in %s; %d local workers", study_name, verb, where, workers)
         run_local_workers(study_name, storage_url, workers, device, quiet)
     else:
         log.info("study %r %s in %s; training on %s", study_name, verb, where, device)
-        _run_here(study, config, device, storage, quiet)
+        # it stays while other workers' trials run, to retry the trial of one that died
+        run_here(study, config, storage, device, until_done=True, quiet=quiet)
     return finish(study, config)
 
 
@@ -68,8 +73,6 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
                   workers: int = 1, quiet: bool = False) -> str:
     """``sweep confirm``: queue one-change runs from a plateau-free trial, grow the budget by their number, run them
     as ``sweep start`` runs trials, and return the analysis (or, with ``workers=0``, what was queued)."""
-    from sweep.confirm import due_runs, plateau_free_trials, queue_runs
-
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name)
     candidates = plateau_free_trials(study, config)
@@ -91,30 +94,14 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
         return (f"{len(runs)} one-change run(s) queued in study {study_name!r} (budget now {config.n_trials}); "
                 f"start workers with\n  SWEEP_STORAGE='{where}' sweep worker --study {study_name} --until-done")
     if workers > 1:
-        from sweep.launcher import run_local_workers
-
         run_local_workers(study_name, storage_url, workers, device, quiet)
     else:
-        _run_here(study, config, device, storage, quiet)
+        run_here(study, config, storage, device, until_done=True, quiet=quiet)
     return finish(study, config)
-
-
-def _run_here(study, config: SweepConfig, device: torch.device, storage, quiet: bool) -> None:
-    from sweep.dashboard import TrialNotes
-    from sweep.progress import SweepProgress
-    from sweep.worker import run_trials, stop_signals
-
-    with stop_signals(), SweepProgress(config.n_trials, finished_count(study), config.epochs, quiet=quiet) as progress:
-        run_trials(study, config, device, storage=storage, progress=progress,
-                   callbacks=(TrialNotes(config.patience, config.min_delta),))
 
 
 def finish(study, config: SweepConfig) -> str:
     """The analysis as text, also written to the study's dashboard note."""
-    from sweep import analysis
-
-    from sweep.stopping import stop_reason
-
     result, _, _ = study_module.analyze_study(study, config)
     write_study_note(study, config, result)
     stopped = stop_reason(study)
@@ -124,7 +111,7 @@ def finish(study, config: SweepConfig) -> str:
 
 def check_data_and_weights(config: SweepConfig) -> None:
     """Without the doctor: load the data and weights once, so a bad --data or --weights fails in one line."""
-    from sweep.trial import check_setup
+    from sweep.trial import check_setup  # torch: it builds the model
 
     try:
         check_setup(config)
@@ -134,7 +121,7 @@ def check_data_and_weights(config: SweepConfig) -> None:
 
 def check_before_start(config: SweepConfig, device: torch.device, quiet: bool) -> dict:
     """The doctor's quick checks on the sweep's own setup; a problem stops the sweep before any training."""
-    from sweep import doctor
+    from sweep import doctor  # torch: the doctor trains
 
     report = doctor.run_doctor(config=config, device=device, quick=True)
     if report["verdict"] == "problem":
@@ -150,17 +137,15 @@ def check_before_start(config: SweepConfig, device: torch.device, quiet: bool) -
 
 def store_doctor(study, config: SweepConfig, report: dict) -> None:
     """The doctor's summary on the study (user attr), and the study's dashboard note brought up to date."""
-    from sweep.doctor import DOCTOR_ATTR, summary
+    from sweep.doctor import summary  # torch: the doctor trains
 
-    study.set_user_attr(DOCTOR_ATTR, summary(report))
+    StudyWriter(study).doctor(summary(report))
     write_study_note(study, config)
 
 
 def write_study_note(study, config: SweepConfig, result: dict | None = None) -> None:
-    from sweep.dashboard import write_study_note as write
-
     try:
-        write(study, config, result)
+        write_dashboard_note(study, config, result)
     except Exception as error:  # the note is a convenience: never fail a command over it
         log.warning("could not write the dashboard's study note: %s", mask_secrets(str(error)).splitlines()[0])
 
@@ -173,8 +158,7 @@ def doctor_sweep(*, storage_url: str, study_name: str | None, module_target: str
 
     ``given`` names the setting flags the user passed, for the one-line refusals.
     """
-    from sweep import doctor
-    from sweep.config import build_config
+    from sweep import doctor  # torch: the doctor trains
 
     if module_target and given:
         raise UsageError(f"--module checks your own setup: {given[0]} does not apply to it (drop it)")
@@ -197,15 +181,13 @@ def doctor_sweep(*, storage_url: str, study_name: str | None, module_target: str
         report = doctor.run_doctor(config=config, device=device, quick=quick, lr_steps=lr_steps, progress=progress)
     if study is not None:
         store_doctor(study, config, report)
-        log.info("doctor result stored on study %r (user attr %r)", study_name, doctor.DOCTOR_ATTR)
+        log.info("doctor result stored on study %r (user attr %r)", study_name, DOCTOR)
     return report
 
 
 def compare_with(storage, against: str, study_name: str, config: SweepConfig, result: dict, records: list,
                  patience: int | None, min_delta: float | None) -> dict:
     """The comparison of ``result`` with study ``against``, judged alike; a different setup is a warning per setting."""
-    from sweep import analysis
-
     if against == study_name:
         raise UsageError(f"--against {against!r} is the study analysed: name the earlier study to compare it with")
     if not study_module.exists(storage, against):
@@ -231,8 +213,6 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
     ``emit_config``: also the next sweep's config (TOML) and the best trial's params beside it (NAME.params.json);
     with ``warm_start`` the best plateau-free trial's model too (NAME.model/), which the config starts from.
     ``against``: compared with that study."""
-    from sweep import analysis
-
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name)
     result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta)
@@ -242,8 +222,6 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
     if emit_config is not None:
         fixed, note = {}, ""
         if warm_start:
-            from sweep.export import export_model
-
             folder = emit_config.with_name(emit_config.stem + ".model")
             try:
                 wrote.append(export_model(storage_url, study_name, folder))

@@ -9,9 +9,9 @@ import optuna
 from sweep.analysis.curves import classify_curve
 from sweep.config import SweepConfig
 from sweep.record import TrialRecord
-from sweep.stopping import stop_reason
-from sweep.storage import heartbeat_ages, heartbeat_settings, open_storage
+from sweep.storage import heartbeat_settings, open_storage
 from sweep.study import BUDGET_STATES, load
+from sweep.study_record import heartbeat_ages, stop_reason
 
 
 def status_text(storage_url: str, study_name: str) -> str:
@@ -22,7 +22,7 @@ def status_text(storage_url: str, study_name: str) -> str:
 
 
 def study_status(study: optuna.Study, config: SweepConfig, storage: optuna.storages.BaseStorage | None = None) -> dict:
-    heartbeats = heartbeat_ages(storage, study) if storage is not None else {}
+    heartbeats = heartbeat_ages(storage, study.study_name) if storage is not None else {}
     grace_period = heartbeat_settings().grace_period
     trials = study.get_trials(deepcopy=False)
     records = [TrialRecord.from_trial(trial) for trial in trials]

@@ -7,31 +7,23 @@ import logging
 import warnings
 
 import optuna
+from optuna.terminator import BestValueStagnationEvaluator, Terminator
 
+from sweep.analysis import records_and_space_from_trials
+from sweep.analysis.report import region_text
+from sweep.analysis.settled import Thresholds, settled_answer
 from sweep.config import SweepConfig
+from sweep.study_record import StudyWriter, baseline_number, stop_reason
 
 log = logging.getLogger("sweep")
 
-STOP_ATTR = "stopped"  # study user attr: {"rule", "reason", "n_finished", ...}; None or absent while running
-
-
-def stop_reason(study: optuna.Study) -> dict | None:
-    """Why no new trial may start in this study, or None."""
-    return study.user_attrs.get(STOP_ATTR) or None
-
 
 def _region_text(answer: dict) -> str:
-    from sweep.analysis.report import region_text
-
     return ", ".join(region_text(param, region) for param, region in answer.items())
 
 
 def answered(study: optuna.Study, config: SweepConfig) -> dict | None:
     """The analysis' answer settled: the same factors and regions after each of the last ``stop_after`` trials."""
-    from sweep.analysis import records_and_space_from_trials
-    from sweep.analysis.settled import Thresholds, settled_answer
-    from sweep.study import baseline_number
-
     trials = study.get_trials(deepcopy=False)
     records, distributions = records_and_space_from_trials(trials)
     order = [t.number for t in sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)]
@@ -46,8 +38,6 @@ def answered(study: optuna.Study, config: SweepConfig) -> dict | None:
 
 def stalled(study: optuna.Study, config: SweepConfig) -> dict | None:
     """Optuna's terminator with its stagnation evaluator: no new best value in ``stop_after`` complete trials."""
-    from optuna.terminator import BestValueStagnationEvaluator, Terminator
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the terminator warns that it is deprecated in Optuna 5; it still works
         terminator = Terminator(improvement_evaluator=BestValueStagnationEvaluator(config.stop_after),
@@ -78,7 +68,7 @@ class StopWhen:
             reason = self.check(study, self.config)
             if reason is None:
                 return
-            study.set_user_attr(STOP_ATTR, reason)
+            StudyWriter(study).stopped(reason)
             log.info("stopping the sweep (--stop-when %s): %s", self.config.stop_when, reason["reason"])
         study.stop()
 

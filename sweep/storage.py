@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import optuna
 import sqlalchemy.exc
@@ -276,30 +275,3 @@ def wait_for_storage(storage: optuna.storages.RDBStorage, reason: str, limit: fl
             continue
         log.warning("storage %s reachable again after %.0fs; going on", url, time.monotonic() - start)
         return
-
-
-def heartbeat_ages(storage: optuna.storages.BaseStorage, study: optuna.Study) -> dict[int, float]:
-    """Seconds since the last heartbeat of each trial of ``study`` that has one, by trial number.
-
-    Optuna has no public getter for heartbeats; this reads its ``trial_heartbeats`` table the way
-    its own ``_get_stale_trial_ids`` does, with the database's clock on both sides.
-    """
-    storage = getattr(storage, "_backend", storage)  # a study's storage is Optuna's cache around the RDB storage
-    if not isinstance(storage, optuna.storages.RDBStorage):
-        return {}
-    query = sqlalchemy.text(
-        "SELECT t.number, h.heartbeat FROM trial_heartbeats h JOIN trials t ON t.trial_id = h.trial_id "
-        "JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = :name"
-    )
-    with storage.engine.connect() as connection:
-        now = connection.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
-        rows = connection.execute(query, {"name": study.study_name}).all()
-    if isinstance(now, str):  # SQLite returns its CURRENT_TIMESTAMP as text
-        now = datetime.fromisoformat(now)
-    now = now.replace(tzinfo=None)
-    ages = {}
-    for number, beat in rows:
-        if isinstance(beat, str):
-            beat = datetime.fromisoformat(beat)
-        ages[number] = max(0.0, (now - beat.replace(tzinfo=None)).total_seconds())
-    return ages

@@ -7,13 +7,14 @@ import shlex
 
 import optuna
 
-from sweep.config import CONFIG_ATTR, FIXED_KEYS, SweepConfig
+from sweep import analysis
+from sweep import study_record
+from sweep.config import FIXED_KEYS, SweepConfig
 from sweep.errors import UsageError
-from sweep.record import BASELINE, TrialRecord
 from sweep.pruning import create_pruner
 from sweep.sampler import create_sampler
-from sweep.stopping import STOP_ATTR
 from sweep.storage import check_study_name
+from sweep.study_record import StudyWriter, baseline_number
 
 # The budget counts trials that ended with a verdict; crashed (FAIL) trials are retried instead.
 BUDGET_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -55,7 +56,7 @@ def create_or_resume(
                     f"study {study_name!r} has {finished} finished trials, more than --n-trials {config.n_trials}: "
                     f"pass --n-trials {max(finished, stored.n_trials)} to resume it (or more to run more trials)"
                 )
-            study.set_user_attr(CONFIG_ATTR, config.to_dict())
+            StudyWriter(study).config(config)
         set_stop_rule(study, dataclasses.replace(stored, n_trials=config.n_trials), config.stop_when, config.stop_after)
         return study, False
     study = optuna.create_study(
@@ -65,8 +66,7 @@ def create_or_resume(
         sampler=create_sampler(config),
         pruner=create_pruner(config),
     )
-    study.set_user_attr(CONFIG_ATTR, config.to_dict())
-    study.enqueue_trial(config.baseline, user_attrs={BASELINE: True})
+    StudyWriter(study).created(config)
     return study, True
 
 
@@ -77,15 +77,14 @@ def set_stop_rule(study: optuna.Study, config: SweepConfig, stop_when: str | Non
     changes = {key: value for key, value in (("stop_when", stop_when), ("stop_after", stop_after)) if value is not None}
     changed = dataclasses.replace(config, **changes)
     if changed != config:
-        study.set_user_attr(CONFIG_ATTR, changed.to_dict())
-        study.set_user_attr(STOP_ATTR, None)
+        StudyWriter(study).stop_rule_changed(changed)
     return changed
 
 
 def grow_budget(study: optuna.Study, config: SweepConfig, extra: int) -> SweepConfig:
     """The study's config with ``extra`` more trials in its budget, stored (queued runs must not take the search's)."""
     grown = dataclasses.replace(config, n_trials=config.n_trials + extra)
-    study.set_user_attr(CONFIG_ATTR, grown.to_dict())
+    StudyWriter(study).config(grown)
     return grown
 
 
@@ -116,12 +115,10 @@ def resume_flags(stored: SweepConfig, differences: list[str]) -> str:
 
 
 def stored_config(study: optuna.Study) -> SweepConfig:
-    try:
-        return SweepConfig.from_dict(study.user_attrs[CONFIG_ATTR])
-    except KeyError:
-        raise StudyNotFound(
-            f"study {study.study_name!r} has no sweep config: it was not created by `sweep start`"
-        ) from None
+    config = study_record.stored_config(study)
+    if config is None:
+        raise StudyNotFound(f"study {study.study_name!r} has no sweep config: it was not created by `sweep start`")
+    return config
 
 
 def load(storage: optuna.storages.BaseStorage, study_name: str, worker: str = "") -> tuple[optuna.Study, SweepConfig]:
@@ -143,20 +140,9 @@ def _open(storage, study_name: str, config: SweepConfig, worker: str = "") -> op
     return study
 
 
-def baseline_number(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Number of the trial that ran the baseline (a retried baseline counts too); 0 if none is marked."""
-    for trial in trials:
-        record = TrialRecord.from_trial(trial)
-        if record.is_baseline and record.state in ("COMPLETE", "PRUNED"):
-            return record.number
-    return 0
-
-
 def analyze_study(study: optuna.Study, config: SweepConfig, *, patience: int | None = None,
                   min_delta: float | None = None):
     """The analysis of the study, its trials read once: ``(result, records, distributions)``."""
-    from sweep import analysis
-
     trials = study.get_trials(deepcopy=False)
     records, distributions = analysis.records_and_space_from_trials(trials)
     result = analysis.analyze(

@@ -9,7 +9,7 @@ import optuna
 
 from sweep import space
 from sweep.record import TrialWriter, confirmation_of, duplicate_of
-from sweep.recovery import retried_trial
+from sweep.study_record import retried_trial
 
 
 def same_params(trial: optuna.Trial, params: dict) -> int | None:

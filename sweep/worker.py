@@ -1,30 +1,41 @@
-"""A worker: the ask-train-tell loop over a study's global trial budget, and the stop signals that end it cleanly."""
+"""A worker: the ask-train-tell loop over a study's global trial budget, and the stop signals that end it cleanly.
+
+The loop is flat: each ``step`` starts at most one trial and says what happened (``Outcome``); ``run_trials`` only
+decides whether to go on. ``run_here`` is what `sweep start` and `sweep worker` both run.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import signal
 import socket
 import time
-import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import optuna
 from optuna.trial import TrialState
+from rich.console import Console
 
+from sweep import study as study_module
 from sweep.admission import BudgetGate
-from sweep.artifacts import keep_best_for
+from sweep.artifacts import keep_best_for, open_study_store
 from sweep.config import SweepConfig
 from sweep.confirm import schedule_confirmations
+from sweep.dashboard import TrialNotes
+from sweep.optuna_internals import study_storage
+from sweep.progress import SweepProgress
 from sweep.recovery import StaleTrialWatcher, fail_stale_trials
+from sweep.stopping import stop_callbacks
 from sweep.storage import (
     MAX_RETRY, OUTAGE_ERRORS, describe_error, heartbeat_settings, mask_url, open_storage, storage_reachable,
     wait_for_storage,
 )
-from sweep.stopping import stop_callbacks, stop_reason
 from sweep.study import BUDGET_STATES, finished_count
+from sweep.study_record import stop_reason, taken_over
 
 if TYPE_CHECKING:
     import torch
@@ -97,12 +108,6 @@ def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_t
 
     Raises ``Interrupted`` on a stop signal, after its running trial is failed and queued again.
     """
-    from rich.console import Console
-
-    from sweep import study as study_module
-    from sweep.dashboard import TrialNotes
-    from sweep.progress import SweepProgress
-
     name = worker_name(worker_index)
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name, worker=name)
@@ -110,31 +115,72 @@ def run_worker(study_name: str, storage_url: str, *, device: torch.device, max_t
     log.info("worker %s joined study %r in %s: %d/%d trials finished; training on %s",
              name, study_name, mask_url(storage_url), finished_count(study), config.n_trials, device)
     # One line per trial, never live bars: workers share a terminal or a container log.
-    console = Console(stderr=True, force_terminal=False)
-    with stop_signals(), SweepProgress(config.n_trials, finished_count(study), config.epochs, quiet=quiet,
-                                       console=console) as progress:
-        ran = run_trials(study, config, device, storage=storage, progress=progress, max_trials=max_trials,
-                         until_done=until_done, callbacks=(TrialNotes(config.patience, config.min_delta),))
+    ran = run_here(study, config, storage, device, until_done=until_done, quiet=quiet, max_trials=max_trials,
+                   bars=False)
     stopped = stop_reason(study)
     return (f"worker {name} done: {ran} trials here, {finished_count(study)}/{config.n_trials} in the study"
             + (f"; stopped before the budget: {stopped['reason']}" if stopped else ""))
 
-def _taken_over(study: optuna.Study, number: int | None) -> bool:
-    """Whether another worker failed this worker's trial and queued it again. Asked of the database: where the
-    pause ended decides which of Optuna's calls fails first, and with which error."""
-    if number is None:
-        return False
-    try:
-        return any(number in trial.system_attrs.get("retry_history", ()) for trial in study.get_trials(deepcopy=False))
-    except Exception:  # the database away: not a take-over that can be told
-        return False
+
+def run_here(study: optuna.Study, config: SweepConfig, storage: optuna.storages.BaseStorage, device: torch.device, *,
+             until_done: bool, quiet: bool, max_trials: int | None = None, bars: bool = True) -> int:
+    """Train the study's trials in this process, with progress and dashboard notes, until a stop signal raises
+    ``Interrupted``: what `sweep start` and `sweep worker` both run. Returns how many trials ran here.
+
+    ``bars``: live progress bars on a terminal; otherwise one line per trial."""
+    console = None if bars else Console(stderr=True, force_terminal=False)
+    with stop_signals(), SweepProgress(config.n_trials, finished_count(study), config.epochs, quiet=quiet,
+                                       console=console) as progress:
+        return run_trials(study, config, device, storage=storage, progress=progress, max_trials=max_trials,
+                          until_done=until_done, callbacks=(TrialNotes(config.patience, config.min_delta),))
 
 
-def _room(study: optuna.Study) -> tuple[int, set[int]]:
-    """(finished count, numbers of the running trials): a new trial may start only while finished + running < budget."""
-    trials = study.get_trials(deepcopy=False, states=(*BUDGET_STATES, TrialState.RUNNING))
-    running = {trial.number for trial in trials if trial.state == TrialState.RUNNING}
-    return len(trials) - len(running), running
+class Outcome(enum.Enum):
+    """What one step of the loop did."""
+
+    RAN = "ran"  # a trial ran here
+    NO_ROOM = "no room"  # the budget is handed out while other workers' trials run
+    BUDGET_SPENT = "budget spent"
+    STOPPED = "stopped"  # the study's --stop-when rule held
+    TAKEN_OVER = "taken over"  # another worker failed and queued again our trial while this one was paused
+    STORAGE_AWAY = "storage away"  # the database did not answer: waited until it did
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step did, and what it saw of the study's budget."""
+
+    outcome: Outcome
+    ran: int = 0  # trials that ended here and were told, whatever came after
+    finished: int = 0  # the study's finished trials when the step looked
+    running: int = 0  # its running trials then
+
+
+@dataclass(frozen=True)
+class TrialLoop:
+    """What every step of one worker's loop uses."""
+
+    study: optuna.Study
+    config: SweepConfig
+    storage: optuna.storages.BaseStorage | None  # None: no budget lock across processes, no waiting for a database
+    gate: BudgetGate
+    objective: Callable[[optuna.Trial], float]
+    callbacks: tuple
+
+
+def trial_loop(study: optuna.Study, config: SweepConfig, device: torch.device, *,
+               storage: optuna.storages.BaseStorage | None = None, progress=None, callbacks: tuple = (),
+               objective: Callable[[optuna.Trial], float] | None = None) -> TrialLoop:
+    """The loop's parts: the budget gate, the objective (the sweep's ``Objective`` unless given) and the callbacks
+    after each trial (progress, the caller's, keep-best, stop rule)."""
+    if objective is None:
+        from sweep.objective import Objective  # torch: imported only by a worker that trains
+
+        objective = Objective(config, device, progress)
+    store = open_study_store(config, storage if storage is not None else study_storage(study))
+    after_trial = (*([progress] if progress is not None else []), *callbacks, *keep_best_for(config, store),
+                   *stop_callbacks(config))
+    return TrialLoop(study, config, storage, BudgetGate(storage, study.study_name), objective, after_trial)
 
 
 def run_trials(
@@ -159,80 +205,125 @@ def run_trials(
     as the whole budget is handed out. A lost database is waited for (``wait_for_storage``).
     ``objective`` trains one trial: the sweep's ``Objective`` unless given.
     """
-    if objective is None:
-        from sweep.objective import Objective  # torch: imported only by a worker that trains
-
-        objective = Objective(config, device, progress)
-    gate = BudgetGate(storage, study.study_name)
+    loop = trial_loop(study, config, device, storage=storage, progress=progress, callbacks=callbacks,
+                      objective=objective)
     poll_seconds = poll_seconds or max(1.0, float(heartbeat_settings().heartbeat_interval))
-    ran = 0
-    current: dict = {}
-    waiting_logged = False
-
-    def admitted(trial: optuna.Trial) -> float:
-        # The trial now exists as RUNNING, so every other worker counts it: let them check.
-        current["number"] = trial.number
-        gate.release()
-        try:
-            return objective(trial)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # Another worker failed this trial (no heartbeat while this one was paused) and queued it again; Optuna's
-            # own tell of it fails next with another error, so it is noted here.
-            current["taken_over"] = True
-            raise
-
-    def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        nonlocal ran
-        ran += 1
-
-    all_callbacks = [count, *([progress] if progress is not None else []), *callbacks, *keep_best_for(config, study),
-                     *stop_callbacks(config)]
+    ran, waiting = 0, False
     # Stale trials are failed and queued again every heartbeat interval, not only when a worker asks for a trial.
     with StaleTrialWatcher(study, interval=poll_seconds):
         while max_trials is None or ran < max_trials:
-            current.clear()
-            try:
-                with gate:
-                    fail_stale_trials(study)
-                    schedule_confirmations(study, config)  # under the gate: one worker queues them, once
-                    finished, running_before = _room(study)
-                    running = len(running_before)
-                    if finished >= config.n_trials or stop_reason(study):  # budget spent, or --stop-when held
-                        break
-                    has_room = finished + running < config.n_trials
-                    if has_room:
-                        waiting_logged = False
-                        try:
-                            study.optimize(admitted, n_trials=1, callbacks=all_callbacks, gc_after_trial=False)
-                        except KeyboardInterrupt:
-                            if "number" not in current:  # between Optuna's ask and our objective: the gate is still ours
-                                _fail_unadmitted(study, running_before)
-                            raise
-            except KeyboardInterrupt as interrupt:
-                interrupt.trial = _requeue_interrupted(study, current.get("number"))
-                raise
-            except Exception as error:
-                if current.get("taken_over") or _taken_over(study, current.get("number")):
-                    log.warning("trial %d was taken over: it was failed and queued again while this worker was paused "
-                                "(no heartbeat); dropped here, going on", current["number"])
-                    continue
-                # Optuna's own error handling can fail with another exception type while the database is
-                # down (e.g. its tell of the abandoned trial), so ask the database, not the exception.
-                if storage is None or (not isinstance(error, OUTAGE_ERRORS) and storage_reachable(storage)):
-                    raise
-                wait_for_storage(storage, describe_error(error))
-                continue
-            if not has_room:
-                if not until_done:
-                    break
-                if not waiting_logged:
-                    log.info("budget handed out (%d finished, %d running): waiting for the running trials", finished, running)
-                    waiting_logged = True
-                time.sleep(poll_seconds)
+            done = step(loop)
+            ran += done.ran
+            if done.outcome in (Outcome.BUDGET_SPENT, Outcome.STOPPED):
+                break
+            if done.outcome is Outcome.NO_ROOM and not until_done:
+                break
+            if done.outcome is Outcome.NO_ROOM:
+                _wait_for_room(done, poll_seconds, said=waiting)
+            waiting = done.outcome is Outcome.NO_ROOM
     return ran
 
 
-def _fail_unadmitted(study: optuna.Study, running_before: set[int]) -> None:
+def _wait_for_room(done: Step, seconds: float, said: bool) -> None:
+    if not said:
+        log.info("budget handed out (%d finished, %d running): waiting for the running trials", done.finished,
+                 done.running)
+    time.sleep(seconds)
+
+
+class _Admitted:
+    """The objective Optuna runs for one step: it hands the gate back once the trial is RUNNING (every other worker
+    counts it then) and notes the trial's number, whether it was told, and whether another worker took it over."""
+
+    def __init__(self, loop: TrialLoop):
+        self.loop = loop
+        self.number: int | None = None
+        self.told = 0
+        self.taken_over = False
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.number = trial.number
+        self.loop.gate.release()
+        try:
+            return self.loop.objective(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed this trial (no heartbeat while this one was paused) and queued it again; Optuna's
+            # own tell of it fails next with another error, so it is noted here.
+            self.taken_over = True
+            raise
+
+    def count(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.told += 1
+
+
+def step(loop: TrialLoop) -> Step:
+    """Start one trial if the budget has room and say what happened. A stop signal raises ``KeyboardInterrupt``
+    with its trial failed and queued again; an error that is neither a take-over nor the database away is raised."""
+    admitted = _Admitted(loop)
+    try:
+        with loop.gate:
+            fail_stale_trials(loop.study)
+            schedule_confirmations(loop.study, loop.config)  # under the gate: one worker plans them, once
+            finished, running = _room(loop.study)
+            if finished >= loop.config.n_trials:
+                return Step(Outcome.BUDGET_SPENT, finished=finished, running=len(running))
+            if stop_reason(loop.study):
+                return Step(Outcome.STOPPED, finished=finished, running=len(running))
+            if finished + len(running) >= loop.config.n_trials:
+                return Step(Outcome.NO_ROOM, finished=finished, running=len(running))
+            _run_one(loop, admitted, running)
+        return Step(Outcome.RAN, admitted.told, finished, len(running))
+    except KeyboardInterrupt as interrupt:
+        interrupt.trial = _requeue_interrupted(loop.study, admitted.number)
+        raise
+    except Exception as error:
+        handled = _after_error(loop, admitted, error)
+        if handled is None:
+            raise
+        return handled
+
+
+def _run_one(loop: TrialLoop, admitted: _Admitted, running_before: set[int]) -> None:
+    try:
+        loop.study.optimize(admitted, n_trials=1, callbacks=[admitted.count, *loop.callbacks], gc_after_trial=False)
+    except KeyboardInterrupt:
+        if admitted.number is None:  # between Optuna's ask and our objective: the gate is still ours
+            _fail_unadmitted(loop.study, loop.storage, running_before)
+        raise
+
+
+def _after_error(loop: TrialLoop, admitted: _Admitted, error: Exception) -> Step | None:
+    """The step's outcome when ``error`` is a take-over or the database away (waited for); None for any other."""
+    if admitted.taken_over or _taken_over(loop.study, admitted.number):
+        log.warning("trial %d was taken over: it was failed and queued again while this worker was paused "
+                    "(no heartbeat); dropped here, going on", admitted.number)
+        return Step(Outcome.TAKEN_OVER, admitted.told)
+    # Optuna's own error handling can fail with another exception type while the database is
+    # down (e.g. its tell of the abandoned trial), so ask the database, not the exception.
+    if loop.storage is None or (not isinstance(error, OUTAGE_ERRORS) and storage_reachable(loop.storage)):
+        return None
+    wait_for_storage(loop.storage, describe_error(error))
+    return Step(Outcome.STORAGE_AWAY, admitted.told)
+
+
+def _taken_over(study: optuna.Study, number: int | None) -> bool:
+    """Whether another worker failed this worker's trial and queued it again. Asked of the database: where the
+    pause ended decides which of Optuna's calls fails first, and with which error."""
+    try:
+        return taken_over(study, number)
+    except Exception:  # the database away: not a take-over that can be told
+        return False
+
+
+def _room(study: optuna.Study) -> tuple[int, set[int]]:
+    """(finished count, numbers of the running trials): a new trial may start only while finished + running < budget."""
+    trials = study.get_trials(deepcopy=False, states=(*BUDGET_STATES, TrialState.RUNNING))
+    running = {trial.number for trial in trials if trial.state == TrialState.RUNNING}
+    return len(trials) - len(running), running
+
+
+def _fail_unadmitted(study: optuna.Study, storage: optuna.storages.BaseStorage | None,
+                     running_before: set[int]) -> None:
     """Fail the trial a Ctrl-C caught after Optuna made it RUNNING but before our objective ran.
 
     Optuna fails a trial interrupted inside the objective; one interrupted in between has neither a
@@ -240,9 +331,12 @@ def _fail_unadmitted(study: optuna.Study, running_before: set[int]) -> None:
     budget gate no other worker creates or starts a trial, so every trial RUNNING now that was not
     before is this worker's.
     """
+    storage = study_storage(study) if storage is None else storage
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.number not in running_before:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
+                                           TrialState.FAIL)
             log.warning("trial %d interrupted before it started: marked failed", trial.number)
 
 

@@ -71,10 +71,10 @@ class FullDisk(optuna.artifacts.FileSystemArtifactStore):
 
 
 def test_a_store_that_cannot_be_written_is_said_once_per_trial_and_the_trials_go_on(tmp_path, monkeypatch, caplog):
-    import sweep.checkpoints
+    import sweep.artifacts
 
-    monkeypatch.setattr(sweep.checkpoints, "open_store", lambda location: FullDisk(location))
-    monkeypatch.setattr(sweep.checkpoints, "_stores", {})
+    monkeypatch.setattr(sweep.artifacts, "open_store", lambda location: FullDisk(location))
+    monkeypatch.setattr(sweep.artifacts, "_opened", {})
     config = tiny_config(tmp_path / "full", n_trials=2, space={"lr": "1e-3:1e-1"})
     storage = open_storage(f"sqlite:///{tmp_path / 'full.db'}")
     study, _ = study_module.create_or_resume(storage, "full", config)

@@ -133,3 +133,19 @@ def test_export_of_a_study_without_checkpoints_is_one_line_exit_1(tmp_path):
     assert result.output.strip() == ("Error: study 'bare' has no checkpoints (it was started with --no-checkpoints): "
                                      f"no trial's weights are in {tmp_path / 'artifacts'}, so there is no model to "
                                      "export")
+
+
+def test_export_from_a_store_that_cannot_be_opened_is_one_line_exit_1(swept, monkeypatch):
+    import sweep.artifacts
+
+    def refuse(location):
+        raise PermissionError(13, "Permission denied", location)
+
+    monkeypatch.setattr(sweep.artifacts, "open_store", refuse)
+    monkeypatch.setattr(sweep.artifacts, "_opened", {})
+    tmp_path, url, _, _ = swept
+    result = export(url, "--study", "export", "--out", str(tmp_path / "refused"))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a line, not a traceback
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: the artifact store {tmp_path / 'artifacts'} of study 'export' cannot be opened (see the line above), "
+        "so there is no model to export")

@@ -1,0 +1,57 @@
+"""The worker loop's one step says what happened: a trial ran, no room, budget spent, stopped, taken over."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import pytest
+
+from sweep.config import SweepConfig
+from sweep.storage import open_storage
+from sweep.study import create_or_resume
+from sweep.study_record import StudyWriter
+from sweep.worker import Outcome, step, trial_loop
+
+
+@pytest.fixture
+def study(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'steps.db'}")
+    study, _ = create_or_resume(storage, "steps", SweepConfig(n_trials=3, epochs=1, checkpoints=False))
+    return study, storage
+
+
+def loop_for(study, storage, objective=lambda trial: 1.0):
+    config = SweepConfig(n_trials=3, epochs=1, checkpoints=False)
+    return trial_loop(study, config, None, storage=storage, objective=objective)
+
+
+def test_steps_run_trials_until_the_budget_is_handed_out_then_spent(study):
+    study, storage = study
+    loop = loop_for(study, storage)
+    assert [step(loop).outcome for _ in range(2)] == [Outcome.RAN, Outcome.RAN]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ask/tell on a heartbeat storage warns
+        other = study.ask()  # another worker's trial, running
+    done = step(loop)
+    assert (done.outcome, done.ran, done.finished, done.running) == (Outcome.NO_ROOM, 0, 2, 1)
+    study.tell(other, 1.0)
+    done = step(loop)
+    assert (done.outcome, done.finished) == (Outcome.BUDGET_SPENT, 3)
+
+
+def test_a_stopped_study_starts_no_trial(study):
+    study, storage = study
+    StudyWriter(study).stopped({"rule": "answered", "reason": "settled", "n_finished": 0})
+    assert step(loop_for(study, storage)).outcome is Outcome.STOPPED
+    assert study.get_trials(states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE)) == []
+
+
+def test_a_trial_another_worker_took_over_is_dropped_and_the_loop_goes_on(study):
+    study, storage = study
+
+    def taken(trial):
+        raise optuna.exceptions.UpdateFinishedTrialError("failed by another worker")
+
+    done = step(loop_for(study, storage, taken))
+    assert (done.outcome, done.ran) == (Outcome.TAKEN_OVER, 0)
