@@ -109,8 +109,8 @@ def open_store(location: str):
 
 
 def location_of(config, storage: optuna.storages.BaseStorage) -> str | None:
-    """The store a study's config names; a study stored without one (made before it had a store) gets
-    SWEEP_ARTIFACTS or the default beside its storage; an in-memory study, which nothing can resume, none."""
+    """The store a study's config names; a config that names none gets SWEEP_ARTIFACTS or the default beside its
+    storage; an in-memory study, which nothing can resume, none."""
     if config.artifacts:
         return config.artifacts
     url = getattr(rdb_backend(storage), "url", None)

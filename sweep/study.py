@@ -100,7 +100,7 @@ def resume_flags(stored: SweepConfig, differences: list[str]) -> str:
     """The ``sweep start`` flags that give back ``stored``'s settings named in ``differences``; "" where a flag can't.
 
     Left out when the search space or the baseline differ: those come from many flags or a config file.
-    A default that changed between versions shows here too (the pruner: ``median`` before ``quartile``).
+    A stored value that is today's default for another setting shows here too: the flag gives it back.
     """
     if any(key not in FIXED_KEYS for key in differences):
         return ""

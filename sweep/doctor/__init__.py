@@ -8,7 +8,7 @@ from sweep.doctor.checks.learnability import check_learnability
 from sweep.doctor.checks.lr_range import check_lr_range
 from sweep.doctor.checks.normalisation import check_normalisation
 from sweep.doctor.checks.schedule import check_lr_schedule
-from sweep.doctor.findings import DOCTOR_ATTR, VERDICTS, CheckResult, summary, worst
+from sweep.doctor.findings import VERDICTS, CheckResult, summary, worst
 from sweep.doctor.run import ALL_CHECKS, CHECKS, QUICK_CHECKS, render_text, run_checks, run_doctor
 from sweep.doctor.setup import (
     DoctorSetupError,
@@ -20,7 +20,7 @@ from sweep.doctor.setup import (
 )
 
 __all__ = [
-    "ALL_CHECKS", "CHECKS", "DOCTOR_ATTR", "QUICK_CHECKS", "VERDICTS", "CheckResult", "DoctorSetupError", "Setup",
+    "ALL_CHECKS", "CHECKS", "QUICK_CHECKS", "VERDICTS", "CheckResult", "DoctorSetupError", "Setup",
     "SweepSetup", "check_eval_deterministic", "check_frozen_stages", "check_labels", "check_learnability",
     "check_lr_range", "check_lr_schedule", "check_normalisation", "load_module_function", "render_text", "run_checks",
     "run_doctor", "setup_from_config", "setup_from_module", "summary", "worst",

@@ -10,7 +10,6 @@ from typing import Iterable
 
 VERDICTS = ("ok", "warning", "problem")
 SYMBOLS = {"ok": "✓", "warning": "!", "problem": "✗"}
-DOCTOR_ATTR = "doctor"
 
 
 @dataclass(frozen=True)
