@@ -37,7 +37,9 @@ def _most_suspect_first(changed: list[str], baseline: dict[str, Any], trials: li
     range of the baseline's value: one plateau-free run rules the value out as a sole cause (last); otherwise
     the more runs kept the plateau there, the earlier."""
     def suspicion(param: str) -> tuple[bool, int]:
-        region = next(r for r in regions_of(distributions[param]) if in_region(baseline[param], r))
+        region = next((r for r in regions_of(distributions[param]) if in_region(baseline[param], r)), None)
+        if region is None:  # a baseline outside the searched space: no search run near it
+            return False, 0
         there = [t for t in observational(trials) if in_region(t["params"].get(param), region)]
         return any(t["plateau_removed"] for t in there), -sum(1 for t in there if not t["plateau_removed"])
     return sorted(changed, key=suspicion)

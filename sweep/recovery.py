@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from datetime import datetime
 
 import optuna
+from optuna.trial import TrialState
 
-from sweep.optuna_internals import study_storage
+from sweep.optuna_internals import rdb_backend, study_storage, trial_id
 from sweep.record import TrialRecord
 from sweep.study_record import heartbeat_ages, queued_retries
 
@@ -44,6 +46,36 @@ def fail_stale_trials(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    _fail_never_beaten(study)
+
+
+def _fail_never_beaten(study: optuna.Study) -> None:
+    """Fail and retry the RUNNING trials that never sent a heartbeat and started more than twice the grace period
+    ago: a database that went away between Optuna's creating a trial and its first heartbeat leaves such a trial,
+    and Optuna's check, which reads heartbeats only, would leave it RUNNING forever."""
+    storage = study_storage(study)
+    backend = rdb_backend(storage)
+    if not isinstance(backend, optuna.storages.RDBStorage) or backend.get_heartbeat_interval() is None:
+        return
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return
+    beaten = heartbeat_ages(storage, study.study_name)
+    too_old = 2 * (backend.grace_period or 2 * backend.get_heartbeat_interval())  # Optuna's default grace: 2 beats
+    now = datetime.now()
+    for trial in running:
+        started = trial.datetime_start
+        if trial.number in beaten or started is None or (now - started).total_seconds() < too_old:
+            continue
+        try:
+            if not storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        log.warning("trial %d never sent a heartbeat in %.0fs: failed", trial.number, (now - started).total_seconds())
+        callback = backend.get_heartbeat_stale_trial_callback()
+        if callback is not None:
+            callback(study, storage.get_trial(trial_id(trial)))
 
 
 class StaleTrialWatcher:

@@ -335,3 +335,23 @@ def test_the_html_report_shows_the_proof_and_what_is_open_in_chromium(tmp_path, 
         "confirmation-table"] and outcomes >= {"confirmed", "ruled_out"}
     assert shown["not-ruled-out-table"] == [entry["label"] for entry in result["not_ruled_out"]]
     assert confirmed not in ("rgba(0, 0, 0, 0)", "")
+
+
+def test_a_baseline_outside_the_searched_space_is_planned_like_any_other():
+    from simulated_curves import SimulatedObjective
+    from sweep.config import SweepConfig
+    from sweep.confirm import due_runs
+    from sweep.space import parse_param
+    from sweep.study import create_or_resume
+    from sweep.worker import run_trials
+
+    # The baseline's lr (1e-4) lies below the searched range: no search run is near it, and the plan goes on.
+    config = SweepConfig(n_trials=8, epochs=6, seed=0, checkpoints=False,
+                         space={**SweepConfig().space, "lr": parse_param("lr", "1e-3:1e-1")},
+                         baseline={**SweepConfig().baseline, "lr": 1e-4})
+    study, _ = create_or_resume(optuna.storages.InMemoryStorage(), "outside", config)
+    run_trials(study, config, None, objective=SimulatedObjective(generator("tuning", 1), config, 0), until_done=False,
+               poll_seconds=1.0)
+    tags = [t.user_attrs["confirmation"] for t in study.trials if "confirmation" in t.user_attrs]
+    assert len(tags) == 3 and tags[0]["param"] is None  # 40 % of 8: the control and two changes
+    assert due_runs(study, config) == []  # planned once

@@ -67,3 +67,24 @@ def test_a_paused_worker_whose_trial_was_taken_over_drops_it_and_goes_on(pg_url)
     assert "Traceback" not in err, err
     assert f"trial {taken.number} was taken over" in err, err
     assert sleeper.returncode == 128 + signal.SIGTERM, err
+
+
+@pytest.mark.postgres
+def test_a_trial_that_never_sent_a_heartbeat_is_failed_and_queued_again(pg_url, monkeypatch):
+    # The database went away between Optuna's creating the trial and its first heartbeat: no heartbeat row at all.
+    import optuna
+
+    from sweep.recovery import fail_stale_trials
+    from sweep.storage import open_storage
+
+    monkeypatch.setenv("SWEEP_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("SWEEP_GRACE_PERIOD", "2")
+    study = optuna.create_study(study_name="silent", storage=open_storage(pg_url))
+    orphan = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # RUNNING, never beaten
+    fail_stale_trials(study)
+    assert study.trials[orphan.number].state.name == "RUNNING"  # younger than twice the grace period: left alone
+    time.sleep(4.5)
+    fail_stale_trials(study)
+    states = [trial.state.name for trial in study.trials]
+    assert states[orphan.number] == "FAIL" and states[-1] == "WAITING"  # queued again with the same params
+    assert study.trials[-1].params == study.trials[orphan.number].params
