@@ -291,6 +291,7 @@ Examples:
   sweep dashboard --study resnet-plateau
   sweep dashboard --study resnet-plateau --port 8081
   sweep dashboard --study resnet-plateau --host 0.0.0.0   # reachable from other machines: no login!
+  sweep dashboard --study resnet-plateau --allow-writes   # notes, deletes and uploads from the browser
 """
 
 
@@ -300,16 +301,20 @@ Examples:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; only this machine can connect unless you change it.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
-def dashboard(study_name, storage, host, port):
+@click.option("--allow-writes", is_flag=True,
+              help="Let the browser change the study (delete it or its trials' weights, edit notes and attrs, "
+                   "upload artifacts, tell trials); without it every such request gets 403.")
+def dashboard(study_name, storage, host, port, allow_writes):
     """Open optuna-dashboard on the sweep's storage, with each trial's verdict, plateau epoch and curves.
 
     Every finished trial gets a note (verdict, plateau epoch, per-epoch losses) and a train/validation
-    curve figure; the study note holds the analysis and the doctor's last result.
+    curve figure; the study note holds the analysis and the doctor's last result. Read-only unless
+    --allow-writes: it has no login.
     """
     from sweep.dashboard import run_dashboard
 
     setup_logging(quiet=False)
-    run_dashboard(storage, study_name, host, port)
+    run_dashboard(storage, study_name, host, port, allow_writes=allow_writes)
 
 
 @main.command(epilog="\b\nExample:\n  sweep export --study resnet-plateau --out model/   # timm: 'local-dir:model'")
