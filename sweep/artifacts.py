@@ -20,7 +20,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy.engine import make_url
 
 from sweep.errors import UsageError
-from sweep.storage import mask_secrets
+from sweep.storage import describe_error, mask_secrets
 
 log = logging.getLogger("sweep")
 
@@ -212,11 +212,11 @@ class KeepBest:
         self._removed: set[str] = set()
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._removing = f"the weights of trials outside the best {self.keep_best}"
         try:
             self.prune(study)
         except Exception as error:  # bounding the store's size never stops a sweep
-            log.warning("could not remove the weights of trials outside the best %d: %s", self.keep_best,
-                        mask_secrets(str(error)).splitlines()[0] if str(error) else type(error).__name__)
+            log.warning("could not remove %s: %s", self._removing, describe_error(error))
 
     def prune(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -230,6 +230,7 @@ class KeepBest:
         live = [t for t in trials if t.state in (states.RUNNING, states.WAITING)]
         finished = [t for t in trials if t.state in (states.COMPLETE, states.PRUNED)]
         if not live and len(finished) >= self.n_trials:
+            self._removing = "the training states of the finished sweep"
             # failed trials that will not be retried any more still hold a state (a retry could have used it)
             for each in trials:
                 for artifact_id in state_ids(study.study_name, each.number):

@@ -18,7 +18,7 @@ import models
 from sweep.artifacts import location_of, open_store, remove_quietly, state_ids
 from sweep.config import SweepConfig
 from sweep.record import TrialWriter, checkpoint_of
-from sweep.storage import mask_secrets
+from sweep.storage import describe_error, mask_secrets
 
 log = logging.getLogger("sweep")
 
@@ -326,5 +326,4 @@ class TrialCheckpoints:
 
     @staticmethod
     def _reason(error: BaseException) -> str:
-        lines = str(error).strip().splitlines()
-        return mask_secrets(lines[0]) if lines else type(error).__name__
+        return describe_error(error)  # the database's own reason, not Optuna's "invalid data" wrapper

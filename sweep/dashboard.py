@@ -115,7 +115,9 @@ class TrialNotes:
         try:
             write_trial(study, trial, patience=self.patience, min_delta=self.min_delta)
         except Exception as error:  # a note is a convenience: it never stops a sweep
-            log.warning("could not write the dashboard note of trial %d: %s", trial.number, error)
+            from sweep.storage import describe_error
+
+            log.warning("could not write the dashboard note of trial %d: %s", trial.number, describe_error(error))
 
 
 def write_study_note(study: optuna.Study, config, result: dict | None = None) -> None:

@@ -34,7 +34,11 @@ class RetryStaleTrial:
         worker = TrialRecord.from_trial(trial).worker
         whose = f"{worker.get('host', '?')}:{worker.get('pid', '?')}" if worker else "an unknown worker"
         age = heartbeat_ages(study._storage, study).get(trial.number)
-        silent = f"no heartbeat for {age:.0f}s" if age is not None else "no heartbeat"
+        storage = getattr(study._storage, "_backend", study._storage)
+        grace = storage.grace_period or 2 * storage.heartbeat_interval  # Optuna's own default
+        # Measured now, the age can be shorter than what got the trial failed: its worker may have beaten again since.
+        silent = (f"no heartbeat for {age:.0f}s" if age is not None and age > grace else
+                  f"no heartbeat for over {grace:.0f}s") + f" (grace period {grace:.0f}s)"
         queued = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                   if t.system_attrs.get("failed_trial") == trial.number]
         again = f"queued again as trial {queued[-1]}" if queued else "retried too often, not queued again"

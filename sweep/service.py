@@ -18,7 +18,7 @@ from sweep import study as study_module
 from sweep.artifacts import settle_location
 from sweep.config import SweepConfig
 from sweep.errors import SweepFailed, UsageError
-from sweep.storage import mask_secrets, mask_url, open_storage
+from sweep.storage import describe_error, mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def write_study_note(study, config: SweepConfig, result: dict | None = None) -> 
     try:
         write(study, config, result)
     except Exception as error:  # the note is a convenience: never fail a command over it
-        log.warning("could not write the dashboard's study note: %s", mask_secrets(str(error)).splitlines()[0])
+        log.warning("could not write the dashboard's study note: %s", describe_error(error))
 
 
 def doctor_sweep(*, storage_url: str, study_name: str | None, module_target: str | None, config_file: Path | None,
