@@ -86,9 +86,25 @@ class PrefixedStore:
         self.store.remove(self.prefix + artifact_id)
 
 
+class FolderStore(optuna.artifacts.FileSystemArtifactStore):
+    """Optuna's folder store, which makes its folder again when it is gone: a process caches its store, so a folder
+    deleted while the sweep runs would otherwise fail every later checkpoint of that process."""
+
+    def __init__(self, folder: str):
+        super().__init__(folder)
+        self.folder = Path(folder)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            log.warning("artifact folder %s was deleted: made it again for the next checkpoints (the checkpoints and "
+                        "kept weights it held are lost)", self.folder)
+        super().write(artifact_id, content_body)
+
+
 def open_store(location: str):
     """Optuna's artifact store at ``location``: ``Boto3ArtifactStore`` for s3:// (credentials and endpoint from
-    boto3's usual sources: AWS_ENDPOINT_URL points it at MinIO), else ``FileSystemArtifactStore`` (folder made)."""
+    boto3's usual sources: AWS_ENDPOINT_URL points it at MinIO), else ``FolderStore`` (folder made)."""
     if location.lower().startswith(S3_SCHEME):
         try:
             import boto3
@@ -99,7 +115,7 @@ def open_store(location: str):
         store = optuna.artifacts.Boto3ArtifactStore(bucket, boto3.client("s3"), avoid_buf_copy=True)
         return PrefixedStore(store, prefix) if prefix else store
     Path(location).mkdir(parents=True, exist_ok=True)
-    return optuna.artifacts.FileSystemArtifactStore(location)
+    return FolderStore(location)
 
 
 def location_of(config, study: optuna.Study) -> str | None:

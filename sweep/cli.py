@@ -169,7 +169,10 @@ def analyze(study_name, storage, output_format, out, emit_config, warm_start, pa
     if out is None:
         click.echo(text)
     else:
-        out.write_text(text + "\n")
+        try:
+            out.write_text(text + "\n")
+        except OSError as error:  # the folder was checked when parsed; root, a read-only mount or a full disk remain
+            raise click.ClickException(f"--out {out}: cannot write it ({error.strerror or error})") from None
         click.echo(f"wrote {out}", err=True)
 
 

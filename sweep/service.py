@@ -254,8 +254,12 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
             note = f"weights: the model of study {study_name!r} exported to {folder} (--warm-start)."
         config_text, params_text = analysis.emit_config(result, distributions, fixed, note)
         params_path = emit_config.with_name(emit_config.stem + ".params.json")
-        emit_config.write_text(config_text)
-        params_path.write_text(params_text)
+        try:
+            emit_config.write_text(config_text)
+            params_path.write_text(params_text)
+        except OSError as error:
+            raise SweepFailed(f"--emit-config {emit_config}: cannot write {error.filename} "
+                              f"({error.strerror or error})") from None
         wrote.append(f"wrote {emit_config} (sweep start --config {emit_config}) and {params_path}")
     if output_format == "json":
         return json.dumps(result, indent=2), wrote

@@ -162,8 +162,8 @@ def served_dashboard(storage: str, study_name: str, *flags: str):
     """`sweep dashboard` in its own process on a free port of 127.0.0.1; yields the base URL."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "dashboard", "--study", study_name, "--storage", storage, "--port", str(port),
-         *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [sys.executable, "-m", "sweep.cli", "dashboard", "--study", study_name, "--storage", storage,
+         "--port", str(port), *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -1,5 +1,5 @@
-"""Failures said in one true line: the store's clean-up, a database outage (the cause, not Optuna's wrapper), a stale
-trial's silence."""
+"""Failures said in one true line: outputs that cannot be written, an artifact folder deleted while the sweep runs,
+the store's clean-up, a database outage (the cause, not Optuna's wrapper), a stale trial's silence."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from click.testing import CliRunner
 
 from sweep import study as study_module
 from sweep.artifacts import KeepBest, open_store
+from sweep.cli import main
 from sweep.config import SweepConfig
 from sweep.storage import open_storage
 
@@ -26,6 +28,41 @@ def finished_study(url: str, name: str, **config) -> optuna.Study:
                                     {"epoch": 2, "train_loss": 0.8, "val_loss": 0.9}])
     study.tell(trial, 0.9)
     return study
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot write into: sysfs for root (whom file modes do not stop), else a 0555 folder."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o555)
+    return folder
+
+
+@pytest.mark.parametrize("flag", ["--out", "--emit-config"])
+def test_analyze_into_an_unwritable_folder_is_one_line(tmp_path, flag):
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    finished_study(url, "s")
+    target = unwritable_folder(tmp_path) / "report.txt"
+    result = CliRunner().invoke(main, ["analyze", "--study", "s", "--storage", url, flag, str(target)])
+    assert result.exit_code in (1, 2), result.output  # 2 where the folder's mode says so before the analysis
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and str(target.parent) in lines[0] and "writ" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_deleted_artifact_folder_is_made_again_for_the_next_writes(tmp_path, caplog):
+    folder = tmp_path / "artifacts"
+    store = open_store(str(folder))
+    store.write("a", open(__file__, "rb"))
+    shutil.rmtree(folder)  # the same store object, as a worker process keeps it
+    with caplog.at_level(logging.WARNING, logger="sweep"):
+        store.write("b", open(__file__, "rb"))
+    assert (folder / "b").read_bytes() == Path(__file__).read_bytes()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"artifact folder {folder} was deleted: made it again for the next checkpoints (the checkpoints and kept "
+        "weights it held are lost)"]
 
 
 def test_the_clean_up_of_training_states_says_states_not_weights(tmp_path, caplog):
