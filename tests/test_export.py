@@ -184,3 +184,13 @@ def test_a_checkpoint_folder_deleted_mid_sweep_is_made_again(tmp_path, caplog):
     remade = [r.getMessage() for r in caplog.records if "was deleted: made it again" in r.getMessage()]
     assert len(remade) == 1, [r.getMessage() for r in caplog.records]
     assert not [r for r in caplog.records if "checkpoints off" in r.getMessage()]
+
+
+def test_export_into_an_unwritable_folder_is_one_line(tmp_path):
+    from test_failure_lines import unwritable_folder
+
+    url, _, _ = run_sweep(tmp_path, "locked", n_trials=1, epochs=1)
+    out = unwritable_folder(tmp_path) / "model"
+    result = export(url, "--study", "locked", "--out", str(out))
+    assert result.exit_code == 1 and result.output.startswith(f"Error: cannot write {out} ("), result.output
+    assert len(result.output.strip().splitlines()) == 1
