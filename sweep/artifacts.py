@@ -26,7 +26,7 @@ from sweep.analysis import classify_curve
 from sweep.errors import UsageError
 from sweep.optuna_internals import rdb_backend
 from sweep.record import TrialRecord
-from sweep.storage import mask_secrets
+from sweep.storage import describe_error, mask_secrets
 
 log = logging.getLogger("sweep")
 
@@ -92,9 +92,25 @@ class PrefixedStore:
         self.store.remove(self.prefix + artifact_id)
 
 
+class FolderStore(optuna.artifacts.FileSystemArtifactStore):
+    """Optuna's folder store, which makes its folder again when it is gone: a process caches its store, so a folder
+    deleted while the sweep runs would otherwise fail every later checkpoint of that process."""
+
+    def __init__(self, folder: str):
+        super().__init__(folder)
+        self.folder = Path(folder)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            log.warning("artifact folder %s was deleted: made it again for the next checkpoints (the checkpoints and "
+                        "kept weights it held are lost)", self.folder)
+        super().write(artifact_id, content_body)
+
+
 def open_store(location: str):
     """Optuna's artifact store at ``location``: ``Boto3ArtifactStore`` for s3:// (credentials and endpoint from
-    boto3's usual sources: AWS_ENDPOINT_URL points it at MinIO), else ``FileSystemArtifactStore`` (folder made)."""
+    boto3's usual sources: AWS_ENDPOINT_URL points it at MinIO), else ``FolderStore`` (folder made)."""
     if location.lower().startswith(S3_SCHEME):
         try:
             import boto3
@@ -105,7 +121,7 @@ def open_store(location: str):
         store = optuna.artifacts.Boto3ArtifactStore(bucket, boto3.client("s3"), avoid_buf_copy=True)
         return PrefixedStore(store, prefix) if prefix else store
     Path(location).mkdir(parents=True, exist_ok=True)
-    return optuna.artifacts.FileSystemArtifactStore(location)
+    return FolderStore(location)
 
 
 def location_of(config, storage: optuna.storages.BaseStorage) -> str | None:
@@ -144,15 +160,9 @@ def open_study_store(config, storage: optuna.storages.BaseStorage) -> StudyStore
             _opened[location] = StudyStore(location, open_store(location))
         except Exception as error:
             log.warning("artifact store %s cannot be opened (%s): no checkpoints or weights while it cannot",
-                        mask_secrets(location), error_line(error))
+                        mask_secrets(location), describe_error(error))
             return None
     return _opened[location]
-
-
-def error_line(error: BaseException) -> str:
-    """The first line of an artifact store's error, with any password masked."""
-    lines = str(error).strip().splitlines()
-    return mask_secrets(lines[0]) if lines else type(error).__name__
 
 
 def settle_location(config, storage, study_name: str, storage_url: str):
@@ -241,11 +251,11 @@ class KeepBest:
         self._removed: set[str] = set()
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._removing = f"the weights of trials outside the best {self.keep_best}"
         try:
             self.prune(study)
         except Exception as error:  # bounding the store's size never stops a sweep
-            log.warning("could not remove the weights of trials outside the best %d: %s", self.keep_best,
-                        error_line(error))
+            log.warning("could not remove %s: %s", self._removing, describe_error(error))
 
     def prune(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -259,6 +269,7 @@ class KeepBest:
         live = [t for t in trials if t.state in (states.RUNNING, states.WAITING)]
         finished = [t for t in trials if t.state in (states.COMPLETE, states.PRUNED)]
         if not live and len(finished) >= self.n_trials:
+            self._removing = "the training states of the finished sweep"
             # failed trials that will not be retried any more still hold a state (a retry could have used it)
             for each in trials:
                 for artifact_id in state_ids(study.study_name, each.number):

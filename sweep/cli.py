@@ -169,7 +169,10 @@ def analyze(study_name, storage, output_format, out, emit_config, warm_start, pa
     if out is None:
         click.echo(text)
     else:
-        out.write_text(text + "\n")
+        try:
+            out.write_text(text + "\n")
+        except OSError as error:  # the folder was checked when parsed; root, a read-only mount or a full disk remain
+            raise click.ClickException(f"--out {out}: cannot write it ({error.strerror or error})") from None
         click.echo(f"wrote {out}", err=True)
 
 
@@ -291,6 +294,7 @@ Examples:
   sweep dashboard --study resnet-plateau
   sweep dashboard --study resnet-plateau --port 8081
   sweep dashboard --study resnet-plateau --host 0.0.0.0   # reachable from other machines: no login!
+  sweep dashboard --study resnet-plateau --allow-writes   # notes, deletes and uploads from the browser
 """
 
 
@@ -300,16 +304,20 @@ Examples:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; only this machine can connect unless you change it.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
-def dashboard(study_name, storage, host, port):
+@click.option("--allow-writes", is_flag=True,
+              help="Let the browser change the study (delete it or its trials' weights, edit notes and attrs, "
+                   "upload artifacts, tell trials); without it every such request gets 403.")
+def dashboard(study_name, storage, host, port, allow_writes):
     """Open optuna-dashboard on the sweep's storage, with each trial's verdict, plateau epoch and curves.
 
     Every finished trial gets a note (verdict, plateau epoch, per-epoch losses) and a train/validation
-    curve figure; the study note holds the analysis and the doctor's last result.
+    curve figure; the study note holds the analysis and the doctor's last result. Read-only unless
+    --allow-writes: it has no login.
     """
     from sweep.dashboard import run_dashboard
 
     setup_logging(quiet=False)
-    run_dashboard(storage, study_name, host, port)
+    run_dashboard(storage, study_name, host, port, allow_writes=allow_writes)
 
 
 @main.command(epilog="\b\nExample:\n  sweep export --study resnet-plateau --out model/   # timm: 'local-dir:model'")

@@ -1,9 +1,10 @@
 """optuna-dashboard on the study's storage: a note and train/val curves per finished trial, and the analysis and
-doctor result in the study note."""
+doctor result in the study note; served read-only unless writes are asked for."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import socket
 from dataclasses import dataclass
@@ -121,7 +122,9 @@ class TrialNotes:
         try:
             write_trial(study, trial, patience=self.patience, min_delta=self.min_delta)
         except Exception as error:  # a note is a convenience: it never stops a sweep
-            log.warning("could not write the dashboard note of trial %d: %s", trial.number, error)
+            from sweep.storage import describe_error
+
+            log.warning("could not write the dashboard note of trial %d: %s", trial.number, describe_error(error))
 
 
 def write_study_note(study: optuna.Study, config, result: dict | None = None) -> None:
@@ -171,13 +174,38 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_store=None) -> None:
-    """optuna-dashboard's own server (blocks until interrupted); with the study's artifact store, each kept trial's
-    best weights (model.safetensors) can be downloaded from its page."""
-    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifact_store)
+# Every route optuna-dashboard serves with these methods only reads; all its writes are POST, PUT or DELETE.
+READ_METHODS = frozenset({"GET", "HEAD"})
+READ_ONLY_REASON = ("this dashboard is read-only (no deleting studies, trials' notes, attrs or artifacts): "
+                    "start it with `sweep dashboard --allow-writes` to change the study from here")
 
 
-def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> None:
+def read_only(app):
+    """WSGI middleware: requests other than GET and HEAD get 403 with a one-line reason, in the ``{"reason": ...}``
+    JSON that the dashboard's own pages show; optuna-dashboard has no login, so anyone who reaches it could
+    otherwise delete the study and its kept weights."""
+    body = json.dumps({"reason": READ_ONLY_REASON}).encode()
+
+    def guarded(environ, start_response):
+        if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
+            return app(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return guarded
+
+
+def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_store=None, *,
+          allow_writes: bool = False) -> None:
+    """optuna-dashboard's app on its own server (bottle's wsgiref, as its run_server; blocks until interrupted); with
+    the study's artifact store, each kept trial's best weights (model.safetensors) can be downloaded from its page."""
+    import bottle
+
+    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
+    bottle.run(app if allow_writes else read_only(app), host=host, port=port)
+
+
+def run_dashboard(storage_url: str, study_name: str, host: str, port: int, *, allow_writes: bool = False) -> None:
     """``sweep dashboard``: bring the study's notes and curves up to date, then serve until interrupted."""
     try:
         check_bind(host, port)
@@ -189,9 +217,11 @@ def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> No
     log.info("notes and curves written for %d trial(s) of study %r", sync(study, config, storage), study_name)
     opened = open_study_store(config, storage)  # without one the dashboard shows no weights
     if not is_loopback(host):
-        log.warning("listening on %s: anyone who can reach this machine sees the dashboard (it has no login)", host)
-    log.info("optuna-dashboard for %s on http://%s:%d/dashboard (Ctrl-C stops it)", mask_url(storage_url), host, port)
+        reach = "can delete the study and its weights" if allow_writes else "sees the dashboard"
+        log.warning("listening on %s: anyone who can reach this machine %s (it has no login)", host, reach)
+    log.info("optuna-dashboard for %s on http://%s:%d/dashboard, %s (Ctrl-C stops it)", mask_url(storage_url), host,
+             port, "writes allowed" if allow_writes else "read-only")
     try:
-        serve(storage, host, port, opened.store if opened is not None else None)
+        serve(storage, host, port, opened.store if opened is not None else None, allow_writes=allow_writes)
     except KeyboardInterrupt:
         pass

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 from sweep import study as study_module
-from sweep.artifacts import Kept, location_of, open_study_store, ranked_weights
+from sweep.artifacts import S3_SCHEME, Kept, location_of, open_study_store, ranked_weights
 from sweep.errors import SweepFailed, UsageError
 from sweep.storage import mask_secrets, open_storage
 
@@ -35,14 +35,23 @@ def export_model(storage_url: str, study_name: str, out: str | Path, trial_numbe
         off = " (it was started with --no-checkpoints)" if not config.checkpoints else ""
         raise SweepFailed(f"study {study_name!r} has no checkpoints{off}: no trial's weights are in "
                           f"{mask_secrets(location or 'an artifact store')}, so there is no model to export")
+    if not location.lower().startswith(S3_SCHEME) and not Path(location).is_dir():
+        raise SweepFailed(f"the artifact store of study {study_name!r} is missing: no folder {location}, where the "
+                          "study keeps its weights (restore it there, or export on the machine that has it)")
     opened = open_study_store(config, storage)
     if opened is None:
         raise SweepFailed(f"the artifact store {mask_secrets(location)} of study {study_name!r} cannot be opened (see "
                           "the line above), so there is no model to export")
     store = opened.store
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".download-") as folder:
-        chosen, weights_file = _download(store, _candidates(ranked, study, study_name, trial_number), Path(folder))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        download = tempfile.TemporaryDirectory(dir=out, prefix=".download-")
+    except OSError as error:
+        raise SweepFailed(f"cannot write {out} ({error.strerror or error})") from None
+    kept = {item.number for item in ranked[:config.keep_best]}
+    with download as folder:
+        chosen, weights_file = _download(store, _candidates(ranked, study, study_name, trial_number), Path(folder),
+                                         kept, mask_secrets(location))
         model = _model(config, chosen, weights_file)
         _save_for_timm(model, config, out)
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == chosen.number)
@@ -74,7 +83,9 @@ def _candidates(ranked: list[Kept], study: optuna.Study, study_name: str, trial_
     return wanted
 
 
-def _download(store, candidates: list[Kept], folder: Path) -> tuple[Kept, Path]:
+def _download(store, candidates: list[Kept], folder: Path, kept_numbers: set[int], location: str) -> tuple[Kept, Path]:
+    """The first candidate whose weights are in the store; ``kept_numbers``: the trials the sweep kept, whose weights
+    missing means the store is not the one the sweep wrote."""
     missing = []
     for kept in candidates:
         path = folder / f"trial-{kept.number}.safetensors"
@@ -85,6 +96,10 @@ def _download(store, candidates: list[Kept], folder: Path) -> tuple[Kept, Path]:
             missing.append(kept.number)
             continue
         return kept, path
+    lost = [number for number in missing if number in kept_numbers]
+    if lost:
+        raise SweepFailed(f"the weights of trial(s) {', '.join(map(str, lost))}, which the sweep kept, are missing "
+                          f"from the artifact store {location}: it was emptied or replaced since")
     raise SweepFailed(f"the weights of trial(s) {', '.join(map(str, missing))} are no longer in the artifact store "
                       "(only the best --keep-best trials keep theirs): choose another with --trial N")
 

@@ -4,6 +4,7 @@ the commands share."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -54,6 +55,9 @@ def _new_file(value: str) -> Path:
         raise ValueError(f"folder {str(path.parent)!r} does not exist: create it, or write elsewhere")
     if path.is_dir():
         raise ValueError(f"{value!r} is a folder: expected a file name")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        where = "file" if path.exists() else "folder"
+        raise ValueError(f"{where} {str(path if path.exists() else path.parent)!r} is not writable: write elsewhere")
     return path
 
 

@@ -35,8 +35,13 @@ class RetryStaleTrial:
         worker = TrialRecord.from_trial(trial).worker
         whose = f"{worker.get('host', '?')}:{worker.get('pid', '?')}" if worker else "an unknown worker"
         # Optuna hands its stale-trial callback the study alone
-        age = heartbeat_ages(study_storage(study), study.study_name).get(trial.number)
-        silent = f"no heartbeat for {age:.0f}s" if age is not None else "no heartbeat"
+        storage = study_storage(study)
+        age = heartbeat_ages(storage, study.study_name).get(trial.number)
+        backend = rdb_backend(storage)
+        grace = backend.grace_period or 2 * backend.heartbeat_interval  # Optuna's own default
+        # Measured now, the age can be shorter than what got the trial failed: its worker may have beaten again since.
+        silent = (f"no heartbeat for {age:.0f}s" if age is not None and age > grace else
+                  f"no heartbeat for over {grace:.0f}s") + f" (grace period {grace:.0f}s)"
         queued = queued_retries(study, trial.number)
         again = f"queued again as trial {queued[-1]}" if queued else "retried too often, not queued again"
         log.warning("trial %d of worker %s failed: %s; %s", trial.number, whose, silent, again)

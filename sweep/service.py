@@ -22,7 +22,7 @@ from sweep.dashboard import write_study_note as write_dashboard_note
 from sweep.errors import SweepFailed, UsageError
 from sweep.export import export_model
 from sweep.launcher import run_local_workers
-from sweep.storage import mask_secrets, mask_url, open_storage
+from sweep.storage import describe_error, mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
 from sweep.study_record import DOCTOR, StudyWriter, stop_reason
 from sweep.worker import run_here
@@ -147,7 +147,7 @@ def write_study_note(study, config: SweepConfig, result: dict | None = None) -> 
     try:
         write_dashboard_note(study, config, result)
     except Exception as error:  # the note is a convenience: never fail a command over it
-        log.warning("could not write the dashboard's study note: %s", mask_secrets(str(error)).splitlines()[0])
+        log.warning("could not write the dashboard's study note: %s", describe_error(error))
 
 
 def doctor_sweep(*, storage_url: str, study_name: str | None, module_target: str | None, config_file: Path | None,
@@ -232,8 +232,12 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
             note = f"weights: the model of study {study_name!r} exported to {folder} (--warm-start)."
         config_text, params_text = analysis.emit_config(result, distributions, fixed, note)
         params_path = emit_config.with_name(emit_config.stem + ".params.json")
-        emit_config.write_text(config_text)
-        params_path.write_text(params_text)
+        try:
+            emit_config.write_text(config_text)
+            params_path.write_text(params_text)
+        except OSError as error:
+            raise SweepFailed(f"--emit-config {emit_config}: cannot write {error.filename} "
+                              f"({error.strerror or error})") from None
         wrote.append(f"wrote {emit_config} (sweep start --config {emit_config}) and {params_path}")
     if output_format == "json":
         return json.dumps(result, indent=2), wrote

@@ -155,3 +155,99 @@ def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_s
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert "optuna-dashboard for sqlite:///" in output and "127.0.0.1" in output
+
+
+@contextlib.contextmanager
+def served_dashboard(storage: str, study_name: str, *flags: str):
+    """`sweep dashboard` in its own process on a free port of 127.0.0.1; yields the base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "dashboard", "--study", study_name, "--storage", storage,
+         "--port", str(port), *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "dashboard did not start listening within 60 s"
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def http(method: str, url: str, body: bytes | None = None, content_type: str = "application/json"):
+    """One real HTTP request; (status, body) whatever the status."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.fixture
+def study_with_weights(storage_url, tmp_path):
+    """A sweep study (stored config, store in tmp_path) with one finished trial whose weights file is in the store."""
+    from sweep import study as study_module
+    from sweep.artifacts import open_store
+    from sweep.config import SweepConfig
+    from sweep.storage import open_storage
+
+    store_folder = tmp_path / "store"
+    storage = open_storage(storage_url, heartbeat=False)
+    study, _ = study_module.create_or_resume(storage, "kept", SweepConfig(n_trials=2, epochs=2,
+                                                                           artifacts=str(store_folder)))
+    trial = study.ask()  # the baseline
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights of trial 0")
+    artifact_id = optuna.artifacts.upload_artifact(
+        artifact_store=open_store(str(store_folder)), file_path=str(weights),
+        study_or_trial=trial)
+    study.tell(trial, 0.5)
+    storage.engine.dispose()
+    return storage_url, study._study_id, study.trials[0]._trial_id, store_folder / artifact_id
+
+
+def test_the_dashboard_refuses_every_write_unless_allowed(study_with_weights):
+    storage, study_id, trial_id, weights_file = study_with_weights
+    artifact = weights_file.name
+    writes = [
+        ("DELETE", f"/api/studies/{study_id}", None),
+        ("DELETE", f"/api/artifacts/{study_id}/{trial_id}/{artifact}", None),
+        ("PUT", f"/api/studies/{study_id}/note", json.dumps({"version": 0, "body": "mine"}).encode()),
+        ("PUT", f"/api/studies/{study_id}/{trial_id}/note", json.dumps({"version": 0, "body": "mine"}).encode()),
+        ("POST", f"/api/trials/{trial_id}/user-attrs", json.dumps({"user_attrs": {"x": 1}}).encode()),
+        ("POST", f"/api/trials/{trial_id}/tell", json.dumps({"state": "Fail"}).encode()),
+        ("POST", f"/api/artifacts/{study_id}/{trial_id}", json.dumps({"file": "data:,x", "filename": "x"}).encode()),
+        ("POST", f"/api/studies/{study_id}/rename", json.dumps({"study_name": "other"}).encode()),
+        ("POST", "/api/studies", json.dumps({"study_name": "new", "directions": ["minimize"]}).encode()),
+    ]
+    with served_dashboard(storage, "kept") as base:
+        status, body = http("GET", f"{base}/api/studies")
+        assert status == 200 and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["kept"]
+        # the kept weights can still be downloaded: the dashboard opened the study's store
+        status, body = http("GET", f"{base}/artifacts/{study_id}/{trial_id}/{artifact}")
+        assert (status, body) == (200, b"weights of trial 0")
+        for method, path, payload in writes:
+            status, body = http(method, base + path, payload)
+            assert status == 403, (method, path, status, body)
+            assert "--allow-writes" in json.loads(body)["reason"], (method, path)
+    study = optuna.load_study(study_name="kept", storage=storage)
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE"]
+    assert "x" not in study.trials[0].user_attrs
+    assert optuna.study.get_all_study_names(storage) == ["kept"]
+    assert weights_file.read_bytes() == b"weights of trial 0"
+
+    with served_dashboard(storage, "kept", "--allow-writes") as base:
+        # what the read-only default guards against: the study goes, and its kept weights with it
+        assert http("DELETE", f"{base}/api/studies/{study_id}")[0] == 204
+    assert optuna.study.get_all_study_names(storage) == []
+    assert not weights_file.exists()

@@ -149,3 +149,64 @@ def test_export_from_a_store_that_cannot_be_opened_is_one_line_exit_1(swept, mon
     assert result.output.strip().splitlines()[-1] == (
         f"Error: the artifact store {tmp_path / 'artifacts'} of study 'export' cannot be opened (see the line above), "
         "so there is no model to export")
+
+
+def test_export_with_the_store_gone_or_emptied_says_so_and_where(tmp_path):
+    import shutil
+
+    url, study, _ = run_sweep(tmp_path, "gone", n_trials=1, epochs=1)
+    folder = tmp_path / "artifacts"
+    kept = [path for path in folder.iterdir()]
+    assert kept, "the sweep kept its trial's weights"
+    for path in kept:  # emptied: the trial the sweep kept has no weights there
+        path.unlink()
+    result = export(url, "--study", "gone", "--out", str(tmp_path / "model"))
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: the weights of trial(s) 0, which the sweep kept, are missing from the "
+                                     f"artifact store {folder}: it was emptied or replaced since")
+    shutil.rmtree(folder)
+    result = export(url, "--study", "gone", "--out", str(tmp_path / "model"))
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: the artifact store of study 'gone' is missing: no folder {folder}, "
+                                     "where the study keeps its weights (restore it there, or export on the machine "
+                                     "that has it)")
+    assert not folder.exists()  # looking did not make an empty one
+
+
+def test_a_checkpoint_folder_deleted_mid_sweep_is_made_again(tmp_path, caplog):
+    import logging
+    import shutil
+
+    folder = tmp_path / "artifacts"
+    deleted = []
+
+    def delete_after_the_first_trial(study, trial):
+        if not deleted:
+            shutil.rmtree(folder)
+            deleted.append(trial.number)
+
+    fixed = {"model": "resnet18", "weights": "none", "data": "synthetic:64", "image_size": 32, "max_train": 32,
+             "max_val": 16, "epochs": 1, "n_trials": 2, "keep_best": 2, "artifacts": str(folder), "pruner": "none"}
+    config = build_config(None, fixed)
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    storage = open_storage(url)
+    study, _ = study_module.create_or_resume(storage, "deleted", config)
+    with caplog.at_level(logging.WARNING, logger="sweep"):
+        run_trials(study, config, torch.device("cpu"), storage=storage, callbacks=(delete_after_the_first_trial,))
+    assert deleted == [0]
+    second = study.trials[1]
+    assert second.state.name == "COMPLETE" and WEIGHTS in second.user_attrs
+    assert (folder / second.user_attrs[WEIGHTS]["artifact_id"]).is_file()
+    remade = [r.getMessage() for r in caplog.records if "was deleted: made it again" in r.getMessage()]
+    assert len(remade) == 1, [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if "checkpoints off" in r.getMessage()]
+
+
+def test_export_into_an_unwritable_folder_is_one_line(tmp_path):
+    from test_failure_lines import unwritable_folder
+
+    url, _, _ = run_sweep(tmp_path, "locked", n_trials=1, epochs=1)
+    out = unwritable_folder(tmp_path) / "model"
+    result = export(url, "--study", "locked", "--out", str(out))
+    assert result.exit_code == 1 and result.output.startswith(f"Error: cannot write {out} ("), result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -192,3 +192,172 @@ def test_every_sweep_pod_runs_as_the_images_user_and_shares_the_checkpoint_volum
         assert any(artifacts.startswith(mount + "/") for mount in mounts), (name, mounts)
     claim = rendered["PersistentVolumeClaim", "sweep-shared"]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # pods of one sweep run on many nodes
+
+
+# Pod Security Standards, "restricted" profile (kubernetes.io/docs/concepts/security/pod-security-standards), as
+# the admission controller applies it from Kubernetes 1.25: no checker ships offline, so its published rules here.
+RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                           "projected", "secret"}
+SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                "net.ipv4.tcp_keepalive_probes"}
+SELINUX_TYPES = {None, "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What the "restricted" Pod Security profile refuses in a pod spec (baseline rules included), one line each."""
+    found = []
+    pod_security = pod.get("securityContext", {})
+    all_containers = pod.get("initContainers", []) + pod["containers"] + pod.get("ephemeralContainers", [])
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            found.append(f"{field}: true")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUME_TYPES:
+            found.append(f"volume {volume['name']}: type {sorted(kinds - RESTRICTED_VOLUME_TYPES)} not allowed")
+    for sysctl in pod_security.get("sysctls", []):
+        if sysctl["name"] not in SAFE_SYSCTLS:
+            found.append(f"sysctl {sysctl['name']}")
+    for where, context in [("pod", pod_security)] + [(c["name"], c.get("securityContext", {})) for c in all_containers]:
+        if context.get("windowsOptions", {}).get("hostProcess"):
+            found.append(f"{where}: hostProcess")
+        if context.get("runAsUser") == 0:
+            found.append(f"{where}: runAsUser 0")
+        if context.get("runAsNonRoot") is False:
+            found.append(f"{where}: runAsNonRoot false")
+        selinux = context.get("seLinuxOptions", {})
+        if selinux.get("type") not in SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
+            found.append(f"{where}: seLinuxOptions {selinux}")
+        if context.get("seccompProfile", {}).get("type") == "Unconfined":
+            found.append(f"{where}: seccompProfile Unconfined")
+        if context.get("appArmorProfile", {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
+            found.append(f"{where}: appArmorProfile {context['appArmorProfile']}")
+    for container in all_containers:
+        name, context = container["name"], container.get("securityContext", {})
+        if context.get("privileged"):
+            found.append(f"{name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation is not false")
+        capabilities = context.get("capabilities", {})
+        if "ALL" not in capabilities.get("drop", []):
+            found.append(f"{name}: capabilities do not drop ALL")
+        if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: adds capabilities {capabilities['add']}")
+        if context.get("procMount", "Default") != "Default":
+            found.append(f"{name}: procMount {context['procMount']}")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            found.append(f"{name}: hostPort")
+        if pod_security.get("runAsNonRoot") is not True and context.get("runAsNonRoot") is not True:
+            found.append(f"{name}: runAsNonRoot not set")
+        seccomp = context.get("seccompProfile", pod_security.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: seccompProfile {seccomp or 'not set'}")
+    return found
+
+
+def test_every_pod_passes_the_restricted_pod_security_profile(rendered):
+    for (kind, name), obj in rendered.items():
+        if kind in ("Deployment", "StatefulSet", "Job"):
+            assert restricted_violations(obj["spec"]["template"]["spec"]) == [], f"{kind}/{name}"
+
+
+def test_the_restricted_checker_refuses_what_the_profile_refuses(rendered):
+    import copy
+
+    pod = copy.deepcopy(rendered["Job", "sweep-workers"]["spec"]["template"]["spec"])
+    pod["initContainers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    pod["containers"][0]["securityContext"]["capabilities"] = {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    pod["containers"][0]["securityContext"]["seccompProfile"] = {"type": "Unconfined"}
+    pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    pod["hostNetwork"] = True
+    del pod["securityContext"]["runAsNonRoot"]
+    assert sorted(restricted_violations(pod)) == sorted([
+        "hostNetwork: true", "volume host: type ['hostPath'] not allowed", "worker: seccompProfile Unconfined",
+        "wait-for-study: allowPrivilegeEscalation is not false", "worker: adds capabilities ['SYS_ADMIN']",
+        "wait-for-study: runAsNonRoot not set", "worker: runAsNonRoot not set", "worker: seccompProfile Unconfined"])
+
+
+def test_every_container_has_a_read_only_root_resources_and_a_pinned_image(rendered):
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    for (kind, name), obj in rendered.items():
+        if kind not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        for container_name, container in containers(obj).items():
+            where = f"{kind}/{name} {container_name}"
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+            assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"], where
+            image, _, tag = container["image"].rpartition(":")
+            assert re.fullmatch(r"\d+(\.\d+)+", tag), f"{where}: image {container['image']} is not pinned to a version"
+            if image.endswith("plateau-sweep"):
+                assert tag == version, where  # the image built from this checkout
+                # what the sweep writes besides its stores: HOME (torch and Hugging Face caches) and /tmp
+                mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+                assert {"/home/sweep", "/tmp"} <= mounts, where
+    postgres = containers(rendered["StatefulSet", "postgres"])["postgres"]
+    assert {"/var/lib/postgresql/data", "/var/run/postgresql", "/tmp"} <= \
+        {mount["mountPath"] for mount in postgres["volumeMounts"]}
+    assert rendered["StatefulSet", "postgres"]["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 999
+
+
+def test_the_dashboard_and_the_study_job_mount_what_they_use(rendered):
+    artifacts = rendered["ConfigMap", "sweep-settings"]["data"]["SWEEP_ARTIFACTS"]
+    for kind, name, container in (("Deployment", "sweep-dashboard", "dashboard"), ("Job", "sweep-study", "start"),
+                                  ("Job", "sweep-workers", "worker")):
+        obj = rendered[kind, name]
+        mounts = {mount["mountPath"]: mount for mount in containers(obj)[container]["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in obj["spec"]["template"]["spec"]["volumes"]}
+        store = [mount for path, mount in mounts.items() if artifacts.startswith(path + "/")]
+        assert store and not store[0].get("readOnly"), f"{name}: SWEEP_ARTIFACTS={artifacts} is not mounted"
+        assert volumes[store[0]["name"]]["persistentVolumeClaim"]["claimName"] == "sweep-shared", name
+        if kind == "Job":  # PyTorch's data loaders: the study Job runs the doctor's training checks too
+            assert volumes[mounts["/dev/shm"]["name"]]["emptyDir"]["medium"] == "Memory", name
+
+
+def _admitted(rendered, source_labels: dict, source_namespace: dict | None, target: str, port) -> bool:
+    """Whether the rendered NetworkPolicies let a pod with ``source_labels`` reach ``target``'s pods on ``port``;
+    ``source_namespace`` is the labels of the source's namespace, or None for the sweep's own (unlabelled) one."""
+    pod = rendered[target]["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    named_ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    matches = lambda selector, labels: all(labels.get(k) == v for k, v in selector["matchLabels"].items())  # noqa: E731
+    policies = [obj["spec"] for (kind, _), obj in rendered.items() if kind == "NetworkPolicy"
+                and "Ingress" in obj["spec"]["policyTypes"] and matches(obj["spec"]["podSelector"], pod_labels)]
+    if not policies:
+        return True
+    for rule in (rule for policy in policies for rule in policy.get("ingress", [])):
+        ports = [named_ports.get(p["port"], p["port"]) for p in rule.get("ports", [])]
+        if ports and port not in ports:
+            continue
+        for peer in rule.get("from", []):
+            assert set(peer) <= {"podSelector", "namespaceSelector"} and \
+                all(set(selector) == {"matchLabels"} for selector in peer.values()), peer
+            if "namespaceSelector" in peer:
+                namespace_ok = source_namespace is not None and matches(peer["namespaceSelector"], source_namespace)
+            else:
+                namespace_ok = source_namespace is None
+            if namespace_ok and ("podSelector" not in peer or matches(peer["podSelector"], source_labels)):
+                return True
+    return False
+
+
+def test_the_network_policies_admit_what_the_readme_says(rendered):
+    dashboard, postgres = ("Deployment", "sweep-dashboard"), ("StatefulSet", "postgres")
+    worker = rendered["Job", "sweep-workers"]["spec"]["template"]["metadata"]["labels"]
+    dashboard_pod = rendered[dashboard]["spec"]["template"]["metadata"]["labels"]
+    labelled = {"kubernetes.io/metadata.name": "tools", "plateau-sweep/dashboard-access": "true"}
+    other = {"kubernetes.io/metadata.name": "tools"}
+    # the dashboard: only pods of a labelled namespace, only on its port; not even the sweep's own pods
+    assert _admitted(rendered, {}, labelled, dashboard, 8080)
+    assert not _admitted(rendered, {}, labelled, dashboard, 5432)
+    assert not _admitted(rendered, worker, None, dashboard, 8080)
+    assert not _admitted(rendered, {"app": "anything"}, None, dashboard, 8080)
+    assert not _admitted(rendered, {}, other, dashboard, 8080)
+    # PostgreSQL: the sweep's pods, the dashboard among them; nothing else
+    assert _admitted(rendered, worker, None, postgres, 5432)
+    assert _admitted(rendered, dashboard_pod, None, postgres, 5432)
+    assert not _admitted(rendered, {"app": "anything"}, None, postgres, 5432)
+    assert not _admitted(rendered, worker, labelled, postgres, 5432)
+    readme = (ROOT / "README.md").read_text()
+    assert "kubectl label namespace" in readme and "plateau-sweep/dashboard-access=true" in readme
