@@ -7,7 +7,10 @@ import math
 import optuna
 import pytest
 
-from sweep.analysis import TrialRecord, analyze, classify_curve
+from sweep.analysis import (
+    NotAnalyzable, TrialRecord, analyze, analyze_curves, analyze_study, classify_curve, read_study, render_html,
+    render_text,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -40,3 +43,237 @@ def test_a_curve_below_zero_that_stalls_is_a_plateau_not_a_blow_up():
     assert verdict.verdict == "plateau" and verdict.plateau_epoch == 3
     collapsed = classify_curve(_steps([0.5, 0.2, 0.15, 0.15, 3.0], every=1), patience=2, min_delta=0.01)
     assert collapsed.verdict == "diverged"  # the rule for a positive loss is as before
+
+
+# A plain Optuna user's training, simulated: lr below 1e-3 stalls, the optimizer's momentum exists only for sgd.
+def stalls(params: dict) -> bool:
+    return params["learning_rate"] < 1e-3
+
+
+def plain_objective(trial: optuna.Trial, *, every: int = 1, maximize: bool = False, n_reports: int = 10) -> float:
+    optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam"])
+    learning_rate = trial.suggest_float("learning_rate", 1e-5, 1e-1, log=True)
+    if optimizer == "sgd":
+        trial.suggest_float("momentum", 0.0, 0.99)
+    trial.suggest_int("width", 8, 64)
+    floor, speed = (0.7, 1.5) if stalls(trial.params) else (0.1, 0.3)
+    train_loss = []
+    for report in range(1, n_reports + 1):
+        loss = 2.0 * (floor + (1 - floor) * math.exp(-speed * report)) * (1 + 0.002 * math.sin(trial.number + report))
+        value = 1 - loss / 2 if maximize else loss
+        train_loss.append(0.9 * loss)
+        trial.set_user_attr("train_loss", train_loss)
+        trial.report(value, report * every)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+def plain_study(sampler, *, n_trials: int = 30, pruner=None, maximize: bool = False, every: int = 1,
+                storage=None, name: str | None = None) -> optuna.Study:
+    study = optuna.create_study(sampler=sampler, pruner=pruner or optuna.pruners.NopPruner(), storage=storage,
+                                study_name=name, direction="maximize" if maximize else "minimize")
+    study.optimize(lambda trial: plain_objective(trial, every=every, maximize=maximize), n_trials=n_trials)
+    return study
+
+
+SAMPLERS = {
+    "tpe": lambda: optuna.samplers.TPESampler(seed=0),
+    "random": lambda: optuna.samplers.RandomSampler(seed=1),
+    "qmc": lambda: optuna.samplers.QMCSampler(seed=2),
+}
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_a_plain_optuna_study_names_the_parameter_that_stalls_it(sampler, valid_analysis):
+    study = plain_study(SAMPLERS[sampler]())
+    result = valid_analysis(analyze_study(study))
+    assert result["evidence"] == "ok"
+    assert [factor["param"] for factor in result["factors"]] == ["learning_rate"]
+    for trial in result["trials"]:
+        assert trial["plateau_removed"] == (not stalls(trial["params"])), trial
+    assert result["baseline"]["number"] == 0 and result["source"]["baseline"] == "the first complete trial"
+    assert result["source"] == {"kind": "optuna", "curve": "reported values", "direction": "minimize",
+                                "negated": False, "train_loss_attr": None, "baseline": "the first complete trial"}
+    assert result["confirmation"] is None
+    assert result["usual_suspects"] == []  # none of the sweep's names (lr, frozen_stages, ...) is in this study
+    assert {trial["params"].get("momentum") is None for trial in result["trials"]} == {True, False}
+
+
+
+def test_pruned_trials_are_read_with_the_step_they_stopped_at(valid_analysis):
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    study = plain_study(optuna.samplers.TPESampler(seed=3), pruner=pruner, n_trials=40)
+    pruned = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.PRUNED]
+    assert pruned
+    result = valid_analysis(analyze_study(study))
+    by_number = {trial["number"]: trial for trial in result["trials"]}
+    for trial in pruned:
+        assert by_number[trial.number]["state"] == "PRUNED"
+        assert by_number[trial.number]["pruned_at"] == max(trial.intermediate_values)
+    assert [factor["param"] for factor in result["factors"]] == ["learning_rate"]
+
+
+def test_steps_every_100_batches_keep_their_numbers_and_the_same_answer(valid_analysis):
+    by_epoch = valid_analysis(analyze_study(plain_study(optuna.samplers.RandomSampler(seed=4))))
+    by_batches = valid_analysis(analyze_study(plain_study(optuna.samplers.RandomSampler(seed=4), every=100)))
+    for epoch_trial, batch_trial in zip(by_epoch["trials"], by_batches["trials"]):
+        assert batch_trial["verdict"] == epoch_trial["verdict"]
+        assert batch_trial["plateau_epoch"] == (None if epoch_trial["plateau_epoch"] is None
+                                                else 100 * epoch_trial["plateau_epoch"])
+    assert by_batches["factors"][0]["removes_plateau"] == by_epoch["factors"][0]["removes_plateau"]
+
+
+def test_a_maximized_accuracy_is_negated_and_the_report_says_so(valid_analysis):
+    study = plain_study(optuna.samplers.TPESampler(seed=5), maximize=True)
+    result = valid_analysis(analyze_study(study))
+    assert result["source"]["direction"] == "maximize" and result["source"]["negated"]
+    assert [factor["param"] for factor in result["factors"]] == ["learning_rate"]
+    for trial in result["trials"]:
+        assert trial["plateau_removed"] == (not stalls(trial["params"]))
+    best = result["best_trial"]
+    assert best["best_val_loss"] == pytest.approx(-study.best_value)
+    assert not stalls(best["params"])
+    assert "each value is negated" in render_text(result)
+
+
+def test_a_categorical_cause_beside_a_conditional_parameter(valid_analysis):
+    """scheduler "none" stalls; step_size exists only where the scheduler is "step"."""
+    def objective(trial: optuna.Trial) -> float:
+        scheduler = trial.suggest_categorical("scheduler", ["none", "cosine", "step"])
+        if scheduler == "step":
+            trial.suggest_int("step_size", 1, 5)
+        trial.suggest_float("dropout", 0.0, 0.6)
+        floor, speed = (0.7, 1.5) if scheduler == "none" else (0.1, 0.3)
+        for epoch in range(1, 9):
+            loss = 2.0 * (floor + (1 - floor) * math.exp(-speed * epoch))
+            trial.report(loss, epoch)
+        return loss
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=6))
+    study.optimize(objective, n_trials=30)
+    result = valid_analysis(analyze_study(study))
+    assert [factor["param"] for factor in result["factors"]] == ["scheduler"]
+    assert "none" not in result["factors"][0]["removes_plateau"]["values"]
+    assert {entry["param"] for entry in result["other_params"]} <= {"step_size", "dropout"}
+    # The sweep's own suspects show where the study has their parameter, and only there.
+    assert {entry["param"] for entry in result["usual_suspects"]} == {"scheduler", "dropout"}
+
+
+def test_the_baseline_is_the_trial_named_or_the_first_complete_one(valid_analysis):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7))
+    study.enqueue_trial({"optimizer": "adam", "learning_rate": 1e-4, "width": 32})
+
+    def failing_first(trial: optuna.Trial) -> float:
+        if trial.number == 0:
+            trial.suggest_float("learning_rate", 1e-5, 1e-1, log=True)
+            trial.report(2.0, 1)
+            raise RuntimeError("out of memory")
+        return plain_objective(trial)
+
+    study.optimize(failing_first, n_trials=12, catch=(RuntimeError,))
+    assert valid_analysis(analyze_study(study))["baseline"]["number"] == 1
+    named = valid_analysis(analyze_study(study, baseline=5))
+    assert named["baseline"]["number"] == 5 and named["source"]["baseline"] == "named"
+    assert named["settings"]["baseline_number"] == 5
+    with pytest.raises(NotAnalyzable, match="has no trial 12") as error:
+        analyze_study(study, baseline=12)
+    assert error.value.argument == "baseline"
+
+
+@pytest.mark.parametrize("as_mapping", [False, True])
+def test_the_training_loss_from_a_user_attr_tells_overfitting_from_a_plateau(as_mapping):
+    """Validation stalls while training keeps falling: overfitting, seen only with the training loss."""
+    study = optuna.create_study()
+    for number in range(3):
+        trial = study.ask({"dropout": optuna.distributions.FloatDistribution(0.0, 0.6)})
+        val_loss = [2.0, 1.2, 1.0, 0.99, 0.99, 1.0, 1.0]
+        train_loss = [2.0 * 0.7 ** step for step in range(1, 8)]
+        for step, value in enumerate(val_loss, start=1):
+            trial.report(value, step * 50)
+        trial.set_user_attr("train", {str(50 * step): v for step, v in enumerate(train_loss, start=1)}
+                            if as_mapping else train_loss)
+        study.tell(trial, val_loss[-1])
+    without = read_study(study)
+    with_train = read_study(study, train_loss_attr="train")
+    assert with_train.records[0].history[2] == {"epoch": 150, "val_loss": 1.0, "train_loss": train_loss[2]}
+    verdicts = [classify_curve(record.history, patience=2, min_delta=0.01).verdict for record in with_train.records]
+    assert verdicts == ["overfitting"] * 3
+    assert [classify_curve(r.history, patience=2, min_delta=0.01).verdict for r in without.records] == ["plateau"] * 3
+
+
+def test_a_study_the_analysis_cannot_read_is_refused_in_one_line():
+    two = optuna.create_study(directions=["minimize", "maximize"])
+    two.optimize(lambda trial: (trial.suggest_float("x", 0, 1), 1.0), n_trials=2)
+    with pytest.raises(NotAnalyzable, match="has 2 objectives"):
+        analyze_study(two)
+    with pytest.raises(NotAnalyzable, match="has no trials yet"):
+        analyze_study(optuna.create_study())
+    unreported = optuna.create_study()
+    unreported.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
+    with pytest.raises(NotAnalyzable, match=r"trial.report\(value, step\)"):
+        analyze_study(unreported)
+    study = plain_study(optuna.samplers.RandomSampler(seed=8), n_trials=3)
+    with pytest.raises(NotAnalyzable, match="has a user attr 'train_los'") as error:
+        analyze_study(study, train_loss_attr="train_los")
+    assert error.value.argument == "train_loss_attr"
+    study.trials[0].user_attrs  # a scalar where a curve is expected
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0, intermediate_values={1: 1.0},
+                                              user_attrs={"train_loss": 0.5}))
+    with pytest.raises(NotAnalyzable, match="is a float"):
+        analyze_study(study, train_loss_attr="train_loss")
+
+
+def test_reports_of_a_plain_study_say_how_it_was_read(valid_analysis):
+    study = plain_study(optuna.samplers.RandomSampler(seed=9), n_trials=16, every=100)
+    curves = read_study(study, train_loss_attr="train_loss")
+    result = valid_analysis(analyze_curves(curves, study_name=study.study_name, patience=3, min_delta=0.02))
+    assert result["settings"]["patience"] == 3 and result["settings"]["min_delta"] == 0.02
+    text = render_text(result)
+    assert "patience 3 counts reports" in text and "training loss from user attr 'train_loss'" in text
+    page = render_html(result, curves.records, curves.distributions)
+    assert "patience 3 counts reports" in page and "sweep confirm" not in page
+
+
+def test_what_is_left_open_is_settled_by_enqueued_trials_not_by_sweep_confirm():
+    from sweep.analysis.report_confirmation import settle_command
+
+    result = {"study": "mine", "source": {"kind": "optuna"}, "best_trial": {"number": 4}, "baseline": {"number": 0}}
+    command = settle_command(result, [{"param": "optimizer", "try_value": "sgd"}])
+    assert command == "study.enqueue_trial({**study.trials[4].params, 'optimizer': 'sgd'}); then study.optimize(...)"
+    assert settle_command({"study": "mine"}, [{"param": "lr", "try_value": 0.001}]) == \
+        "sweep confirm --study mine --value lr=0.001"
+
+
+def test_the_defaults_are_the_sweeps():
+    import inspect
+
+    from sweep.config import SweepConfig
+
+    defaults = inspect.signature(analyze_study).parameters
+    assert (defaults["patience"].default, defaults["min_delta"].default) == (SweepConfig.patience,
+                                                                              SweepConfig.min_delta)
+
+
+def test_the_public_api_never_imports_torch():
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys
+        import optuna
+        from sweep.analysis import analyze_study, render_text
+        study = optuna.create_study()
+        for number in range(8):
+            trial = study.ask()
+            lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+            for step in range(1, 7):
+                trial.report(1.0 / step if lr > 1e-3 else 1.0 + 0.5 ** step, step)
+            study.tell(trial, 1.0)
+        render_text(analyze_study(study))
+        print(sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "torchvision", "timm")))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
