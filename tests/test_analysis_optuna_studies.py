@@ -277,3 +277,78 @@ def test_the_public_api_never_imports_torch():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def analyze_command(*args: str, storage: str):
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    return CliRunner().invoke(main, ["analyze", "--storage", storage, *args])
+
+
+def test_sweep_analyze_reads_a_study_that_sweep_start_did_not_make(storage_url, tmp_path, valid_analysis):
+    import json
+
+    plain_study(optuna.samplers.TPESampler(seed=10), n_trials=16, every=100, storage=storage_url, name="theirs")
+    run = analyze_command("--study", "theirs", "--format", "json", "--train-loss-attr", "train_loss",
+                          "--baseline-trial", "2", "--patience", "3", storage=storage_url)
+    assert run.exit_code == 0, run.output
+    result = valid_analysis(json.loads(run.stdout))
+    assert result["baseline"]["number"] == 2 and result["settings"]["patience"] == 3
+    assert result["source"]["train_loss_attr"] == "train_loss" and result["settings"]["min_delta"] == 0.01
+    assert [factor["param"] for factor in result["factors"]] == ["learning_rate"]
+    text = analyze_command("--study", "theirs", storage=storage_url)
+    assert text.exit_code == 0 and "the values each trial reported" in text.output
+    report = tmp_path / "theirs.html"
+    page = analyze_command("--study", "theirs", "--format", "html", "--out", str(report), storage=storage_url)
+    assert page.exit_code == 0, page.output
+    assert "patience 2 counts reports" in report.read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--baseline-trial", "99"], "--baseline-trial 99: study 'theirs' has no trial 99 (its trials: 0 to 5)"),
+    (["--train-loss-attr", "loss"], "--train-loss-attr loss: no trial of study 'theirs' has a user attr 'loss'"),
+    (["--emit-config", "next.toml"], "--emit-config works on sweeps made by `sweep start`; study 'theirs' was not"),
+    (["--against", "other"], "--against works on sweeps made by `sweep start`"),
+])
+def test_what_a_plain_study_cannot_do_is_one_line(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    plain_study(optuna.samplers.RandomSampler(seed=11), n_trials=6, storage=storage, name="theirs")
+    run = analyze_command("--study", "theirs", *args, storage=storage)
+    assert run.exit_code == 2, run.output
+    assert message in " ".join(run.output.split()) and "Traceback" not in run.output
+
+
+def test_a_multi_objective_study_is_refused_in_one_line(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="two", storage=storage, directions=["minimize", "maximize"])
+    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), 1.0), n_trials=2)
+    run = analyze_command("--study", "two", storage=storage)
+    assert run.exit_code == 2 and "study 'two' has 2 objectives" in run.output
+
+
+def test_on_a_sweeps_own_study_the_baseline_can_be_named_and_the_training_loss_is_its_own(tmp_path):
+    import json
+
+    from sweep.config import SweepConfig
+    from sweep.storage import open_storage
+    from sweep.study import create_or_resume
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study, _ = create_or_resume(open_storage(storage), "ours", SweepConfig(n_trials=3))
+    for _ in range(3):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        trial.set_user_attr("history", [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0 / e} for e in (1, 2, 3, 4)])
+        study.tell(trial, 0.25)
+    run = analyze_command("--study", "ours", "--format", "json", "--baseline-trial", "2", storage=storage)
+    assert run.exit_code == 0, run.output
+    result = json.loads(run.stdout)
+    assert result["baseline"]["number"] == 2 and "source" not in result
+    run = analyze_command("--study", "ours", "--baseline-trial", "7", storage=storage)
+    assert run.exit_code == 2 and "--baseline-trial 7: no such trial in study 'ours'" in run.output
+    run = analyze_command("--study", "ours", "--train-loss-attr", "train_loss", storage=storage)
+    assert run.exit_code == 2 and "records each epoch's training loss itself" in run.output
+
