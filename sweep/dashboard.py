@@ -12,7 +12,7 @@ import optuna
 import optuna_dashboard
 import plotly.graph_objects as go
 
-from sweep.analysis import classify_curve
+from sweep.analysis import classify_curve, render_text
 from sweep.record import FINISHED_STATES, TrialRecord
 
 log = logging.getLogger("sweep")
@@ -88,9 +88,11 @@ def _is_ours(note: str) -> bool:
     return note == "" or note.rstrip().endswith(NOTE_MARK)
 
 
-def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patience: int, min_delta: float) -> bool:
-    """Note and curve figure of one finished trial; False when a person's note is there (left alone)."""
-    record = TrialRecord.from_trial(trial)
+def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patience: int, min_delta: float,
+                record: TrialRecord | None = None) -> bool:
+    """Note and curve figure of one finished trial (``record``: the trial as read, when not a sweep's); False when a
+    person's note is there (left alone)."""
+    record = record or TrialRecord.from_trial(trial)
     if not record.finished:
         return False
     reference = _TrialRef(study, trial._trial_id)
@@ -119,25 +121,31 @@ class TrialNotes:
 
 def write_study_note(study: optuna.Study, config, result: dict | None = None) -> None:
     """The study note: the analysis summary (``result`` when the caller has it) and the doctor's last result."""
-    from sweep import analysis
     from sweep.study import analyze_study
 
     if result is None:
         result, _, _ = analyze_study(study, config)
-    if any(trial["state"] in FINISHED_STATES for trial in result["trials"]):
-        summary = analysis.render_text(result)
-    else:
-        summary = "No finished trials yet."
     doctor = study.user_attrs.get("doctor")
     if doctor:
         doctor_lines = [f"**{doctor['verdict']}** ({doctor.get('source', '')}, {doctor.get('at', '')})", ""]
         doctor_lines += [f"- `{c['name']}` **{c['verdict']}**: {c['message']}" for c in doctor["checks"]]
     else:
         doctor_lines = ["Not run on this study yet: `sweep doctor --study " + study.study_name + "`."]
-    body = "\n".join([f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "",
-                      "## sweep doctor", "", *doctor_lines, "", NOTE_MARK])
+    _save_study_note(study, result, ["## sweep doctor", "", *doctor_lines, ""])
+
+
+def _save_study_note(study: optuna.Study, result: dict, more: list[str]) -> None:
+    if any(trial["state"] in FINISHED_STATES for trial in result["trials"]):
+        summary = render_text(result)
+    else:
+        summary = "No finished trials yet."
+    body = "\n".join([f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "", *more, NOTE_MARK])
     if _is_ours(optuna_dashboard.get_note(study)):
         optuna_dashboard.save_note(study, body)
+
+
+def _has_curves(attrs: dict, number: int) -> bool:
+    return f"dashboard:plot_data:trial-{number}-curves:0" in attrs
 
 
 def sync(study: optuna.Study, config) -> int:
@@ -145,10 +153,30 @@ def sync(study: optuna.Study, config) -> int:
     written = 0
     attrs = study._storage.get_study_system_attrs(study._study_id)
     for trial in study.get_trials(deepcopy=False):
-        if f"dashboard:plot_data:trial-{trial.number}-curves:0" in attrs:
+        if _has_curves(attrs, trial.number):
             continue
         written += write_trial(study, trial, patience=config.patience, min_delta=config.min_delta)
     write_study_note(study, config)
+    return written
+
+
+def write_notes(study: optuna.Study, *, baseline: int | None = None, patience: int = 2, min_delta: float = 0.01,
+                train_loss_attr: str | None = None) -> int:
+    """optuna-dashboard notes for any Optuna study whose trials call ``trial.report(value, step)``: each finished
+    trial's verdict and curves (once), and the analysis in the study note; returns the trials written.
+
+    The arguments are ``sweep.analysis.analyze_study``'s. Raises ``sweep.analysis.NotAnalyzable`` for a study the
+    analysis cannot read.
+    """
+    from sweep import analysis
+
+    curves = analysis.read_study(study, baseline=baseline, train_loss_attr=train_loss_attr)
+    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    written = sum(write_trial(study, trials[record.number], patience=patience, min_delta=min_delta, record=record)
+                  for record in curves.records if not _has_curves(attrs, record.number))
+    result = analysis.analyze_curves(curves, study_name=study.study_name, patience=patience, min_delta=min_delta)
+    _save_study_note(study, result, [])
     return written
 
 
@@ -189,6 +217,18 @@ def _artifact_store(config, study: optuna.Study):
         return None
 
 
+def _write_foreign_notes(study: optuna.Study) -> int:
+    """``write_notes`` with the sweep's plateau rule, on a study that `sweep start` did not make."""
+    from sweep.analysis import NotAnalyzable
+    from sweep.config import SweepConfig
+    from sweep.errors import UsageError
+
+    try:
+        return write_notes(study, patience=SweepConfig.patience, min_delta=SweepConfig.min_delta)
+    except NotAnalyzable as error:
+        raise UsageError(str(error)) from None
+
+
 def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> None:
     """``sweep dashboard``: bring the study's notes and curves up to date, then serve until interrupted."""
     from sweep import study as study_module
@@ -201,9 +241,10 @@ def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> No
         raise UsageError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error}); "
                          "choose a free --port, and a --host that is an address of this machine") from None
     storage = open_storage(storage_url)
-    study, config = study_module.load(storage, study_name)
-    log.info("notes and curves written for %d trial(s) of study %r", sync(study, config), study_name)
-    artifact_store = _artifact_store(config, study)
+    study, config = study_module.load_for_reading(storage, study_name)
+    written = sync(study, config) if config else _write_foreign_notes(study)
+    log.info("notes and curves written for %d trial(s) of study %r", written, study_name)
+    artifact_store = _artifact_store(config, study) if config else None
     if not is_loopback(host):
         log.warning("listening on %s: anyone who can reach this machine sees the dashboard (it has no login)", host)
     log.info("optuna-dashboard for %s on http://%s:%d/dashboard (Ctrl-C stops it)", mask_url(storage_url), host, port)

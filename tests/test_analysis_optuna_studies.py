@@ -352,3 +352,35 @@ def test_on_a_sweeps_own_study_the_baseline_can_be_named_and_the_training_loss_i
     run = analyze_command("--study", "ours", "--train-loss-attr", "train_loss", storage=storage)
     assert run.exit_code == 2 and "records each epoch's training loss itself" in run.output
 
+
+def test_the_dashboard_notes_of_a_plain_study(tmp_path, monkeypatch):
+    """`sweep dashboard` on a study that `sweep start` did not make: each trial's verdict note and curves (the
+    maximized values shown negated, as judged), the analysis in the study note, no doctor section."""
+    import json
+
+    import optuna_dashboard
+    from click.testing import CliRunner
+
+    import sweep.dashboard
+    from sweep.cli import main
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = plain_study(optuna.samplers.RandomSampler(seed=12), n_trials=8, maximize=True, every=100,
+                        storage=storage, name="theirs")
+    monkeypatch.setattr(sweep.dashboard, "serve", lambda *args: None)
+    run = CliRunner().invoke(main, ["dashboard", "--study", "theirs", "--storage", storage, "--port", "0"])
+    assert run.exit_code == 0, run.output
+    result = analyze_study(study)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    for trial in result["trials"]:
+        frozen = study.trials[trial["number"]]
+        note = optuna_dashboard.get_note(sweep.dashboard._TrialRef(study, frozen._trial_id))
+        assert f"## Trial {trial['number']}: verdict **{trial['verdict']}**" in note
+        figure = json.loads("".join(value for key, value in sorted(attrs.items())
+                                    if key.startswith(f"dashboard:plot_data:trial-{trial['number']}-curves:")))
+        assert figure["data"][-1]["x"] == sorted(frozen.intermediate_values)
+        assert figure["data"][-1]["y"] == [-frozen.intermediate_values[step] for step in sorted(frozen.intermediate_values)]
+    study_note = optuna_dashboard.get_note(study)
+    assert "Study theirs: 8 trials" in study_note and "each value is negated" in study_note
+    assert "sweep doctor" not in study_note
+    assert sweep.dashboard.write_notes(study) == 0  # every trial has its note already; the study note is redone
