@@ -384,3 +384,31 @@ def test_the_dashboard_notes_of_a_plain_study(tmp_path, monkeypatch):
     assert "Study theirs: 8 trials" in study_note and "each value is negated" in study_note
     assert "sweep doctor" not in study_note
     assert sweep.dashboard.write_notes(study) == 0  # every trial has its note already; the study note is redone
+
+
+@pytest.mark.slow
+def test_a_study_made_by_a_plain_optuna_and_timm_script(tmp_path, valid_analysis):
+    """The user's own script (tests/plain_optuna_timm.py) trains tiny timm ResNets; `sweep analyze` reads its study."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    script = Path(__file__).with_name("plain_optuna_timm.py")
+    made = subprocess.run([sys.executable, str(script), storage, "timmed", "10"], capture_output=True, text=True,
+                          timeout=900)
+    assert made.returncode == 0, made.stderr
+    run = analyze_command("--study", "timmed", "--format", "json", "--train-loss-attr", "train_loss",
+                          storage=storage)
+    assert run.exit_code == 0, run.output
+    result = valid_analysis(json.loads(run.stdout))
+    assert result["n_trials"] == 10 and result["baseline"]["params"] == {"lr": 1e-6, "drop_rate": 0.2}
+    assert all(trial["n_epochs"] == 7 and trial["state"] == "COMPLETE" for trial in result["trials"])
+    # A learning rate near 1e-6 barely moves the weights: those runs stall, the best run has a real one.
+    stalled = [trial for trial in result["trials"] if trial["verdict"] == "plateau"]
+    assert stalled and all(trial["params"]["lr"] < 1e-5 for trial in stalled)
+    assert result["best_trial"]["plateau_removed"] and result["best_trial"]["params"]["lr"] > 1e-3
+    assert [entry["name"] for entry in result["usual_suspects"]] == ["learning rate too low",
+                                                                     "learning rate too high"]
+    assert all(trial["evidence"]["train_loss_change"] is not None for trial in result["trials"])  # from the attr
