@@ -412,3 +412,16 @@ def test_a_study_made_by_a_plain_optuna_and_timm_script(tmp_path, valid_analysis
     assert [entry["name"] for entry in result["usual_suspects"]] == ["learning rate too low",
                                                                      "learning rate too high"]
     assert all(trial["evidence"]["train_loss_change"] is not None for trial in result["trials"])  # from the attr
+
+
+def test_the_readme_example_runs_inside_a_users_script(valid_analysis):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Any Optuna study"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(example.strip().splitlines()) <= 5
+    namespace = {"study": plain_study(optuna.samplers.RandomSampler(seed=13), n_trials=12)}
+    exec(example, namespace)
+    assert valid_analysis(namespace["result"])["factors"][0]["param"] == "learning_rate"
