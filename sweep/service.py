@@ -285,7 +285,8 @@ def analyze_optuna_study(study: optuna.Study, *, output_format: str = "text", pa
     plateau rule's defaults are the sweep's."""
     from sweep import analysis
 
-    flags = {"baseline": f"--baseline-trial {baseline_trial}", "train_loss_attr": f"--train-loss-attr {train_loss_attr}"}
+    flags = {"baseline": f"--baseline-trial {baseline_trial}",
+             "train_loss_attr": f"--train-loss-attr {train_loss_attr}"}
     try:
         curves = analysis.read_study(study, baseline=baseline_trial, train_loss_attr=train_loss_attr)
     except analysis.NotAnalyzable as error:

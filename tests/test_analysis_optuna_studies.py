@@ -378,8 +378,9 @@ def test_the_dashboard_notes_of_a_plain_study(tmp_path, monkeypatch):
         assert f"## Trial {trial['number']}: verdict **{trial['verdict']}**" in note
         figure = json.loads("".join(value for key, value in sorted(attrs.items())
                                     if key.startswith(f"dashboard:plot_data:trial-{trial['number']}-curves:")))
-        assert figure["data"][-1]["x"] == sorted(frozen.intermediate_values)
-        assert figure["data"][-1]["y"] == [-frozen.intermediate_values[step] for step in sorted(frozen.intermediate_values)]
+        steps = sorted(frozen.intermediate_values)
+        assert figure["data"][-1]["x"] == steps
+        assert figure["data"][-1]["y"] == [-frozen.intermediate_values[step] for step in steps]
     study_note = optuna_dashboard.get_note(study)
     assert "Study theirs: 8 trials" in study_note and "each value is negated" in study_note
     assert "sweep doctor" not in study_note

@@ -58,7 +58,8 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def trial_record(trial: optuna.trial.FrozenTrial, *, sign: float = 1.0, train_loss_attr: str | None = None) -> TrialRecord:
+def trial_record(trial: optuna.trial.FrozenTrial, *, sign: float = 1.0,
+                 train_loss_attr: str | None = None) -> TrialRecord:
     """One trial as the analysis reads it: the reported values (times ``sign``) as ``val_loss`` at each step."""
     steps = sorted(trial.intermediate_values)
     train = {}
@@ -117,8 +118,7 @@ def read_study(study: optuna.Study, *, baseline: int | None = None, train_loss_a
                for trial in trials]
     baseline_number, chosen = _baseline(trials, baseline, name)
     source = {"kind": "optuna", "curve": "reported values", "direction": "maximize" if maximize else "minimize",
-              "negated": maximize, "train_loss_attr": train_loss_attr,
-              "baseline": chosen}
+              "negated": maximize, "train_loss_attr": train_loss_attr, "baseline": chosen}
     return StudyCurves(records, space_of(trials), baseline_number, source)
 
 
