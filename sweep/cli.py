@@ -144,6 +144,10 @@ Examples:
   sweep analyze --study resnet-plateau --emit-config best.toml   # then: sweep start --config best.toml
   sweep analyze --study resnet-plateau --emit-config best.toml --warm-start   # ... from the best model's weights
   sweep analyze --study next --against resnet-plateau   # did the sweep from best.toml fix it?
+\b
+Any Optuna study whose trials call trial.report(val_loss, step) (steps are epochs or every N batches):
+  sweep analyze --study my-study --storage sqlite:///optuna.db --train-loss-attr train_loss --baseline-trial 3
+A maximized value (accuracy) is negated so that lower is better, and the report says so.
 """
 
 
@@ -151,7 +155,8 @@ Examples:
 @study_option
 @storage_option
 @analyze_options
-def analyze(study_name, storage, output_format, out, emit_config, warm_start, patience, min_delta, against):
+def analyze(study_name, storage, output_format, out, emit_config, warm_start, patience, min_delta, against,
+            baseline_trial, train_loss_attr):
     """Give every trial a verdict and say which settings removed the baseline's plateau."""
     from sweep.service import analyze_sweep
 
@@ -163,7 +168,8 @@ def analyze(study_name, storage, output_format, out, emit_config, warm_start, pa
                                "model's weights")
     text, wrote = analyze_sweep(storage_url=storage, study_name=study_name, output_format=output_format,
                                 patience=patience, min_delta=min_delta, emit_config=emit_config,
-                                warm_start=warm_start, against=against)
+                                warm_start=warm_start, against=against, baseline_trial=baseline_trial,
+                                train_loss_attr=train_loss_attr)
     for line in wrote:
         click.echo(line, err=True)
     if out is None:

@@ -15,8 +15,9 @@ import plotly.graph_objects as go
 
 from sweep import analysis
 from sweep import study as study_module
-from sweep.analysis import classify_curve
+from sweep.analysis import classify_curve, render_text
 from sweep.artifacts import open_study_store
+from sweep.config import SweepConfig
 from sweep.errors import UsageError
 from sweep.optuna_internals import study_storage, trial_id
 from sweep.record import FINISHED_STATES, TrialRecord
@@ -96,9 +97,11 @@ def _is_ours(note: str) -> bool:
     return note == "" or note.rstrip().endswith(NOTE_MARK)
 
 
-def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patience: int, min_delta: float) -> bool:
-    """Note and curve figure of one finished trial; False when a person's note is there (left alone)."""
-    record = TrialRecord.from_trial(trial)
+def write_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, patience: int, min_delta: float,
+                record: TrialRecord | None = None) -> bool:
+    """Note and curve figure of one finished trial (``record``: the trial as read, when not a sweep's); False when a
+    person's note is there (left alone)."""
+    record = record or TrialRecord.from_trial(trial)
     if not record.finished:
         return False
     reference = _TrialRef(study, trial_id(trial))
@@ -131,18 +134,21 @@ def write_study_note(study: optuna.Study, config, result: dict | None = None) ->
     """The study note: the analysis summary (``result`` when the caller has it) and the doctor's last result."""
     if result is None:
         result, _, _ = study_module.analyze_study(study, config)
-    if any(trial["state"] in FINISHED_STATES for trial in result["trials"]):
-        summary = analysis.render_text(result)
-    else:
-        summary = "No finished trials yet."
     doctor = doctor_summary(study)
     if doctor:
         doctor_lines = [f"**{doctor['verdict']}** ({doctor.get('source', '')}, {doctor.get('at', '')})", ""]
         doctor_lines += [f"- `{c['name']}` **{c['verdict']}**: {c['message']}" for c in doctor["checks"]]
     else:
         doctor_lines = ["Not run on this study yet: `sweep doctor --study " + study.study_name + "`."]
-    body = "\n".join([f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "",
-                      "## sweep doctor", "", *doctor_lines, "", NOTE_MARK])
+    _save_study_note(study, result, ["## sweep doctor", "", *doctor_lines, ""])
+
+
+def _save_study_note(study: optuna.Study, result: dict, more: list[str]) -> None:
+    if any(trial["state"] in FINISHED_STATES for trial in result["trials"]):
+        summary = render_text(result)
+    else:
+        summary = "No finished trials yet."
+    body = "\n".join([f"# {study.study_name}", "", "## Analysis", "", "```", summary, "```", "", *more, NOTE_MARK])
     if _is_ours(optuna_dashboard.get_note(study)):
         optuna_dashboard.save_note(study, body)
 
@@ -156,6 +162,24 @@ def sync(study: optuna.Study, config, storage: optuna.storages.BaseStorage) -> i
             continue
         written += write_trial(study, trial, patience=config.patience, min_delta=config.min_delta)
     write_study_note(study, config)
+    return written
+
+
+def write_notes(study: optuna.Study, *, baseline: int | None = None, patience: int = 2, min_delta: float = 0.01,
+                train_loss_attr: str | None = None) -> int:
+    """optuna-dashboard notes for any Optuna study whose trials call ``trial.report(value, step)``: each finished
+    trial's verdict and curves (once), and the analysis in the study note; returns the trials written.
+
+    The arguments are ``sweep.analysis.analyze_study``'s. Raises ``sweep.analysis.NotAnalyzable`` for a study the
+    analysis cannot read.
+    """
+    curves = analysis.read_study(study, baseline=baseline, train_loss_attr=train_loss_attr)
+    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    figures = dashboard_figures(study_storage(study), study.study_name)
+    written = sum(write_trial(study, trials[record.number], patience=patience, min_delta=min_delta, record=record)
+                  for record in curves.records if f"trial-{record.number}-curves" not in figures)
+    result = analysis.analyze_curves(curves, study_name=study.study_name, patience=patience, min_delta=min_delta)
+    _save_study_note(study, result, [])
     return written
 
 
@@ -205,6 +229,14 @@ def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_s
     bottle.run(app if allow_writes else read_only(app), host=host, port=port)
 
 
+def _write_foreign_notes(study: optuna.Study) -> int:
+    """``write_notes`` with the sweep's plateau rule, on a study that `sweep start` did not make."""
+    try:
+        return write_notes(study, patience=SweepConfig.patience, min_delta=SweepConfig.min_delta)
+    except analysis.NotAnalyzable as error:
+        raise UsageError(str(error)) from None
+
+
 def run_dashboard(storage_url: str, study_name: str, host: str, port: int, *, allow_writes: bool = False) -> None:
     """``sweep dashboard``: bring the study's notes and curves up to date, then serve until interrupted."""
     try:
@@ -213,9 +245,10 @@ def run_dashboard(storage_url: str, study_name: str, host: str, port: int, *, al
         raise UsageError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error}); "
                          "choose a free --port, and a --host that is an address of this machine") from None
     storage = open_storage(storage_url)
-    study, config = study_module.load(storage, study_name)
-    log.info("notes and curves written for %d trial(s) of study %r", sync(study, config, storage), study_name)
-    opened = open_study_store(config, storage)  # without one the dashboard shows no weights
+    study, config = study_module.load_for_reading(storage, study_name)
+    written = sync(study, config, storage) if config else _write_foreign_notes(study)
+    log.info("notes and curves written for %d trial(s) of study %r", written, study_name)
+    opened = open_study_store(config, storage) if config else None  # without one the dashboard shows no weights
     if not is_loopback(host):
         reach = "can delete the study and its weights" if allow_writes else "sees the dashboard"
         log.warning("listening on %s: anyone who can reach this machine %s (it has no login)", host, reach)

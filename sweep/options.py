@@ -166,6 +166,12 @@ analyze_options = options(
     click.option("--against", metavar="NAME", type=Checked("NAME", check_study_name),
                  help="Compare with this earlier study (same storage): its baseline curve against the best "
                       "plateau-free runs here, verdicts side by side, best against best."),
+    click.option("--baseline-trial", type=click.IntRange(0), metavar="N",
+                 help="Compare every run with trial N. [default: the sweep's baseline; in a study that `sweep start` "
+                      "did not make, the first complete trial]"),
+    click.option("--train-loss-attr", metavar="NAME",
+                 help="A study that `sweep start` did not make: the user attr holding each trial's training loss (a "
+                      "list, one value per report, or {step: value}), which tells overfitting from a plateau."),
 )
 
 # What `sweep worker` takes beside the study: its own share of the work, and the study's stop rule.

@@ -207,15 +207,29 @@ def compare_with(storage, against: str, study_name: str, config: SweepConfig, re
 
 def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "text", patience: int | None = None,
                   min_delta: float | None = None, emit_config: Path | None = None, warm_start: bool = False,
-                  against: str | None = None) -> tuple[str, list[str]]:
+                  against: str | None = None, baseline_trial: int | None = None,
+                  train_loss_attr: str | None = None) -> tuple[str, list[str]]:
     """``sweep analyze``: the study's analysis as text, json or html, and a line per file written beside it.
 
     ``emit_config``: also the next sweep's config (TOML) and the best trial's params beside it (NAME.params.json);
     with ``warm_start`` the best plateau-free trial's model too (NAME.model/), which the config starts from.
-    ``against``: compared with that study."""
+    ``against``: compared with that study. ``baseline_trial``: compare with this trial instead of the baseline.
+    A study that `sweep start` did not make is read from its trials' reported values (``analyze_optuna_study``)."""
     storage = open_storage(storage_url)
-    study, config = study_module.load(storage, study_name)
-    result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta)
+    study, config = study_module.load_for_reading(storage, study_name)
+    if config is None:
+        given = [flag for flag, value in (("--emit-config", emit_config), ("--warm-start", warm_start),
+                                          ("--against", against)) if value]
+        if given:
+            raise UsageError(f"{given[0]} works on sweeps made by `sweep start`; study {study_name!r} was not, so its "
+                             "parameters are not the sweep's (drop it)")
+        return analyze_optuna_study(study, output_format=output_format, patience=patience, min_delta=min_delta,
+                                    baseline_trial=baseline_trial, train_loss_attr=train_loss_attr), []
+    if train_loss_attr is not None:
+        raise UsageError(f"--train-loss-attr {train_loss_attr}: study {study_name!r} was made by `sweep start`, which "
+                         "records each epoch's training loss itself (drop it)")
+    result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta,
+                                                                baseline=baseline_trial)
     if against is not None:
         result["comparison"] = compare_with(storage, against, study_name, config, result, records, patience, min_delta)
     wrote = []
@@ -244,3 +258,26 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
     if output_format == "html":
         return analysis.render_html(result, records, distributions), wrote
     return analysis.render_text(result), wrote
+
+
+def analyze_optuna_study(study: optuna.Study, *, output_format: str = "text", patience: int | None = None,
+                         min_delta: float | None = None, baseline_trial: int | None = None,
+                         train_loss_attr: str | None = None) -> str:
+    """``sweep analyze`` on a study that `sweep start` did not make, through the public ``sweep.analysis`` API; the
+    plateau rule's defaults are the sweep's."""
+    from sweep import analysis
+
+    flags = {"baseline": f"--baseline-trial {baseline_trial}",
+             "train_loss_attr": f"--train-loss-attr {train_loss_attr}"}
+    try:
+        curves = analysis.read_study(study, baseline=baseline_trial, train_loss_attr=train_loss_attr)
+    except analysis.NotAnalyzable as error:
+        raise UsageError(f"{flags[error.argument]}: {error}" if error.argument else str(error)) from None
+    result = analysis.analyze_curves(curves, study_name=study.study_name,
+                                     patience=SweepConfig.patience if patience is None else patience,
+                                     min_delta=SweepConfig.min_delta if min_delta is None else min_delta)
+    if output_format == "json":
+        return json.dumps(result, indent=2)
+    if output_format == "html":
+        return analysis.render_html(result, curves.records, curves.distributions)
+    return analysis.render_text(result)

@@ -133,6 +133,18 @@ def load(storage: optuna.storages.BaseStorage, study_name: str, worker: str = ""
     return _open(storage, study_name, config, worker), config
 
 
+def load_for_reading(storage: optuna.storages.BaseStorage, study_name: str) -> tuple[optuna.Study, SweepConfig | None]:
+    """An existing study to read, with its sweep config, or None for a study that `sweep start` did not make."""
+    check_study_name(study_name)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise StudyNotFound(
+            f"no study named {study_name!r} in this storage: create it with `sweep start --study {study_name}`"
+        ) from None
+    return study, study_record.stored_config(study)
+
+
 def _open(storage, study_name: str, config: SweepConfig, worker: str = "") -> optuna.Study:
     """A handle on the study with the pruner the config asks for and a sampler seeded for this worker."""
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=create_pruner(config))
@@ -141,15 +153,19 @@ def _open(storage, study_name: str, config: SweepConfig, worker: str = "") -> op
 
 
 def analyze_study(study: optuna.Study, config: SweepConfig, *, patience: int | None = None,
-                  min_delta: float | None = None):
-    """The analysis of the study, its trials read once: ``(result, records, distributions)``."""
+                  min_delta: float | None = None, baseline: int | None = None):
+    """The analysis of the study, its trials read once: ``(result, records, distributions)``; ``baseline`` names
+    another trial to compare with than the enqueued baseline."""
     trials = study.get_trials(deepcopy=False)
+    if baseline is not None and baseline not in {trial.number for trial in trials}:
+        raise UsageError(f"--baseline-trial {baseline}: no such trial in study {study.study_name!r} "
+                         f"(it has {len(trials)} trial(s), numbered from 0)")
     records, distributions = analysis.records_and_space_from_trials(trials)
     result = analysis.analyze(
         records, distributions,
         study_name=study.study_name,
         patience=patience or config.patience,
         min_delta=config.min_delta if min_delta is None else min_delta,
-        baseline_number=baseline_number(trials),
+        baseline_number=baseline_number(trials) if baseline is None else baseline,
     )
     return result, records, distributions

@@ -29,7 +29,7 @@ READERS = textwrap.dedent("""
     trial.set_user_attr("history", [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "val_acc": 0.1, "lr": 0.1,
                                      "seconds": 1.0} for e in (1, 2, 3, 4)])
     study.tell(trial, 1.0)
-    sweep.dashboard.serve = lambda *args: None  # everything up to serving, without blocking
+    sweep.dashboard.serve = lambda *args, **kwargs: None  # everything up to serving, without blocking
     for command in (["status"], ["analyze", "--format", "json"], ["dashboard", "--port", "0"]):
         result = CliRunner().invoke(main, [command[0], "--study", "light", "--storage", url, *command[1:]])
         assert result.exit_code == 0, (command, result.output)

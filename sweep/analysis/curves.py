@@ -170,7 +170,8 @@ def classify_curve(
 
     best = min(val)
     evidence["best_val_loss"] = _rounded(best)
-    if val[-1] > BLOWUP_FACTOR * best and val[-1] > val[0]:
+    # Measured from the best by its size, so a curve below zero (a negated accuracy) reads alike.
+    if val[-1] - best > (BLOWUP_FACTOR - 1) * abs(best) and val[-1] > val[0]:
         evidence["reason"] = (
             f"validation loss ended at {val[-1]:.4g}, above its start {val[0]:.4g} and "
             f"{BLOWUP_FACTOR:g}x its best {best:.4g}"

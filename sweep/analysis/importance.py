@@ -122,9 +122,26 @@ def importances(
     """PED-ANOVA and fANOVA importances of ``params`` for a target where lower is better.
 
     With ``binary`` (0 = plateau removed, 1 = kept), PED-ANOVA's top quantile is set to exactly
-    the trials that reached 0, so it measures what the plateau-free trials have in common.
+    the trials that reached 0, so it measures what the plateau-free trials have in common. A parameter that only
+    some trials have (a conditional one) is weighed among those trials, beside the parameters they all have.
     """
     finite = [(p, t) for p, t in zip(params_list, targets) if t is not None and math.isfinite(t)]
+    shared = [name for name in params if all(name in p for p, _ in finite)]
+    found = _evaluated(finite, distributions, shared, binary=binary, seed=seed)
+    for name in params:
+        if name in shared:
+            continue
+        # Optuna's evaluators read only the trials that have every parameter asked about.
+        having = [(p, t) for p, t in finite if name in p]
+        beside = [other for other in params if all(other in p for p, _ in having)]
+        alone = _evaluated(having, distributions, beside, binary=binary, seed=seed)
+        for evaluator in found:
+            found[evaluator][name] = alone[evaluator][name]
+    return {evaluator: {name: found[evaluator][name] for name in params} for evaluator in found}
+
+
+def _evaluated(finite: list[tuple[dict[str, Any], float]], distributions: dict[str, BaseDistribution],
+               params: list[str], *, binary: bool, seed: int) -> dict[str, dict[str, float]]:
     if len(finite) < 2 or len({t for _, t in finite}) < 2 or not params:
         return {"ped_anova": {name: 0.0 for name in params}, "fanova": {name: 0.0 for name in params}}
     study = build_study([p for p, _ in finite], [t for _, t in finite], distributions)

@@ -7,7 +7,7 @@ from optuna.distributions import BaseDistribution
 
 from sweep.record import FINISHED_STATES, TrialRecord
 
-__all__ = ["FINISHED_STATES", "TrialRecord", "records_and_space_from_trials", "records_from_study"]
+__all__ = ["FINISHED_STATES", "TrialRecord", "records_and_space_from_trials", "records_from_study", "space_of"]
 
 
 def records_and_space_from_trials(
@@ -17,11 +17,16 @@ def records_and_space_from_trials(
 
     A proposal that repeated an earlier trial's params was never trained: it is left out, so no point counts twice.
     """
+    records = [TrialRecord.from_trial(trial) for trial in trials]
+    return [record for record in records if record.duplicate_of is None], space_of(trials)
+
+
+def space_of(trials: list[optuna.trial.FrozenTrial]) -> dict[str, BaseDistribution]:
+    """The search space the trials were drawn from: every parameter any trial has (a conditional one too)."""
     distributions: dict[str, BaseDistribution] = {}
     for trial in trials:  # later trials win: they saw the space as it is now
         distributions.update(trial.distributions)
-    records = [TrialRecord.from_trial(trial) for trial in trials]
-    return [record for record in records if record.duplicate_of is None], distributions
+    return distributions
 
 
 def records_from_study(study: optuna.Study) -> tuple[list[TrialRecord], dict[str, BaseDistribution]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from sweep.analysis.curves import CurveVerdict, PreparedCurve, classify_curve
+from sweep.analysis.curves import CurveVerdict, PreparedCurve, classify_curve, prepare_curve
 from sweep.analysis.inputs import FINISHED_STATES, TrialRecord
 
 # Plateau removed = judged and not plateau/diverged; overfitting counts as removed (the optimisation moved, the stall left is generalisation) and is reported apart.
@@ -33,7 +33,8 @@ def _not_judged(record: TrialRecord, verdict: CurveVerdict, clear_epoch: int | N
     if verdict.verdict == "too_short":
         return verdict.evidence.get("reason", "too short")
     last_epoch = int(record.history[-1].get("epoch", len(record.history))) if record.history else 0
-    if verdict.verdict == "improving" and record.state != "COMPLETE" and clear_epoch and last_epoch < clear_epoch:
+    if verdict.verdict == "improving" and record.state != "COMPLETE" and clear_epoch is not None \
+            and last_epoch < clear_epoch:
         # Early epochs improve in every run: a run stopped before the latest plateau seen could show has not
         # shown that its settings escape it (a cause whose plateau starts late would hide behind such runs).
         return (f"stopped at epoch {last_epoch} while improving, before epoch {clear_epoch} "
@@ -67,11 +68,17 @@ def observational(trials: list[dict]) -> list[dict]:
     return [trial for trial in trials if trial["judged"] and not trial.get("confirmation")]
 
 
-def latest_plateau_shown(verdicts: list[CurveVerdict], patience: int) -> int | None:
-    """The epoch by which the latest-starting plateau of the study had shown (its onset + ``patience``), or None."""
-    onsets = [verdict.plateau_epoch for verdict in verdicts
-              if verdict.verdict == "plateau" and verdict.plateau_epoch is not None]
-    return max(onsets) + patience if onsets else None
+def latest_plateau_shown(verdicts: list[CurveVerdict], curves: list[PreparedCurve], patience: int) -> int | None:
+    """The step by which the latest-starting plateau of the study had shown, or None: its onset and ``patience``
+    values more of its own curve (steps count as reported: epochs 1, 2, 3 or batches 100, 200, 300)."""
+    shown = []
+    for verdict, curve in zip(verdicts, curves):
+        if verdict.verdict != "plateau" or verdict.plateau_epoch is None:
+            continue
+        steps = [point.epoch for point in curve.points]
+        after = steps[steps.index(verdict.plateau_epoch):]
+        shown.append(after[min(patience, len(after) - 1)])
+    return max(shown) if shown else None
 
 
 def judge(records: list[TrialRecord], *, patience: int, min_delta: float,
@@ -80,12 +87,12 @@ def judge(records: list[TrialRecord], *, patience: int, min_delta: float,
     the plateau. ``prepared`` holds each trial's ``prepare_curve`` by number, for judging at many settings."""
     ordered = sorted(records, key=lambda r: r.number)
     prepared = prepared or {}
+    curves = [prepared.get(record.number) or prepare_curve(record.history, record.failure) for record in ordered]
     verdicts = [
-        classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure,
-                       prepared=prepared.get(record.number))
-        for record in ordered
+        classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure, prepared=curve)
+        for record, curve in zip(ordered, curves)
     ]
-    clear_epoch = latest_plateau_shown(verdicts, patience)
+    clear_epoch = latest_plateau_shown(verdicts, curves, patience)
     return [
         _trial_entry(record, verdict, _not_judged(record, verdict, clear_epoch))
         for record, verdict in zip(ordered, verdicts)

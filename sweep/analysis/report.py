@@ -265,6 +265,22 @@ def summary_line(result: dict) -> str:
             f"{result['n_plateau_removed']} removed the plateau.")
 
 
+def source_line(result: dict) -> str | None:
+    """How a study that `sweep start` did not make was read, or None for a sweep's own study."""
+    source = result.get("source")
+    if not source:
+        return None
+    parts = [f"Curves: the values each trial reported (trial.report); 'epoch' is the step as reported and "
+             f"patience {result['settings']['patience']} counts reports"]
+    if source["negated"]:
+        parts.append("the study maximizes, so each value is negated (lower is better, as ReduceLROnPlateau "
+                     "mode='max' judges) and 'val loss' is minus the value")
+    parts.append(f"training loss from user attr {source['train_loss_attr']!r}" if source["train_loss_attr"] else
+                 "no training loss (name the user attr that holds it), so overfitting reads as a plateau")
+    parts.append(f"baseline: trial {result['baseline']['number']} ({source['baseline']})")
+    return "; ".join(parts) + "."
+
+
 def _comparison_lines(result: dict) -> list[str]:
     shared = [c for c in result.get("baseline_comparison") or [] if c["shared"]]
     lines = []
@@ -283,6 +299,7 @@ def render_text(result: dict) -> str:
     """A short report: baseline verdict, trial table, factors, recommendation, usual suspects."""
     lines = [
         summary_line(result),
+        *filter(None, [source_line(result)]),
         baseline_line(result),
         "",
         *([*against_lines(result), ""] if result.get("comparison") else []),

@@ -14,7 +14,12 @@ def _value(value) -> str:
 
 
 def settle_command(result: dict, entries: list[dict]) -> str:
-    """``sweep confirm`` with one ``--value`` per open region: one-change runs from the best plateau-free trial."""
+    """``sweep confirm`` with one ``--value`` per open region: one-change runs from the best plateau-free trial; for a
+    study that `sweep start` did not make, the same runs as ``study.enqueue_trial`` calls."""
+    if result.get("source"):
+        start = (result.get("best_trial") or result["baseline"])["number"]
+        return "; ".join(f"study.enqueue_trial({{**study.trials[{start}].params, {entry['param']!r}: "
+                         f"{entry['try_value']!r}}})" for entry in entries) + "; then study.optimize(...)"
     values = " ".join(f"--value {entry['param']}={_value(entry['try_value'])}" for entry in entries)
     return f"sweep confirm --study {shlex.quote(result['study'])} {values}"
 

@@ -8,7 +8,8 @@ from sweep.analysis.curves import VERDICTS
 from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
 from sweep.analysis.report import (
     basis_text, baseline_line, best_text, condition_text, difference_text, fmt, fragile_text, not_named_reason,
-    other_lines, overfit_text, overfitting_line, params_text, region_text, scope_text, setting_text, summary_line,
+    other_lines, overfit_text, overfitting_line, params_text, region_text, scope_text, setting_text, source_line,
+    summary_line,
 )
 from sweep.analysis.report_confirmation import OUTCOME_WORDS, settle_command
 from sweep.analysis.transitions import LEFT_FOR
@@ -29,6 +30,7 @@ def summary_section(result: dict) -> str:
     counts = ", ".join(f"{n} {verdict}" for verdict, n in result["verdict_counts"].items() if n)
     return "\n".join(part for part in (
         paragraph(summary_line(result), "summary"),
+        paragraph(source_line(result), "source"),
         paragraph(baseline_line(result), "baseline"),
         paragraph(result.get("message"), "message"),
         paragraph(f"Verdicts: {counts}." if counts else None),
