@@ -240,7 +240,8 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
         result["comparison"] = compare_with(storage, against, study_name, config, result, records, patience, min_delta)
     wrote = []
     if emit_config is not None:
-        fixed, note = {}, ""
+        fixed = analysis.carried_settings(config.to_dict())
+        note = f"Fixed settings: study {study_name!r}'s; flags given to `sweep start` override them."
         if warm_start:
             from sweep.export import export_model
 
@@ -250,8 +251,8 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
             except SweepFailed as error:
                 raise SweepFailed(f"--warm-start: {error}; `sweep export --study {study_name} --trial N --out DIR` "
                                   "exports the one you choose, for --weights DIR/model.safetensors") from None
-            fixed = {"model": config.model, "weights": str((folder / "model.safetensors").resolve())}
-            note = f"weights: the model of study {study_name!r} exported to {folder} (--warm-start)."
+            fixed["weights"] = str((folder / "model.safetensors").resolve())
+            note += f"\n# weights: the model of study {study_name!r} exported to {folder} (--warm-start)."
         config_text, params_text = analysis.emit_config(result, distributions, fixed, note)
         params_path = emit_config.with_name(emit_config.stem + ".params.json")
         emit_config.write_text(config_text)

@@ -6,7 +6,7 @@ Pure functions over plain records; ``records_from_study`` is the one step that r
 from sweep.analysis.compare import compare_studies, setup_differences
 from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
 from sweep.analysis.inputs import TrialRecord, records_and_space_from_trials, records_from_study
-from sweep.analysis.next_config import emit_config
+from sweep.analysis.next_config import carried_settings, emit_config
 from sweep.analysis.report import render_text
 from sweep.analysis.report_html import render_html
 from sweep.analysis.result import analyze
@@ -17,6 +17,7 @@ __all__ = [
     "CurveVerdict",
     "TrialRecord",
     "analyze",
+    "carried_settings",
     "classify_curve",
     "compare_studies",
     "emit_config",
