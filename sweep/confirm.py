@@ -36,8 +36,9 @@ def _most_suspect_first(changed: list[str], baseline: dict[str, Any], trials: li
     range of the baseline's value: one plateau-free run rules the value out as a sole cause (last); otherwise
     the more runs kept the plateau there, the earlier."""
     def suspicion(param: str) -> tuple[bool, int]:
-        region = next(r for r in regions_of(distributions[param]) if in_region(baseline[param], r))
-        there = [t for t in observational(trials) if in_region(t["params"].get(param), region)]
+        # a baseline value outside the swept range (allowed, with a warning) lies in no region: no search run is there
+        region = next((r for r in regions_of(distributions[param]) if in_region(baseline[param], r)), None)
+        there = [t for t in observational(trials) if region and in_region(t["params"].get(param), region)]
         return any(t["plateau_removed"] for t in there), -sum(1 for t in there if not t["plateau_removed"])
     return sorted(changed, key=suspicion)
 
