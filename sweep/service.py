@@ -136,7 +136,8 @@ def check_before_start(config: SweepConfig, device: torch.device, quiet: bool) -
     """The doctor's quick checks on the sweep's own setup; a problem stops the sweep before any training."""
     from sweep import doctor
 
-    report = doctor.run_doctor(config=config, device=device, quick=True)
+    log.info("doctor: quick checks of the setup before any training (--no-doctor skips them)")
+    report = doctor.run_doctor(config=config, device=device, quick=True, progress=lambda line: log.info("doctor: %s", line))
     if report["verdict"] == "problem":
         raise SetupProblem(doctor.render_text(report)
                            + "\nsweep start stopped before training: fix the problem above, or rerun with --no-doctor")

@@ -226,7 +226,9 @@ def run_trials(
                 if not until_done:
                     break
                 if not waiting_logged:
-                    log.info("budget handed out (%d finished, %d running): waiting for the running trials", finished, running)
+                    from sweep.progress import waiting_line
+
+                    log.info(waiting_line(study, finished, running_before))
                     waiting_logged = True
                 time.sleep(poll_seconds)
     return ran
