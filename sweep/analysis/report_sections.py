@@ -7,8 +7,8 @@ import html
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
 from sweep.analysis.report import (
-    basis_text, baseline_line, best_text, condition_text, difference_text, fmt, fragile_text, not_named_reason,
-    other_lines, overfit_text, overfitting_line, params_text, region_text, scope_text, setting_text, summary_line,
+    EVIDENCE_WORDS, basis_text, baseline_line, best_text, condition_text, difference_text, fmt, fragile_text,
+    not_named_reason, other_lines, overfit_text, overfitting_line, params_text, region_text, scope_text, setting_text, summary_line,
 )
 from sweep.analysis.report_confirmation import OUTCOME_WORDS, settle_command
 from sweep.analysis.transitions import LEFT_FOR
@@ -140,7 +140,7 @@ def robustness_section(result: dict) -> str:
         row: list = [Cell(f"patience {patience}", patience)]
         for min_delta in robustness["min_delta"]:
             setting = cells[(patience, min_delta)]
-            text = ", ".join(setting["factors"]) or ("no factor" if setting["evidence"] == "ok" else setting["evidence"])
+            text = ", ".join(setting["factors"]) or EVIDENCE_WORDS[setting["evidence"]]
             row.append(Cell(text + (" (your thresholds)" if (patience, min_delta) == own else ""), None,
                             "own-setting" if (patience, min_delta) == own else ""))
         grid_rows.append(row)
