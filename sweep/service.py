@@ -60,7 +60,7 @@ def start_sweep(study_name: str, storage_url: str, config: SweepConfig, *, devic
     else:
         log.info("study %r %s in %s; training on %s", study_name, verb, where, device)
         _run_here(study, config, device, storage, quiet)
-    return finish(study, config)
+    return finish(study, config, storage_url)
 
 
 def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = None,
@@ -69,6 +69,7 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
     """``sweep confirm``: queue one-change runs from a plateau-free trial, grow the budget by their number, run them
     as ``sweep start`` runs trials, and return the analysis (or, with ``workers=0``, what was queued)."""
     from sweep.confirm import due_runs, plateau_free_trials, queue_runs
+    from sweep.next_steps import start_command
 
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name)
@@ -77,8 +78,9 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
         raise UsageError(f"--trial {reference}: not a plateau-free run of study {study_name!r} trained to the end; "
                          f"choose one of {', '.join(map(str, candidates)) or 'none yet: run more trials first'}")
     if not candidates:
+        more = start_command(study_name, config, storage_url, n_trials=config.n_trials + 8, lift_stop=True)
         raise UsageError(f"study {study_name!r} has no plateau-free run trained to the end to start from: run more "
-                         f"trials first (sweep start --study {study_name} --n-trials {config.n_trials + 8})")
+                         f"trials first ({more})")
     start = reference if reference is not None else candidates[0]
     runs = due_runs(study, config, reference_number=start, changes=changes, replicates=seeds, slots=10_000)
     if not runs:
@@ -96,7 +98,7 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
         run_local_workers(study_name, storage_url, workers, device, quiet)
     else:
         _run_here(study, config, device, storage, quiet)
-    return finish(study, config)
+    return finish(study, config, storage_url)
 
 
 def _run_here(study, config: SweepConfig, device: torch.device, storage, quiet: bool) -> None:
@@ -109,17 +111,16 @@ def _run_here(study, config: SweepConfig, device: torch.device, storage, quiet: 
                    callbacks=(TrialNotes(config.patience, config.min_delta),))
 
 
-def finish(study, config: SweepConfig) -> str:
-    """The analysis as text, also written to the study's dashboard note."""
+def finish(study, config: SweepConfig, storage_url: str) -> str:
+    """The analysis as text, also written to the study's dashboard note, and the commands to run next."""
     from sweep import analysis
-
+    from sweep.next_steps import after_sweep_lines, annotate
     from sweep.stopping import stop_reason
 
     result, _, _ = study_module.analyze_study(study, config)
+    annotate(result, study.study_name, config, storage_url, stop_reason(study))
     write_study_note(study, config, result)
-    stopped = stop_reason(study)
-    return (f"Stopped before the budget (--stop-when {stopped['rule']}): {stopped['reason']}.\n\n" if stopped else ""
-            ) + analysis.render_text(result)
+    return analysis.render_text(result) + "\n" + "\n".join(after_sweep_lines(study.study_name, config, storage_url))
 
 
 def check_data_and_weights(config: SweepConfig) -> None:
@@ -237,6 +238,10 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
     storage = open_storage(storage_url)
     study, config = study_module.load(storage, study_name)
     result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta)
+    from sweep.next_steps import annotate
+    from sweep.stopping import stop_reason
+
+    annotate(result, study_name, config, storage_url, stop_reason(study))
     if against is not None:
         result["comparison"] = compare_with(storage, against, study_name, config, result, records, patience, min_delta)
     wrote = []

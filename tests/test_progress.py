@@ -72,7 +72,7 @@ def test_a_resumed_sweep_says_which_silent_trial_it_waits_for(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_sweep_start_in_a_log_shows_the_doctor_and_every_epoch_while_stdout_keeps_the_report(tmp_path):
+def test_sweep_start_in_a_log_shows_the_doctor_and_every_epoch_and_ends_with_the_next_commands(tmp_path):
     env = {**os.environ, "SWEEP_STORAGE": f"sqlite:///{tmp_path / 's.db'}", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "sweep.cli", "start", "--study", "seen", "--model", "resnet18", "--weights", "none",
@@ -87,3 +87,5 @@ def test_sweep_start_in_a_log_shows_the_doctor_and_every_epoch_while_stdout_keep
         for epoch in (1, 2):
             assert f"trial {trial} epoch {epoch}/2: train_loss " in err, err
     assert "Trials" in done.stdout and " epoch 1/2: " not in done.stdout  # the report on stdout, progress on stderr
+    assert done.stdout.endswith("Next\n  sweep analyze --study seen --format html --out seen-report.html\n"
+                                "  sweep dashboard --study seen\n  sweep export --study seen --out seen-model\n")

@@ -281,6 +281,26 @@ def against_lines(result: dict) -> list[str]:
     return lines
 
 
+def stopped_line(result: dict) -> str | None:
+    stopped = result.get("stopped")
+    return f"Stopped before the budget (--stop-when {stopped['rule']}): {stopped['reason']}." if stopped else None
+
+
+def more_trials_lines(result: dict) -> list[str]:
+    """Where more runs would settle the answer: the command that resumes with a larger budget (``resume_command``,
+    set by the command that read the study). A sweep its stop rule ended is resumed without the rule."""
+    evidence = result.get("evidence")
+    if not (evidence == "insufficient" or (evidence == "ok" and not result["factors"])):
+        return []
+    command, stopped = result.get("resume_command"), result.get("stopped")
+    if stopped:
+        head = (f"The sweep stopped itself (--stop-when {stopped['rule']}) before the evidence was enough: to name the "
+                "settings anyway, resume it with a larger budget and no stop rule" + (":" if command else "."))
+    else:
+        head = "Run more trials" + (", with a larger budget:" if command else ".")
+    return [head, *([f"  {command}"] if command else [])]
+
+
 def summary_line(result: dict) -> str:
     return f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged; {left_text(result)}."
 
@@ -301,7 +321,9 @@ def _comparison_lines(result: dict) -> list[str]:
 
 def render_text(result: dict) -> str:
     """A short report: baseline verdict, trial table, factors, recommendation, usual suspects."""
+    stopped = stopped_line(result)
     lines = [
+        *([stopped, ""] if stopped else []),
         summary_line(result),
         baseline_line(result),
         "",
@@ -311,7 +333,7 @@ def render_text(result: dict) -> str:
         "",
     ]
     if result.get("message"):
-        lines += [result["message"], ""]
+        lines += [result["message"], *more_trials_lines(result), ""]
     if result["factors"]:
         lines += ["What removed the plateau", *_factor_lines(result), ""]
     proof = confirmation_lines(result)

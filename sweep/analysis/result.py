@@ -165,7 +165,7 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
         result["evidence"] = "insufficient"
         result["message"] = (
             f"Too little evidence: {len(judged)} finished trial(s) could be judged and at least "
-            f"{min_trials} are needed to say which settings remove the plateau. Run more trials."
+            f"{min_trials} are needed to say which settings remove the plateau."
         )
         return _plain(result)
     if n_removed in (0, len(judged)):
@@ -213,6 +213,6 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
     if not result["factors"]:
         result["message"] = (
             "No parameter separated the plateau-free trials from the others clearly enough "
-            f"(family-wise error {ALPHA:g} over the {n_tests} tests run); more trials would sharpen the picture."
+            f"(family-wise error {ALPHA:g} over the {n_tests} tests run)."
         )
     return _plain(_mark_factors(result))
