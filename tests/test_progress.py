@@ -87,5 +87,7 @@ def test_sweep_start_in_a_log_shows_the_doctor_and_every_epoch_and_ends_with_the
         for epoch in (1, 2):
             assert f"trial {trial} epoch {epoch}/2: train_loss " in err, err
     assert "Trials" in done.stdout and " epoch 1/2: " not in done.stdout  # the report on stdout, progress on stderr
+    # two epochs on the digits leave the loss near ln(10): the report says the verdicts mean little yet
+    assert "is still at chance level (ln 10 = 2.3, a uniform guess over 10 classes)" in done.stdout
     assert done.stdout.endswith("Next\n  sweep analyze --study seen --format html --out seen-report.html\n"
                                 "  sweep dashboard --study seen\n  sweep export --study seen --out seen-model\n")

@@ -301,6 +301,16 @@ def more_trials_lines(result: dict) -> list[str]:
     return [head, *([f"  {command}"] if command else [])]
 
 
+def chance_line(result: dict) -> str | None:
+    chance = result.get("chance")
+    if not chance or not chance["at_chance"]:
+        return None
+    return (f"The best validation loss, {fmt(chance['best_val_loss'])}, is still at chance level (ln "
+            f"{chance['n_classes']} = {fmt(chance['loss'])}, a uniform guess over {chance['n_classes']} classes): the "
+            "models have not learned yet, so the verdicts below mean little. Train longer (--epochs), or check the "
+            "setup with `sweep doctor`.")
+
+
 def summary_line(result: dict) -> str:
     return f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged; {left_text(result)}."
 
@@ -325,6 +335,7 @@ def render_text(result: dict) -> str:
     lines = [
         *([stopped, ""] if stopped else []),
         summary_line(result),
+        *([chance_line(result)] if chance_line(result) else []),
         baseline_line(result),
         "",
         *([*against_lines(result), ""] if result.get("comparison") else []),

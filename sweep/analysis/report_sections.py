@@ -7,7 +7,7 @@ import html
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
 from sweep.analysis.report import (
-    EVIDENCE_WORDS, basis_text, baseline_line, best_text, condition_text, difference_text, fmt,
+    EVIDENCE_WORDS, basis_text, baseline_line, best_text, chance_line, condition_text, difference_text, fmt,
     fragile_text, more_trials_lines, not_named_reason, other_lines, overfit_text, overfitting_line, params_text,
     region_text, scope_text, setting_text, stopped_line, summary_line,
 )
@@ -32,6 +32,7 @@ def summary_section(result: dict) -> str:
     return "\n".join(part for part in (
         paragraph(stopped_line(result), "stopped"),
         paragraph(summary_line(result), "summary"),
+        paragraph(chance_line(result), "warning chance"),
         paragraph(baseline_line(result), "baseline"),
         paragraph(result.get("message"), "message"),
         (f'<p class="more-trials">{html.escape(more[0])}'

@@ -10,6 +10,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from sweep.analysis.answer import answer_of
 from sweep.analysis.baseline import compare_with_baseline
+from sweep.analysis.chance import chance_level
 from sweep.analysis.confirmation import confirmation_results
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.factors import find_factors
@@ -154,6 +155,7 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
         "other_params": [],
         "recommendation": {},
         "best_trial": _best_trial(trials),
+        "chance": chance_level(records, trials),
         "importance": None,
         "baseline_comparison": None,
         "usual_suspects": [],
