@@ -87,6 +87,26 @@ def test_export_writes_the_best_trial_as_a_timm_model_that_timm_and_the_next_swe
     assert torch.equal(warm.state_dict()["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
 
 
+def test_the_exported_config_says_what_this_model_is_not_timms_imagenet_card(swept):
+    import timm
+
+    tmp_path, url, study, config = swept
+    out = tmp_path / "described"
+    assert export(url, "--study", "export", "--trial", "1", "--out", str(out)).exit_code in (0, 1)
+    if not (out / "config.json").exists():  # trial 1's weights were evicted: take the best
+        assert export(url, "--study", "export", "--out", str(out)).exit_code == 0
+    written = json.loads((out / "config.json").read_text())
+    summary = json.loads((out / "trial.json").read_text())
+    card = set(written["pretrained_cfg"])
+    assert not card & {"tag", "paper_ids", "license", "origin_url", "hf_hub_id"}, card
+    assert written["trained_by"] == {
+        "tool": "plateau-sweep", "study": "export", "trial": summary["trial"], "started_from": "random init",
+        "data": "synthetic:64", "num_classes": summary["num_classes"], "image_size": 32, "epochs": 3,
+        "best_epoch": summary["best_epoch"], "best_val_loss": summary["best_val_loss"]}
+    model = timm.create_model(f"local-dir:{out}", pretrained=True)  # timm still reads it
+    assert model.num_classes == summary["num_classes"] and model.pretrained_cfg["input_size"] == (3, 32, 32)
+
+
 def test_analyze_warm_start_exports_the_best_model_and_points_the_next_config_at_it(swept):
     tmp_path, url, study, config = swept
     toml = tmp_path / "next.toml"
@@ -133,3 +153,4 @@ def test_export_of_a_study_without_checkpoints_is_one_line_exit_1(tmp_path):
     assert result.output.strip() == ("Error: study 'bare' has no checkpoints (it was started with --no-checkpoints): "
                                      f"no trial's weights are in {tmp_path / 'artifacts'}, so there is no model to "
                                      "export")
+
