@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 from dataclasses import dataclass
 
@@ -167,10 +168,44 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_store=None) -> None:
+def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_store=None, keep_best: int = 0) -> None:
     """optuna-dashboard's own server (blocks until interrupted); with the study's artifact store, each kept trial's
     best weights (model.safetensors) can be downloaded from its page."""
-    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifact_store)
+    import bottle
+
+    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
+    bottle.run(RemovedWeights(app, artifact_store, keep_best) if artifact_store is not None else app,
+               host=host, port=port)
+
+
+class RemovedWeights:
+    """WSGI middleware: a download of weights that --keep-best removed answers 404 with a sentence. The trial still
+    lists them (a finished trial's record cannot change), and optuna-dashboard's route fails on the missing file
+    with a bare 500."""
+
+    PATH = re.compile(r"/artifacts/\d+/\d+/(?P<artifact_id>[0-9a-fA-F-]+)")
+
+    def __init__(self, app, store, keep_best: int):
+        self.app, self.store, self.keep_best = app, store, keep_best
+
+    def _stored(self, artifact_id: str) -> bool:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        try:
+            self.store.open_reader(artifact_id).close()
+            return True
+        except (ArtifactNotFound, FileNotFoundError):
+            return False
+
+    def __call__(self, environ, start_response):
+        match = self.PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None or environ.get("REQUEST_METHOD") != "GET" or self._stored(match["artifact_id"]):
+            return self.app(environ, start_response)
+        body = (f"These weights were removed: a sweep keeps only its best {self.keep_best} trials' weights "
+                "(--keep-best). Download one of those, or export the best with `sweep export`.\n").encode()
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
 
 
 def _artifact_store(config, study: optuna.Study):
@@ -208,6 +243,6 @@ def run_dashboard(storage_url: str, study_name: str, host: str, port: int) -> No
         log.warning("listening on %s: anyone who can reach this machine sees the dashboard (it has no login)", host)
     log.info("optuna-dashboard for %s on http://%s:%d/dashboard (Ctrl-C stops it)", mask_url(storage_url), host, port)
     try:
-        serve(storage, host, port, artifact_store)
+        serve(storage, host, port, artifact_store, config.keep_best)
     except KeyboardInterrupt:
         pass

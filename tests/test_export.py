@@ -154,3 +154,49 @@ def test_export_of_a_study_without_checkpoints_is_one_line_exit_1(tmp_path):
                                      f"no trial's weights are in {tmp_path / 'artifacts'}, so there is no model to "
                                      "export")
 
+
+def test_a_dashboard_download_of_weights_keep_best_removed_is_a_404_with_a_sentence_not_a_500(swept):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    tmp_path, url, study, config = swept
+    ranked = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)
+    kept, dropped = ranked[0], ranked[-1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "sweep.cli", "dashboard", "--study", "export", "--storage", url,
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/1?after=0", timeout=5) as answer:
+                    listed = json.loads(answer.read())
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the dashboard did not answer"
+                time.sleep(0.3)
+
+        def fetch(number: int, artifact_id: str):
+            trial_id = study.trials[number]._trial_id
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/artifacts/1/{trial_id}/{artifact_id}") as answer:
+                    return answer.status, answer.read()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read()
+
+        assert listed["trials"]
+        status, body = fetch(kept.number, kept.weights["artifact_id"])
+        assert status == 200 and len(body) > 1000
+        status, body = fetch(dropped.number, dropped.weights["artifact_id"])
+        assert status == 404
+        assert body.decode() == ("These weights were removed: a sweep keeps only its best 2 trials' weights "
+                                 "(--keep-best). Download one of those, or export the best with `sweep export`.\n")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
