@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import socket
 from dataclasses import dataclass
 
@@ -204,6 +205,36 @@ READ_ONLY_REASON = ("this dashboard is read-only (no deleting studies, trials' n
                     "start it with `sweep dashboard --allow-writes` to change the study from here")
 
 
+class RemovedWeights:
+    """WSGI middleware: a download of weights that --keep-best removed answers 404 with a sentence. The trial still
+    lists them (a finished trial's record cannot change), and optuna-dashboard's route fails on the missing file
+    with a bare 500."""
+
+    PATH = re.compile(r"/artifacts/\d+/\d+/(?P<artifact_id>[0-9a-fA-F-]+)")
+
+    def __init__(self, app, store, keep_best: int):
+        self.app, self.store, self.keep_best = app, store, keep_best
+
+    def _stored(self, artifact_id: str) -> bool:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        try:
+            self.store.open_reader(artifact_id).close()
+            return True
+        except (ArtifactNotFound, FileNotFoundError):
+            return False
+
+    def __call__(self, environ, start_response):
+        match = self.PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None or environ.get("REQUEST_METHOD") != "GET" or self._stored(match["artifact_id"]):
+            return self.app(environ, start_response)
+        body = (f"These weights were removed: a sweep keeps only its best {self.keep_best} trials' weights "
+                "(--keep-best). Download one of those, or export the best with `sweep export`.\n").encode()
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
+
+
 def read_only(app):
     """WSGI middleware: requests other than GET and HEAD get 403 with a one-line reason, in the ``{"reason": ...}``
     JSON that the dashboard's own pages show; optuna-dashboard has no login, so anyone who reaches it could
@@ -219,13 +250,15 @@ def read_only(app):
     return guarded
 
 
-def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_store=None, *,
+def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_store=None, *, keep_best: int = 0,
           allow_writes: bool = False) -> None:
     """optuna-dashboard's app on its own server (bottle's wsgiref, as its run_server; blocks until interrupted); with
     the study's artifact store, each kept trial's best weights (model.safetensors) can be downloaded from its page."""
     import bottle
 
     app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
+    if artifact_store is not None:
+        app = RemovedWeights(app, artifact_store, keep_best)
     bottle.run(app if allow_writes else read_only(app), host=host, port=port)
 
 
@@ -255,6 +288,7 @@ def run_dashboard(storage_url: str, study_name: str, host: str, port: int, *, al
     log.info("optuna-dashboard for %s on http://%s:%d/dashboard, %s (Ctrl-C stops it)", mask_url(storage_url), host,
              port, "writes allowed" if allow_writes else "read-only")
     try:
-        serve(storage, host, port, opened.store if opened is not None else None, allow_writes=allow_writes)
+        serve(storage, host, port, opened.store if opened is not None else None,
+              keep_best=config.keep_best if config else 0, allow_writes=allow_writes)
     except KeyboardInterrupt:
         pass

@@ -1,6 +1,6 @@
 """``sweep export``: a trial's best weights from the study's artifact store as a folder timm reads back
-(``model.safetensors`` + ``config.json``, written by timm's own ``save_for_hf``), with ``trial.json`` beside them:
-the trial's params, verdict and best epoch."""
+(``model.safetensors`` + ``config.json``, written by timm's own ``save_for_hf``, its model card replaced by what is
+true of this model), with ``trial.json`` beside them: the trial's params, verdict and best epoch."""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ import optuna
 from sweep import study as study_module
 from sweep.artifacts import S3_SCHEME, Kept, location_of, open_study_store, ranked_weights
 from sweep.errors import SweepFailed, UsageError
+from sweep.record import TrialRecord
 from sweep.storage import mask_secrets, open_storage
 
 log = logging.getLogger("sweep")
 
 TRIAL_FILE = "trial.json"
+
+# timm's card of the architecture's pretrained weights (ImageNet tag, paper, licence, hub id): not this model's.
+CARD_KEYS = ("tag", "hf_hub_id", "hf_hub_filename", "url", "file", "source", "license", "origin_url", "paper_ids",
+             "paper_name", "description", "notes")
 
 
 def export_model(storage_url: str, study_name: str, out: str | Path, trial_number: int | None = None) -> str:
@@ -55,6 +60,7 @@ def export_model(storage_url: str, study_name: str, out: str | Path, trial_numbe
         model = _model(config, chosen, weights_file)
         _save_for_timm(model, config, out)
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == chosen.number)
+    _describe(out / "config.json", config, study_name, chosen, TrialRecord.from_trial(trial).init, model.num_classes)
     summary = {"study": study_name, "trial": chosen.number, "state": chosen.state, "verdict": chosen.verdict,
                "best_epoch": chosen.weights["epoch"], "best_val_loss": chosen.best_val_loss,
                "params": dict(trial.params), "model": config.model, "num_classes": model.num_classes,
@@ -129,6 +135,21 @@ def _save_for_timm(model, config, out: Path) -> None:
         "input_size": (3, config.image_size, config.image_size), "mean": data_config["mean"],
         "std": data_config["std"], "interpolation": data_config["interpolation"],
         "crop_pct": data_config["crop_pct"]})
+
+
+def _describe(path: Path, config, study_name: str, chosen: Kept, init: str | None, num_classes: int) -> None:
+    """config.json says what this model is: timm's card of other weights out, where these came from in."""
+    document = json.loads(path.read_text())
+    for key in CARD_KEYS:
+        document["pretrained_cfg"].pop(key, None)
+    weights = ("random init" if init == "random" else
+               config.weights if init == "pretrained" and config.weights not in ("auto", "none") else
+               f"timm's pretrained {config.model}" if init == "pretrained" else config.weights)
+    document["trained_by"] = {"tool": "plateau-sweep", "study": study_name, "trial": chosen.number,
+                              "started_from": weights, "data": config.data, "num_classes": num_classes,
+                              "image_size": config.image_size, "epochs": config.epochs,
+                              "best_epoch": chosen.weights["epoch"], "best_val_loss": chosen.best_val_loss}
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def _span(numbers: list[int]) -> str:

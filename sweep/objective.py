@@ -67,7 +67,7 @@ class Objective:
             # (a checkpoint leaves out the frozen stages, which the same seed builds again)
             seed = config.seed + (trial.number if retries is None else retries)
             built = build_trial(config, params, datasets, device=self.device, seed=seed)
-            record.built(built.init, built.hold_until)
+            record.built(built.init, built.hold_until, datasets.num_classes)
             done = checkpoints.resume(built, scaler)  # epochs a retried trial already trained
             fit(
                 built.model, built.train_loader, built.val_loader,

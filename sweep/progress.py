@@ -1,4 +1,5 @@
-"""Progress of a sweep on stderr: bars on a terminal, one line per finished trial otherwise, nothing with --quiet."""
+"""Progress of a sweep on stderr: bars on a terminal; otherwise (logs, CI, `docker compose logs`) one line per trial
+start, per epoch and per finished trial; nothing with --quiet."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sweep.optuna_internals import study_storage
 from sweep.record import TrialRecord
+from sweep.storage import heartbeat_settings
+from sweep.study_record import heartbeat_ages
 
 
 def describe_params(params: dict) -> str:
@@ -30,6 +34,19 @@ def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
     else:
         outcome = record.state.lower()
     return f"trial {record.number} {outcome}"
+
+
+def waiting_line(study: optuna.Study, finished: int, running: set[int]) -> str:
+    """What a worker waits for once the budget is handed out: whose trials, and when a silent one is run again (a
+    resumed sweep waits here for the trial its killed run left RUNNING)."""
+    try:
+        ages = heartbeat_ages(study_storage(study), study.study_name)
+    except Exception:  # the database away: the line goes without the ages
+        ages = {}
+    trials = ", ".join(f"trial {number}" + (f" (last heartbeat {ages[number]:.0f}s ago)" if number in ages else "")
+                       for number in sorted(running))
+    return (f"budget handed out ({finished} finished, {len(running)} running): waiting for {trials}; a trial "
+            f"without a heartbeat for {heartbeat_settings().grace_period}s is failed and run again")
 
 
 class SweepProgress:
@@ -63,14 +80,19 @@ class SweepProgress:
         if not self.quiet:
             self.console.print(message, highlight=False, soft_wrap=True)
 
+    def _line(self, message: str) -> None:
+        """A plain line where no bar is drawn."""
+        if not self.live:
+            self.log(message)
+
     def trial_started(self, number: int, params: dict) -> None:
         self._progress.update(self._epochs, description=f"trial {number}", completed=0, note=describe_params(params))
+        self._line(f"trial {number} started: {describe_params(params)}")
 
     def epoch_done(self, number: int, record, epochs: int) -> None:  # record: sweep.train.EpochRecord
-        self._progress.update(
-            self._epochs, completed=record.epoch,
-            note=f"val_loss {record.val_loss:.4f} acc {record.val_acc:.2f} ({record.seconds:.1f}s/epoch)",
-        )
+        note = f"val_loss {record.val_loss:.4f} acc {record.val_acc:.2f} ({record.seconds:.1f}s/epoch)"
+        self._progress.update(self._epochs, completed=record.epoch, note=note)
+        self._line(f"trial {number} epoch {record.epoch}/{epochs}: train_loss {record.train_loss:.4f} {note}")
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self._progress.advance(self._trials)

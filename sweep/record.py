@@ -21,6 +21,7 @@ FAILURE = "failure"  # why the trial stopped early: "oom", "nan_loss", ...
 PRUNED_AT = "pruned_at"  # the epoch it stopped at
 INIT = "init"  # "pretrained" or "random": the weights it started from
 HOLD_UNTIL = "hold_until"  # the first epoch at which a pruner may judge its rank
+N_CLASSES = "n_classes"  # classes of its data: ln(n_classes) is the loss of a uniform guess, the chance level
 WORKER = "worker"  # {host, pid, device}
 COMPILE_SECONDS = "compile_seconds"
 BASELINE = "baseline"  # set on the enqueued baseline trial
@@ -65,6 +66,7 @@ class TrialRecord:
     resumed_from: dict | None = None
     started: str | None = None  # ISO time the trial started
     confirmation: dict | None = None  # what this one-change run tests, or None for a search trial
+    n_classes: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -95,6 +97,7 @@ class TrialRecord:
             resumed_from=attrs.get(RESUMED_FROM),
             started=trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
             confirmation=attrs.get(CONFIRMATION),
+            n_classes=attrs.get(N_CLASSES),
         )
 
 
@@ -140,9 +143,11 @@ class TrialWriter:
     def started(self, worker: dict) -> None:
         self.trial.set_user_attr(WORKER, worker)
 
-    def built(self, init: str, hold_until: int) -> None:
+    def built(self, init: str, hold_until: int, n_classes: int | None = None) -> None:
         self.trial.set_user_attr(INIT, init)
         self.trial.set_user_attr(HOLD_UNTIL, int(hold_until))
+        if n_classes is not None:
+            self.trial.set_user_attr(N_CLASSES, int(n_classes))
 
     def epoch(self, row: dict) -> None:
         self.history.append(row)

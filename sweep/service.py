@@ -21,6 +21,7 @@ from sweep.confirm import due_runs, plateau_free_trials, queue_runs
 from sweep.dashboard import write_study_note as write_dashboard_note
 from sweep.errors import SweepFailed, UsageError
 from sweep.export import export_model
+from sweep.next_steps import after_sweep_lines, annotate, start_command
 from sweep.launcher import run_local_workers
 from sweep.storage import describe_error, mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
@@ -65,7 +66,7 @@ def start_sweep(study_name: str, storage_url: str, config: SweepConfig, *, devic
         log.info("study %r %s in %s; training on %s", study_name, verb, where, device)
         # it stays while other workers' trials run, to retry the trial of one that died
         run_here(study, config, storage, device, until_done=True, quiet=quiet)
-    return finish(study, config)
+    return finish(study, config, storage_url)
 
 
 def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = None,
@@ -80,8 +81,9 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
         raise UsageError(f"--trial {reference}: not a plateau-free run of study {study_name!r} trained to the end; "
                          f"choose one of {', '.join(map(str, candidates)) or 'none yet: run more trials first'}")
     if not candidates:
+        more = start_command(study_name, config, storage_url, n_trials=config.n_trials + 8, lift_stop=True)
         raise UsageError(f"study {study_name!r} has no plateau-free run trained to the end to start from: run more "
-                         f"trials first (sweep start --study {study_name} --n-trials {config.n_trials + 8})")
+                         f"trials first ({more})")
     start = reference if reference is not None else candidates[0]
     runs = due_runs(study, config, reference_number=start, changes=changes, replicates=seeds, slots=10_000)
     if not runs:
@@ -97,16 +99,15 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
         run_local_workers(study_name, storage_url, workers, device, quiet)
     else:
         run_here(study, config, storage, device, until_done=True, quiet=quiet)
-    return finish(study, config)
+    return finish(study, config, storage_url)
 
 
-def finish(study, config: SweepConfig) -> str:
-    """The analysis as text, also written to the study's dashboard note."""
+def finish(study, config: SweepConfig, storage_url: str) -> str:
+    """The analysis as text, also written to the study's dashboard note, and the commands to run next."""
     result, _, _ = study_module.analyze_study(study, config)
+    annotate(result, study.study_name, config, storage_url, stop_reason(study))
     write_study_note(study, config, result)
-    stopped = stop_reason(study)
-    return (f"Stopped before the budget (--stop-when {stopped['rule']}): {stopped['reason']}.\n\n" if stopped else ""
-            ) + analysis.render_text(result)
+    return analysis.render_text(result) + "\n" + "\n".join(after_sweep_lines(study.study_name, config, storage_url))
 
 
 def check_data_and_weights(config: SweepConfig) -> None:
@@ -123,7 +124,8 @@ def check_before_start(config: SweepConfig, device: torch.device, quiet: bool) -
     """The doctor's quick checks on the sweep's own setup; a problem stops the sweep before any training."""
     from sweep import doctor  # torch: the doctor trains
 
-    report = doctor.run_doctor(config=config, device=device, quick=True)
+    log.info("doctor: quick checks of the setup before any training (--no-doctor skips them)")
+    report = doctor.run_doctor(config=config, device=device, quick=True, progress=lambda line: log.info("doctor: %s", line))
     if report["verdict"] == "problem":
         raise SetupProblem(doctor.render_text(report)
                            + "\nsweep start stopped before training: fix the problem above, or rerun with --no-doctor")
@@ -230,11 +232,13 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
                          "records each epoch's training loss itself (drop it)")
     result, records, distributions = study_module.analyze_study(study, config, patience=patience, min_delta=min_delta,
                                                                 baseline=baseline_trial)
+    annotate(result, study_name, config, storage_url, stop_reason(study))
     if against is not None:
         result["comparison"] = compare_with(storage, against, study_name, config, result, records, patience, min_delta)
     wrote = []
     if emit_config is not None:
-        fixed, note = {}, ""
+        fixed = analysis.carried_settings(config.to_dict())
+        note = f"Fixed settings: study {study_name!r}'s; flags given to `sweep start` override them."
         if warm_start:
             folder = emit_config.with_name(emit_config.stem + ".model")
             try:
@@ -242,8 +246,8 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
             except SweepFailed as error:
                 raise SweepFailed(f"--warm-start: {error}; `sweep export --study {study_name} --trial N --out DIR` "
                                   "exports the one you choose, for --weights DIR/model.safetensors") from None
-            fixed = {"model": config.model, "weights": str((folder / "model.safetensors").resolve())}
-            note = f"weights: the model of study {study_name!r} exported to {folder} (--warm-start)."
+            fixed["weights"] = str((folder / "model.safetensors").resolve())
+            note += f"\n# weights: the model of study {study_name!r} exported to {folder} (--warm-start)."
         config_text, params_text = analysis.emit_config(result, distributions, fixed, note)
         params_path = emit_config.with_name(emit_config.stem + ".params.json")
         try:

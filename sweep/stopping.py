@@ -40,7 +40,8 @@ def stalled(study: optuna.Study, config: SweepConfig) -> dict | None:
     """Optuna's terminator with its stagnation evaluator: no new best value in ``stop_after`` complete trials."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the terminator warns that it is deprecated in Optuna 5; it still works
-        terminator = Terminator(improvement_evaluator=BestValueStagnationEvaluator(config.stop_after),
+        # The evaluator stops once the trials since the best exceed its argument: one fewer means "after stop_after".
+        terminator = Terminator(improvement_evaluator=BestValueStagnationEvaluator(config.stop_after - 1),
                                 min_n_trials=config.stop_after + 1)
         if not terminator.should_terminate(study):
             return None

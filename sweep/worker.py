@@ -27,7 +27,7 @@ from sweep.config import SweepConfig
 from sweep.confirm import schedule_confirmations
 from sweep.dashboard import TrialNotes
 from sweep.optuna_internals import study_storage
-from sweep.progress import SweepProgress
+from sweep.progress import SweepProgress, waiting_line
 from sweep.recovery import StaleTrialWatcher, fail_stale_trials
 from sweep.stopping import stop_callbacks
 from sweep.storage import (
@@ -154,6 +154,7 @@ class Step:
     ran: int = 0  # trials that ended here and were told, whatever came after
     finished: int = 0  # the study's finished trials when the step looked
     running: int = 0  # its running trials then
+    running_trials: frozenset[int] = frozenset()  # their numbers, for the line that says what a worker waits for
 
 
 @dataclass(frozen=True)
@@ -219,15 +220,14 @@ def run_trials(
             if done.outcome is Outcome.NO_ROOM and not until_done:
                 break
             if done.outcome is Outcome.NO_ROOM:
-                _wait_for_room(done, poll_seconds, said=waiting)
+                _wait_for_room(study, done, poll_seconds, said=waiting)
             waiting = done.outcome is Outcome.NO_ROOM
     return ran
 
 
-def _wait_for_room(done: Step, seconds: float, said: bool) -> None:
+def _wait_for_room(study: optuna.Study, done: Step, seconds: float, said: bool) -> None:
     if not said:
-        log.info("budget handed out (%d finished, %d running): waiting for the running trials", done.finished,
-                 done.running)
+        log.info(waiting_line(study, done.finished, done.running_trials))
     time.sleep(seconds)
 
 
@@ -270,7 +270,7 @@ def step(loop: TrialLoop) -> Step:
             if stop_reason(loop.study):
                 return Step(Outcome.STOPPED, finished=finished, running=len(running))
             if finished + len(running) >= loop.config.n_trials:
-                return Step(Outcome.NO_ROOM, finished=finished, running=len(running))
+                return Step(Outcome.NO_ROOM, finished=finished, running=len(running), running_trials=frozenset(running))
             _run_one(loop, admitted, running)
         return Step(Outcome.RAN, admitted.told, finished, len(running))
     except KeyboardInterrupt as interrupt:

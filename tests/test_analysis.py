@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import runpy
@@ -419,3 +420,37 @@ def test_records_from_study_reads_history_failure_pruned_at_and_the_space(valid_
     assert records[3].value is None and set(records[3].params) == {"lr", "scheduler"}
     result = valid_analysis(analyze(records, distributions, study_name="s"))
     assert [t["verdict"] for t in result["trials"]] == ["too_short", "diverged", "improving", "improving"]
+
+
+# --- chance level ----------------------------------------------------------------------------------
+
+def _records_at(level: float, n_classes: int | None):
+    records, space = synthetic_records(8, seed=1)
+    shifted = [dataclasses.replace(record, n_classes=n_classes, history=[
+        {**row, "val_loss": level + 0.01 * (len(record.history) - row["epoch"])} for row in record.history])
+        for record in records]
+    return shifted, space
+
+
+def test_a_best_loss_still_at_chance_level_says_the_models_have_not_learned_yet(valid_analysis):
+    from sweep.analysis import render_html
+
+    records, space = _records_at(2.28, 10)  # ln 10 = 2.303
+    result = valid_analysis(analyze(records, space, study_name="chance"))
+    assert result["chance"] == {"n_classes": 10, "loss": 2.3026, "best_val_loss": pytest.approx(2.28),
+                                "at_chance": True}
+    text = render_text(result)
+    assert ("The best validation loss, 2.28, is still at chance level (ln 10 = 2.3, a uniform guess over 10 "
+            "classes): the models have not learned yet, so the verdicts below mean little.") in text
+    assert 'class="warning chance">The best validation loss, 2.28, is still at chance level' in render_html(
+        result, records, space)
+
+
+@pytest.mark.parametrize("level, n_classes", [(0.9, 10), (2.28, None)])
+def test_no_chance_warning_once_the_models_learned_or_where_the_classes_are_unknown(level, n_classes,
+                                                                                     valid_analysis):
+    records, space = _records_at(level, n_classes)
+    result = valid_analysis(analyze(records, space, study_name="chance"))
+    assert (result["chance"] or {}).get("at_chance") in (False, None)
+    assert (result["chance"] is None) is (n_classes is None)
+    assert "chance level" not in render_text(result)

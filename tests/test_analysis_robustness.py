@@ -120,7 +120,7 @@ def test_robustness_in_the_schema_and_the_html(valid_analysis):
     page = render_html(result, records, LR)
     assert '<table id="robustness-grid"' in page and '<table id="robustness-params"' in page
     assert '<td class="own-setting">lr (your thresholds)</td>' in page
-    assert page.count("<td>no_contrast</td>") == 7
+    assert page.count("<td>no contrast (all judged runs alike)</td>") == 7
 
 
 # --- sweep analyze --patience / --min-delta on a stored study ----------------------------------------

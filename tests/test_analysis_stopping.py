@@ -149,14 +149,16 @@ def test_stop_when_answered_ends_the_sweep_once_the_answer_settled_and_says_why(
     assert run_here(study, config, storage) == 0  # another worker starts nothing
 
 
-def test_stop_when_stalled_uses_optunas_terminator_on_the_best_value(tmp_path):
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_stop_when_stalled_stops_after_exactly_stop_after_trials_without_a_new_best(tmp_path, stop_after):
     from sweep.stopping import stop_reason
 
-    _, storage, study, config = sweep_study(tmp_path, n_trials=40, stop_when="stalled", stop_after=3)
+    _, storage, study, config = sweep_study(tmp_path, n_trials=40, stop_when="stalled", stop_after=stop_after)
     ran = run_here(study, config, storage, SyntheticObjective(config, value=lambda trial: 1.0 + trial.number))
     reason = stop_reason(study)
-    assert ran == 5 and reason["rule"] == "stalled"  # best at trial 0, then 4 complete trials without a new best
-    assert "no new best validation loss in the last 3 complete trials (best 1, trial 0" in reason["reason"]
+    assert ran == 1 + stop_after and reason["rule"] == "stalled"  # the best at trial 0, then stop_after without one
+    assert (f"no new best validation loss in the last {stop_after} complete trials (best 1, trial 0"
+            in reason["reason"])
 
 
 def test_never_runs_the_whole_budget(tmp_path):

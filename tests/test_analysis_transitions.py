@@ -12,6 +12,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 
 from sweep.analysis import TrialRecord, analyze, classify_curve, emit_config, json_schema, render_html, render_text
 from sweep.analysis.transitions import transition
+from browser import needs_chromium, page_in_chromium
 
 IMPROVING = [2.0, 1.6, 1.3, 1.1, 0.95, 0.85, 0.77, 0.7]
 PLATEAU = [2.0, 1.5, 1.4, 1.399, 1.401, 1.398, 1.40, 1.399]
@@ -151,3 +152,43 @@ def test_too_little_evidence_shows_no_transition_section():
     result = analyze(lr_sweep(["improving"] * 2)[:4], LR, study_name="thin")
     assert result["evidence"] == "insufficient"
     assert "What replaced the plateau" not in render_text(result)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_headline_counts_overfitting_apart_and_the_plot_draws_only_runs_that_left_improving(tmp_path):
+    records = lr_sweep(IMPROVING_THEN_OVERFITTING)
+    result = analyze(records, LR, study_name="lr")
+    text = render_text(result)
+    assert text.startswith("Study lr: 40 trials, 40 judged; 18 left the plateau: 10 improving, 8 overfitting.\n")
+    assert "removed the plateau." not in text and "counted as plateau-free" not in text
+    assert "The 8 overfitting run(s) that left the plateau are no fix" in text
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result, records, LR), encoding="utf-8")
+    with page_in_chromium(page) as driver:
+        title, names = driver.execute_script(
+            "const plot = document.getElementById('plot-curves');"
+            "return [plot.layout.title.text, plot.data.map(trace => trace.name)];")
+        summary = driver.execute_script("return document.querySelector('p.summary').textContent")
+    assert title == "Validation loss: the baseline against the best runs that left the plateau improving"
+    assert names[-1] == "baseline" and len(names) == 6
+    assert all(name.endswith("(improving)") for name in names[:-1]), names
+    assert summary == "Study lr: 40 trials, 40 judged; 18 left the plateau: 10 improving, 8 overfitting."
+
+
+def test_the_robustness_text_counts_settings_with_too_few_judged_runs_apart_from_those_with_no_factor():
+    from test_analysis_robustness import FAST, FLAT, history as plain_history
+
+    # five epochs: too short for a verdict at patience 5, and at patience 3 every run is judged alike
+    runs = [(1e-5 * 1.1 ** i, FLAT[:5]) for i in range(15)] + [(1e-3 * 1.1 ** i, FAST[:5]) for i in range(15)]
+    records = [TrialRecord(number, "COMPLETE", {"lr": lr}, plain_history(curve), value=min(curve))
+               for number, (lr, curve) in enumerate(runs)]
+    result = analyze(records, LR, study_name="short")
+    text = render_text(result)
+    assert "lr: named at 6 of 12 settings: " in text
+    assert ("  too few judged runs at 3 of 12 settings: patience 5, min_delta 0.001; patience 5, min_delta 0.01; "
+            "patience 5, min_delta 0.05") in text
+    assert "  no contrast (all judged runs alike) at 3 of 12 settings: patience 3, min_delta 0.001;" in text
+    assert "no factor at" not in text
+    page = render_html(result, records, LR)
+    assert page.count("<td>too few judged runs</td>") == 3 and "<td>insufficient</td>" not in page

@@ -87,6 +87,26 @@ def test_export_writes_the_best_trial_as_a_timm_model_that_timm_and_the_next_swe
     assert torch.equal(warm.state_dict()["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
 
 
+def test_the_exported_config_says_what_this_model_is_not_timms_imagenet_card(swept):
+    import timm
+
+    tmp_path, url, study, config = swept
+    out = tmp_path / "described"
+    assert export(url, "--study", "export", "--trial", "1", "--out", str(out)).exit_code in (0, 1)
+    if not (out / "config.json").exists():  # trial 1's weights were evicted: take the best
+        assert export(url, "--study", "export", "--out", str(out)).exit_code == 0
+    written = json.loads((out / "config.json").read_text())
+    summary = json.loads((out / "trial.json").read_text())
+    card = set(written["pretrained_cfg"])
+    assert not card & {"tag", "paper_ids", "license", "origin_url", "hf_hub_id"}, card
+    assert written["trained_by"] == {
+        "tool": "plateau-sweep", "study": "export", "trial": summary["trial"], "started_from": "random init",
+        "data": "synthetic:64", "num_classes": summary["num_classes"], "image_size": 32, "epochs": 3,
+        "best_epoch": summary["best_epoch"], "best_val_loss": summary["best_val_loss"]}
+    model = timm.create_model(f"local-dir:{out}", pretrained=True)  # timm still reads it
+    assert model.num_classes == summary["num_classes"] and model.pretrained_cfg["input_size"] == (3, 32, 32)
+
+
 def test_analyze_warm_start_exports_the_best_model_and_points_the_next_config_at_it(swept):
     tmp_path, url, study, config = swept
     toml = tmp_path / "next.toml"
@@ -210,3 +230,50 @@ def test_export_into_an_unwritable_folder_is_one_line(tmp_path):
     result = export(url, "--study", "locked", "--out", str(out))
     assert result.exit_code == 1 and result.output.startswith(f"Error: cannot write {out} ("), result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_dashboard_download_of_weights_keep_best_removed_is_a_404_with_a_sentence_not_a_500(swept):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    tmp_path, url, study, config = swept
+    ranked = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)
+    kept, dropped = ranked[0], ranked[-1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "sweep.cli", "dashboard", "--study", "export", "--storage", url,
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/1?after=0", timeout=5) as answer:
+                    listed = json.loads(answer.read())
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the dashboard did not answer"
+                time.sleep(0.3)
+
+        def fetch(number: int, artifact_id: str):
+            trial_id = study.trials[number]._trial_id
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/artifacts/1/{trial_id}/{artifact_id}") as answer:
+                    return answer.status, answer.read()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read()
+
+        assert listed["trials"]
+        status, body = fetch(kept.number, kept.weights["artifact_id"])
+        assert status == 200 and len(body) > 1000
+        status, body = fetch(dropped.number, dropped.weights["artifact_id"])
+        assert status == 404
+        assert body.decode() == ("These weights were removed: a sweep keeps only its best 2 trials' weights "
+                                 "(--keep-best). Download one of those, or export the best with `sweep export`.\n")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)

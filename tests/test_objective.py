@@ -8,7 +8,7 @@ from sweep import space
 from sweep.config import SweepConfig, build_config
 from sweep.objective import Objective
 from sweep.pruning import create_pruner
-from sweep.record import HOLD_UNTIL, INIT
+from sweep.record import HOLD_UNTIL, INIT, N_CLASSES
 from sweep.worker import run_trials
 
 
@@ -70,6 +70,7 @@ def test_every_epoch_is_reported_and_recorded():
     assert trial.value == min(row["val_loss"] for row in history)
     assert all(row["lr"] == pytest.approx(1e-2) for row in history)  # no scheduler: lr stays
     assert trial.user_attrs["worker"]["device"] == "cpu"
+    assert trial.user_attrs[N_CLASSES] == Objective(config, torch.device("cpu")).datasets().num_classes > 1  # chance
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):

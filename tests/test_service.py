@@ -25,7 +25,8 @@ def test_start_status_and_analyze_run_as_plain_functions(tmp_path, valid_analysi
 
     assert "study plain: 2/2 trials finished" in status_text(url, "plain")
     text, wrote = analyze_sweep(storage_url=url, study_name="plain", output_format="text")
-    assert wrote == [] and printed == text  # start ends with the analysis the analyze command prints
+    # start ends with the analysis the analyze command prints, then the commands to run next
+    assert wrote == [] and printed.startswith(text) and printed[len(text):].startswith("\nNext\n  sweep analyze ")
     text, _ = analyze_sweep(storage_url=url, study_name="plain", output_format="json")
     result = valid_analysis(json.loads(text))
     assert result["n_trials"] == 2 and result["trials"][0]["params"]["batch_size"] == 16

@@ -7,7 +7,7 @@ whose trials report a value per step) are the steps that read a study. ``analyze
 from sweep.analysis.compare import compare_studies, setup_differences
 from sweep.analysis.curves import VERDICTS, CurveVerdict, classify_curve
 from sweep.analysis.inputs import TrialRecord, records_and_space_from_trials, records_from_study
-from sweep.analysis.next_config import emit_config
+from sweep.analysis.next_config import carried_settings, emit_config
 from sweep.analysis.optuna_study import NotAnalyzable, StudyCurves, analyze_curves, analyze_study, read_study
 from sweep.analysis.report import render_text
 from sweep.analysis.report_html import render_html
@@ -23,6 +23,7 @@ __all__ = [
     "analyze",
     "analyze_curves",
     "analyze_study",
+    "carried_settings",
     "classify_curve",
     "compare_studies",
     "emit_config",

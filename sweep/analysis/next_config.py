@@ -18,6 +18,15 @@ from sweep.space import format_param
 
 SIGNIFICANT_DIGITS = 3
 
+# Not carried into the next sweep: the artifact store is its study's own (the next study settles its default).
+NOT_CARRIED = ("space", "baseline", "version", "artifacts")
+
+
+def carried_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored sweep config's fixed settings as TOML values for the next sweep (data, size, epochs, pruner, ...);
+    an uncapped image count (None) is written as 0, as the flags take it."""
+    return {key: 0 if value is None else value for key, value in stored.items() if key not in NOT_CARRIED}
+
 
 def _round_outward(value: float, *, up: bool) -> float:
     """Three significant digits, rounded away from the inside of the range so no trial falls out."""
@@ -46,7 +55,7 @@ def _narrowed(distribution: BaseDistribution, setting: list, best_value: Any) ->
 def emit_config(result: dict, distributions: dict[str, BaseDistribution],
                 fixed: dict[str, Any] | None = None, fixed_note: str = "") -> tuple[str, str]:
     """TOML for ``sweep start --config`` (``[space]`` narrowed to the recommendation, ``[baseline]``
-    the best trial, and any ``fixed`` settings, e.g. the weights to start from, explained by ``fixed_note``)
+    the best trial, and the ``fixed`` settings, e.g. the first sweep's data and epochs, explained by ``fixed_note``)
     and JSON of the best trial's params for a training script."""
     best = result.get("best_trial") or {}
     best_params = best.get("params") or {}

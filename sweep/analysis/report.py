@@ -114,6 +114,10 @@ def fragile_text(factor: dict, result: dict) -> str:
             "plateau thresholds tried")
 
 
+# Why a threshold setting named no factor: its runs judged and none separated, too few judged, or all judged alike.
+EVIDENCE_WORDS = {"ok": "no factor", "insufficient": "too few judged runs", "no_contrast": "no contrast (all judged runs alike)"}
+
+
 def settings_text(settings: list[dict]) -> str:
     return "; ".join(f"patience {s['patience']}, min_delta {fmt(s['min_delta'])}" for s in settings)
 
@@ -135,9 +139,10 @@ def robustness_lines(result: dict) -> list[str]:
     for factor in result["factors"]:
         if factor["param"] not in {entry["param"] for entry in robustness["params"]}:
             lines.append(f"  {factor['param']}: named at none of the {n_settings} settings — fragile")
-    silent = [s for s in robustness["settings"] if not s["factors"]]
-    if silent:
-        lines.append(f"  no factor at {len(silent)} of {n_settings} settings: " + settings_text(silent))
+    for evidence, words in EVIDENCE_WORDS.items():  # settings that named nothing, each kind counted apart
+        silent = [s for s in robustness["settings"] if not s["factors"] and s["evidence"] == evidence]
+        if silent:
+            lines.append(f"  {words} at {len(silent)} of {n_settings} settings: " + settings_text(silent))
     return lines
 
 
@@ -170,12 +175,28 @@ def other_lines(result: dict) -> list[str]:
     return lines
 
 
+def left_counts(result: dict) -> dict[str, int]:
+    """The judged runs that left the plateau, by what they became: improving and overfitting always, others if any."""
+    counts = {"improving": 0, "overfitting": 0}
+    for trial in result["trials"]:
+        if trial["judged"] and trial["plateau_removed"]:
+            counts[trial["verdict"]] = counts.get(trial["verdict"], 0) + 1
+    return counts
+
+
+def left_text(result: dict) -> str:
+    """"5 left the plateau: 3 improving, 2 overfitting": only the improving ones are a fix."""
+    counts = left_counts(result)
+    return (f"{sum(counts.values())} left the plateau: "
+            + ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n or verdict in ("improving", "overfitting")))
+
+
 def overfitting_line(result: dict) -> str | None:
-    overfitting = result["verdict_counts"].get("overfitting", 0)
-    if not overfitting or not result["n_plateau_removed"]:
+    overfitting = left_counts(result)["overfitting"]
+    if not overfitting:
         return None
-    return (f"Of the {result['n_plateau_removed']} runs counted as plateau-free, {overfitting} overfit "
-            "(training loss fell while validation did not): their stall is regularisation, not optimisation.")
+    return (f"The {overfitting} overfitting run(s) that left the plateau are no fix: training loss fell while "
+            "validation did not, so their stall is regularisation, not optimisation.")
 
 
 def scope_text(row: dict) -> str:
@@ -260,9 +281,38 @@ def against_lines(result: dict) -> list[str]:
     return lines
 
 
+def stopped_line(result: dict) -> str | None:
+    stopped = result.get("stopped")
+    return f"Stopped before the budget (--stop-when {stopped['rule']}): {stopped['reason']}." if stopped else None
+
+
+def more_trials_lines(result: dict) -> list[str]:
+    """Where more runs would settle the answer: the command that resumes with a larger budget (``resume_command``,
+    set by the command that read the study). A sweep its stop rule ended is resumed without the rule."""
+    evidence = result.get("evidence")
+    if not (evidence == "insufficient" or (evidence == "ok" and not result["factors"])):
+        return []
+    command, stopped = result.get("resume_command"), result.get("stopped")
+    if stopped:
+        head = (f"The sweep stopped itself (--stop-when {stopped['rule']}) before the evidence was enough: to name the "
+                "settings anyway, resume it with a larger budget and no stop rule" + (":" if command else "."))
+    else:
+        head = "Run more trials" + (", with a larger budget:" if command else ".")
+    return [head, *([f"  {command}"] if command else [])]
+
+
+def chance_line(result: dict) -> str | None:
+    chance = result.get("chance")
+    if not chance or not chance["at_chance"]:
+        return None
+    return (f"The best validation loss, {fmt(chance['best_val_loss'])}, is still at chance level (ln "
+            f"{chance['n_classes']} = {fmt(chance['loss'])}, a uniform guess over {chance['n_classes']} classes): the "
+            "models have not learned yet, so the verdicts below mean little. Train longer (--epochs), or check the "
+            "setup with `sweep doctor`.")
+
+
 def summary_line(result: dict) -> str:
-    return (f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged, "
-            f"{result['n_plateau_removed']} removed the plateau.")
+    return f"Study {result['study']}: {result['n_trials']} trials, {result['n_judged']} judged; {left_text(result)}."
 
 
 def source_line(result: dict) -> str | None:
@@ -297,9 +347,11 @@ def _comparison_lines(result: dict) -> list[str]:
 
 def render_text(result: dict) -> str:
     """A short report: baseline verdict, trial table, factors, recommendation, usual suspects."""
+    stopped = stopped_line(result)
     lines = [
+        *([stopped, ""] if stopped else []),
         summary_line(result),
-        *filter(None, [source_line(result)]),
+        *filter(None, [source_line(result), chance_line(result)]),
         baseline_line(result),
         "",
         *([*against_lines(result), ""] if result.get("comparison") else []),
@@ -308,7 +360,7 @@ def render_text(result: dict) -> str:
         "",
     ]
     if result.get("message"):
-        lines += [result["message"], ""]
+        lines += [result["message"], *more_trials_lines(result), ""]
     if result["factors"]:
         lines += ["What removed the plateau", *_factor_lines(result), ""]
     proof = confirmation_lines(result)

@@ -47,14 +47,16 @@ def _val_loss_figure(title: str, curves: list[tuple[str, list, list]],
 
 
 def _curves_figure(result: dict, by_number: dict[int, TrialRecord]) -> go.Figure:
-    best_removed = sorted(
-        (t for t in result["trials"] if t["plateau_removed"] and t["best_val_loss"] is not None),
+    # Overfitting also leaves the plateau, but is no fix: only the runs that left it improving are drawn.
+    best_improving = sorted(
+        (t for t in result["trials"]
+         if t["plateau_removed"] and t["verdict"] == "improving" and t["best_val_loss"] is not None),
         key=lambda t: t["best_val_loss"],
     )[:N_BEST_CURVES]
     curves = [(f"trial {trial['number']} ({trial['verdict']})", *_series(by_number[trial["number"]], "val_loss"))
-              for trial in best_removed]
+              for trial in best_improving]
     baseline = by_number.get(result["baseline"]["number"])
-    return _val_loss_figure("Validation loss: the baseline against the best runs that removed the plateau", curves,
+    return _val_loss_figure("Validation loss: the baseline against the best runs that left the plateau improving", curves,
                             None if baseline is None else ("baseline", *_series(baseline, "val_loss")))
 
 

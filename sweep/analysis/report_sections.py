@@ -7,9 +7,9 @@ import html
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.html_tables import Cell, cell, count_cell, table, verdict_cell
 from sweep.analysis.report import (
-    basis_text, baseline_line, best_text, condition_text, difference_text, fmt, fragile_text, not_named_reason,
-    other_lines, overfit_text, overfitting_line, params_text, region_text, scope_text, setting_text, source_line,
-    summary_line,
+    EVIDENCE_WORDS, basis_text, baseline_line, best_text, chance_line, condition_text, difference_text, fmt,
+    fragile_text, more_trials_lines, not_named_reason, other_lines, overfit_text, overfitting_line, params_text,
+    region_text, scope_text, setting_text, source_line, stopped_line, summary_line,
 )
 from sweep.analysis.report_confirmation import OUTCOME_WORDS, settle_command
 from sweep.analysis.transitions import LEFT_FOR
@@ -28,11 +28,16 @@ def section(section_id: str, title: str, *parts: str) -> str:
 
 def summary_section(result: dict) -> str:
     counts = ", ".join(f"{n} {verdict}" for verdict, n in result["verdict_counts"].items() if n)
+    more = more_trials_lines(result)
     return "\n".join(part for part in (
+        paragraph(stopped_line(result), "stopped"),
         paragraph(summary_line(result), "summary"),
         paragraph(source_line(result), "source"),
+        paragraph(chance_line(result), "warning chance"),
         paragraph(baseline_line(result), "baseline"),
         paragraph(result.get("message"), "message"),
+        (f'<p class="more-trials">{html.escape(more[0])}'
+         + (f" <code>{html.escape(more[1].strip())}</code>" if len(more) > 1 else "") + "</p>") if more else "",
         paragraph(f"Verdicts: {counts}." if counts else None),
     ) if part)
 
@@ -142,7 +147,7 @@ def robustness_section(result: dict) -> str:
         row: list = [Cell(f"patience {patience}", patience)]
         for min_delta in robustness["min_delta"]:
             setting = cells[(patience, min_delta)]
-            text = ", ".join(setting["factors"]) or ("no factor" if setting["evidence"] == "ok" else setting["evidence"])
+            text = ", ".join(setting["factors"]) or EVIDENCE_WORDS[setting["evidence"]]
             row.append(Cell(text + (" (your thresholds)" if (patience, min_delta) == own else ""), None,
                             "own-setting" if (patience, min_delta) == own else ""))
         grid_rows.append(row)

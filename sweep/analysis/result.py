@@ -10,6 +10,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from sweep.analysis.answer import answer_of
 from sweep.analysis.baseline import compare_with_baseline
+from sweep.analysis.chance import chance_level
 from sweep.analysis.confirmation import confirmation_results
 from sweep.analysis.curves import VERDICTS
 from sweep.analysis.factors import find_factors
@@ -154,6 +155,7 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
         "other_params": [],
         "recommendation": {},
         "best_trial": _best_trial(trials),
+        "chance": chance_level(records, trials),
         "importance": None,
         "baseline_comparison": None,
         "usual_suspects": [],
@@ -165,7 +167,7 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
         result["evidence"] = "insufficient"
         result["message"] = (
             f"Too little evidence: {len(judged)} finished trial(s) could be judged and at least "
-            f"{min_trials} are needed to say which settings remove the plateau. Run more trials."
+            f"{min_trials} are needed to say which settings remove the plateau."
         )
         return _plain(result)
     if n_removed in (0, len(judged)):
@@ -213,6 +215,6 @@ def _analysis(records: list[TrialRecord], distributions: dict[str, BaseDistribut
     if not result["factors"]:
         result["message"] = (
             "No parameter separated the plateau-free trials from the others clearly enough "
-            f"(family-wise error {ALPHA:g} over the {n_tests} tests run); more trials would sharpen the picture."
+            f"(family-wise error {ALPHA:g} over the {n_tests} tests run)."
         )
     return _plain(_mark_factors(result))

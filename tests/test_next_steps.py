@@ -1,0 +1,86 @@
+"""Next steps as commands: "run more trials" prints the exact `sweep start` that resumes the study with a larger budget
+(it runs), a sweep its stop rule ended says so instead of asking for more trials, and the end of a sweep prints the
+report, dashboard and export commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+
+import optuna
+from click.testing import CliRunner
+
+from sweep import space
+from sweep.cli import main
+from sweep.study import stored_config
+from synthetic_studies import SPACE, store_study, synthetic_records
+from test_next_sweep import FIRST
+
+MINE = dataclasses.replace(FIRST, space={**FIRST.space, "lr": space.parse_param("lr", "1.5e-5:0.02"),
+                                         "batch_size": space.parse_param("batch_size", "16,64")},
+                           baseline={**FIRST.baseline, "lr": 1.2345678e-4, "batch_size": 64})
+
+
+def invoke(*args: str, storage: str | None = None):
+    result = CliRunner().invoke(main, [*args, *(["--storage", storage] if storage else [])])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def resume(command: str, storage: str):
+    """The printed command as a user pastes it, without training (--workers 0) or the doctor."""
+    args = shlex.split(command)
+    assert args[:2] == ["sweep", "start"]
+    return invoke(*args[1:], "--workers", "0", "--no-doctor", storage=None if "--storage" in args else storage)
+
+
+def test_run_more_trials_prints_the_start_command_that_resumes_the_study_with_a_larger_budget(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    records, _ = synthetic_records(3, seed=0)
+    mine = dataclasses.replace(MINE, artifacts=os.environ["SWEEP_ARTIFACTS"])  # the store a resume finds (conftest)
+    store_study(records, SPACE, storage, "thin", mine)
+    text = invoke("analyze", "--study", "thin", storage=storage).output
+    assert "Too little evidence: 3 finished trial(s) could be judged" in text
+    lines = text.splitlines()
+    head = lines.index("Run more trials, with a larger budget:")
+    command = lines[head + 1].strip()
+    assert command.startswith(f"sweep start --storage {storage} --study thin ") and "--n-trials 20" in command
+    assert "--stop-when stalled --stop-after 4" in command  # a rule that has not stopped the sweep is kept
+    resume(command, storage)
+    resumed = stored_config(optuna.load_study(study_name="thin", storage=storage))
+    assert resumed == dataclasses.replace(mine, n_trials=20)
+
+
+def test_a_sweep_its_stop_rule_ended_says_so_instead_of_asking_for_more_trials(tmp_path, monkeypatch):
+    from sweep.service import finish
+    from sweep.stopping import stop_reason
+    from test_analysis_stopping import SyntheticObjective, run_here, sweep_study
+
+    url, storage, study, config = sweep_study(tmp_path, n_trials=40, stop_when="stalled", stop_after=2)
+    run_here(study, config, storage, SyntheticObjective(config, value=lambda trial: 1.0 + trial.number))
+    text = finish(study, config, url)
+    assert text.startswith("Stopped before the budget (--stop-when stalled): no new best validation loss in the last 2")
+    assert "Run more trials" not in text and "Too little evidence: 3 finished trial(s)" in text
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("The sweep stopped itself (--stop-when stalled)"))
+    command = lines[head + 1].strip()
+    assert "--stop-when" not in command and "--n-trials 48" in command
+    assert lines[-3:] == ["Next", f"  sweep analyze --storage {url} --study stop --format html --out stop-report.html",
+                          f"  sweep dashboard --storage {url} --study stop"]  # no checkpoints kept: no export
+    monkeypatch.delenv("SWEEP_ARTIFACTS")  # this study was made with no store settled: a resume keeps it so
+    resume(command, url)
+    assert stop_reason(optuna.load_study(study_name="stop", storage=url)) is None  # the stop is lifted
+
+
+def test_the_end_of_a_sweep_names_the_report_dashboard_and_export_commands(tmp_path, monkeypatch):
+    from sweep.next_steps import after_sweep_lines
+
+    monkeypatch.setenv("SWEEP_STORAGE", "postgresql+psycopg://sweep:secret@db/sweep")
+    assert after_sweep_lines("my study", FIRST, "postgresql+psycopg://sweep:secret@db/sweep") == [
+        "Next", "  sweep analyze --study 'my study' --format html --out 'my study-report.html'",
+        "  sweep dashboard --study 'my study'"]  # FIRST keeps no checkpoints: nothing to export
+    lines = after_sweep_lines("s", dataclasses.replace(FIRST, checkpoints=True), "sqlite:///elsewhere.db")
+    assert lines[1:] == ["  sweep analyze --storage sqlite:///elsewhere.db --study s --format html --out s-report.html",
+                         "  sweep dashboard --storage sqlite:///elsewhere.db --study s",
+                         "  sweep export --storage sqlite:///elsewhere.db --study s --out s-model"]
