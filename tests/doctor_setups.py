@@ -25,11 +25,16 @@ SEEDED_BUGS = {
     "val_labels_shuffled": ("learnability", "problem", "labels not aligned with images"),
     "requires_grad_attribute": ("frozen_stages", "warning", "plain attribute on conv1 (2 parameters), bn1"),
     "overlap_behind_subsets": ("labels", "problem", "32 validation image(s) (100.0%) also in the training set"),
+    "head_replaced_after_optimizer": ("training_step", "problem", "the optimizer does not hold the output layer fc"),
+    "softmax_in_model": ("training_step", "problem", "log-softmax loss calls (cross_entropy) got probabilities"),
+    "softmax_in_loop": ("training_step", "problem", "log-softmax loss calls (cross_entropy) got probabilities"),
+    "trains_in_eval_mode": ("training_step", "problem", "the model runs the training step in eval mode"),
+    "grads_never_zeroed": ("training_step", "problem", "gradients are never zeroed"),
     "train_epoch_raises": ("frozen_stages", "problem",
                            "train_epoch doctor_setups.train_epoch_raises.<locals>.train_epoch raised AttributeError"),
 }
 # Setups without a bug: every check must pass them.
-CORRECT_SETUPS = ("correct", "onecycle_per_batch", "correct_subset_split", "frozen_bn_kept_in_loop")
+CORRECT_SETUPS = ("correct", "onecycle_per_batch", "correct_subset_split", "frozen_bn_kept_in_loop", "grads_accumulated")
 
 
 def images(count: int, seed: int) -> tuple[torch.Tensor, list[int]]:
@@ -74,17 +79,28 @@ class TinyNet(nn.Module):
         return self.fc(self.drop(x.mean((2, 3))))
 
 
-def train_epoch(model, loader, optimizer, scheduler, step_scheduler="epoch", frozen_bn_in_eval=False):
-    """One epoch; the scheduler stepped once an epoch, once a batch or never (``step_scheduler``)."""
-    model.train()
+def train_epoch(model, loader, optimizer, scheduler, step_scheduler="epoch", frozen_bn_in_eval=False,
+                set_train=True, softmax=False, zero_every=1, accumulate=1):
+    """One epoch; the scheduler stepped once an epoch, once a batch or never (``step_scheduler``); gradients summed
+    over ``accumulate`` batches per step and zeroed after every ``zero_every``-th step (0: never)."""
+    if set_train:
+        model.train()
     if frozen_bn_in_eval:
         for module in model.modules():  # frozen BatchNorm keeps its running statistics
             if isinstance(module, nn.BatchNorm2d) and not module.weight.requires_grad:
                 module.eval()
-    for batch_images, labels in loader:
+    if zero_every:
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(batch_images), labels).backward()
+    for batch, (batch_images, labels) in enumerate(loader, start=1):
+        outputs = model(batch_images)
+        if softmax:
+            outputs = outputs.softmax(dim=1)
+        (nn.functional.cross_entropy(outputs, labels) / accumulate).backward()
+        if batch % accumulate:
+            continue
         optimizer.step()
+        if zero_every and (batch // accumulate) % zero_every == 0:
+            optimizer.zero_grad()
         if step_scheduler == "batch":
             scheduler.step()
     if step_scheduler == "epoch":
@@ -264,6 +280,90 @@ def train_epoch_raises():
             loader.num_batches += 1
 
     return dict(setup, train_epoch=train_epoch)
+
+
+# ---------------------------------------------------------------- mistakes in the training step and the data order
+
+
+def looped(**options):
+    """The tiny setup through its own loop with ``options`` of train_epoch."""
+    return dict(build(), train_epoch=functools.partial(train_epoch, **options))
+
+
+def head_replaced_after_optimizer():
+    """Bug: a new head is put on after the optimizer was built, so the optimizer steps the old one."""
+    setup = build()
+    setup["model"].fc = nn.Linear(16, CLASSES)
+    return setup
+
+
+def softmax_in_model():
+    """Bug: the model ends in a softmax and the loop applies cross_entropy to its output."""
+    setup = build()
+    model = nn.Sequential(setup["model"], nn.Softmax(dim=1))
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    return dict(setup, model=model, optimizer=optimizer,
+                scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5))
+
+
+def softmax_in_loop():
+    """Bug: the loop applies a softmax before cross_entropy."""
+    return looped(softmax=True)
+
+
+def trains_in_eval_mode():
+    """Bug: model.eval() in build, and the loop never calls model.train()."""
+    setup = looped(set_train=False)
+    setup["model"].eval()
+    return setup
+
+
+def grads_never_zeroed():
+    """Bug: the loop never zeroes the gradients."""
+    return looped(zero_every=0)
+
+
+def grads_accumulated():
+    """Correct: gradients summed over 4 batches per step, zeroed after each step."""
+    return looped(accumulate=4)
+
+
+def sorted_unshuffled():
+    """Bug: the training set is sorted by class and served in order."""
+    setup = build()
+    dataset = setup["train_loader"].dataset
+    order = sorted(range(len(dataset.targets)), key=dataset.targets.__getitem__)
+    dataset.pixels, dataset.targets = dataset.pixels[order], [dataset.targets[index] for index in order]
+    return dict(setup, train_loader=DataLoader(dataset, batch_size=16, shuffle=False))
+
+
+def val_resized():
+    """Bug: validation resized to 32 px while training runs at 16 px."""
+    setup = build()
+    setup["val_loader"].dataset.transform = v2.Compose([v2.Resize(32, antialias=True), v2.Normalize(MEAN, STD)])
+    return setup
+
+
+def val_channels_reversed():
+    """Bug: validation images reach the model as BGR; the same mean/std as training."""
+    setup = build()
+    setup["val_loader"].dataset.transform = v2.Compose([lambda image: image.flip(0), v2.Normalize(MEAN, STD)])
+    return setup
+
+
+def warmup_cosine_per_batch():
+    """Correct: a LambdaLR warm-up + cosine written in batches (the usual helper's shape), stepped per batch."""
+    import math
+
+    def schedule(optimizer, batches):
+        total, warmup = 4 * batches, batches
+
+        def factor(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return stepped_per_batch(schedule)
 
 
 def as_tuple():

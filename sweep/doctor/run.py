@@ -13,6 +13,7 @@ from sweep.doctor.checks.learnability import check_learnability
 from sweep.doctor.checks.lr_range import check_lr_range
 from sweep.doctor.checks.normalisation import check_normalisation
 from sweep.doctor.checks.schedule import check_lr_schedule
+from sweep.doctor.checks.training_step import check_training_step
 from sweep.doctor.findings import SYMBOLS, CheckResult, worst
 from sweep.doctor.setup import DoctorSetupError, Setup, setup_from_config, setup_from_module
 from sweep.doctor.training import TrainEpochError
@@ -21,12 +22,14 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "eval_deterministic": check_eval_deterministic,
     "normalisation": check_normalisation,
     "frozen_stages": check_frozen_stages,
+    "training_step": check_training_step,
     "lr_schedule": check_lr_schedule,
     "labels": check_labels,
     "learnability": check_learnability,
     "lr_range": check_lr_range,
 }
-QUICK_CHECKS = ("eval_deterministic", "normalisation", "frozen_stages", "lr_schedule", "labels", "learnability")
+QUICK_CHECKS = ("eval_deterministic", "normalisation", "frozen_stages", "training_step", "lr_schedule", "labels",
+                "learnability")
 ALL_CHECKS = QUICK_CHECKS + ("lr_range",)
 
 
