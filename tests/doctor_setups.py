@@ -30,6 +30,9 @@ SEEDED_BUGS = {
     "softmax_in_loop": ("training_step", "problem", "log-softmax loss calls (cross_entropy) got probabilities"),
     "trains_in_eval_mode": ("training_step", "problem", "the model runs the training step in eval mode"),
     "grads_never_zeroed": ("training_step", "problem", "gradients are never zeroed"),
+    "sorted_unshuffled": ("train_order", "problem", "the training set is served sorted by class"),
+    "val_resized": ("input_size", "problem", "training inputs are 3x16x16 but validation inputs 3x32x32"),
+    "val_channels_reversed": ("normalisation", "problem", "validation channels come in another order than training"),
     "train_epoch_raises": ("frozen_stages", "problem",
                            "train_epoch doctor_setups.train_epoch_raises.<locals>.train_epoch raised AttributeError"),
 }
