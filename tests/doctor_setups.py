@@ -19,8 +19,9 @@ SEEDED_BUGS = {
     "frozen_bn_drifting": ("frozen_stages", "problem", "BatchNorm running stats of frozen layers drift"),
     "scheduler_not_stepped": ("lr_schedule", "problem", "the scheduler is never stepped"),
     "shared_images": ("labels", "problem", "8 validation image(s) (25.0%) also in the training set"),
-    "scheduler_per_batch": ("lr_schedule", "problem", "sized in epochs"),
-    "exponential_per_batch": ("lr_schedule", "problem", "the schedule's own step is 2x"),
+    "scheduler_per_batch": ("lr_schedule", "problem", "by step 3 (epoch 0.75 of 4): it is sized in epochs"),
+    "cosine_epochs_per_batch": ("lr_schedule", "problem", "it is sized in epochs"),
+    "exponential_per_batch": ("lr_schedule", "problem", "under 1% of its peak 0.05, by step 7 (epoch 1.8 of 4)"),
     "lr_far_too_low": ("lr_range", "problem", "the optimizer's lr 1e-07 is"),
     "val_labels_shuffled": ("learnability", "problem", "labels not aligned with images"),
     "requires_grad_attribute": ("frozen_stages", "warning", "plain attribute on conv1 (2 parameters), bn1"),
@@ -37,7 +38,8 @@ SEEDED_BUGS = {
                            "train_epoch doctor_setups.train_epoch_raises.<locals>.train_epoch raised AttributeError"),
 }
 # Setups without a bug: every check must pass them.
-CORRECT_SETUPS = ("correct", "onecycle_per_batch", "correct_subset_split", "frozen_bn_kept_in_loop", "grads_accumulated")
+CORRECT_SETUPS = ("correct", "onecycle_per_batch", "correct_subset_split", "frozen_bn_kept_in_loop", "grads_accumulated",
+                  "warmup_cosine_per_batch")
 
 
 def images(count: int, seed: int) -> tuple[torch.Tensor, list[int]]:
@@ -216,6 +218,15 @@ def scheduler_per_batch():
 def exponential_per_batch():
     """Bug: ExponentialLR (no period to read) sized in epochs, stepped in the batch loop."""
     return stepped_per_batch(lambda optimizer, batches: torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5))
+
+
+def cosine_epochs_per_batch():
+    """Bug: a LambdaLR warm-up + cosine written in epochs (warm-up 1, cosine to epoch 4), stepped per batch."""
+    import math
+
+    def factor(epoch):
+        return (epoch + 1) if epoch < 1 else 0.5 * (1 + math.cos(math.pi * (epoch - 1) / 3))
+    return stepped_per_batch(lambda optimizer, batches: torch.optim.lr_scheduler.LambdaLR(optimizer, factor))
 
 
 def onecycle_per_batch():
