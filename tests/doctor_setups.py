@@ -34,12 +34,15 @@ SEEDED_BUGS = {
     "sorted_unshuffled": ("train_order", "problem", "the training set is served sorted by class"),
     "val_resized": ("input_size", "problem", "training inputs are 3x16x16 but validation inputs 3x32x32"),
     "val_channels_reversed": ("normalisation", "problem", "validation channels come in another order than training"),
+    "digits_val_labels_shuffled": ("learnability", "problem", "while a linear probe on the raw images reaches"),
     "train_epoch_raises": ("frozen_stages", "problem",
                            "train_epoch doctor_setups.train_epoch_raises.<locals>.train_epoch raised AttributeError"),
 }
+# Bugs that a second check finds too, for a cause it names as well: validation images unlike training ones.
+ALSO_FOUND_BY = {"val_channels_reversed": ("learnability",)}
 # Setups without a bug: every check must pass them.
 CORRECT_SETUPS = ("correct", "onecycle_per_batch", "correct_subset_split", "frozen_bn_kept_in_loop", "grads_accumulated",
-                  "warmup_cosine_per_batch")
+                  "warmup_cosine_per_batch", "digits_correct")
 
 
 def images(count: int, seed: int) -> tuple[torch.Tensor, list[int]]:
@@ -235,6 +238,23 @@ def onecycle_per_batch():
         optimizer, max_lr=0.05, total_steps=4 * batches))
 
 
+def onecycle_high_lr(max_lr=1.0):
+    """Correct: OneCycleLR at a max_lr far above the LR range test's suggestion, which its warm-up trains at."""
+    return stepped_per_batch(lambda optimizer, batches: torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=4 * batches))
+
+
+def resnet_onecycle(max_lr=0.3):
+    """Correct: a timm ResNet-18 at 32 px with OneCycleLR (max_lr 0.3) stepped per batch, about 30x above what the LR
+    range test suggests, and training: the loss falls at that lr."""
+    setup = frozen_bn_kept_in_loop()
+    model = timm.create_model("resnet18", num_classes=CLASSES)
+    optimizer = torch.optim.SGD(model.parameters(), lr=max_lr, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=4 * len(setup["train_loader"]))
+    return dict(setup, model=model, optimizer=optimizer, scheduler=scheduler,
+                train_epoch=functools.partial(train_epoch, step_scheduler="batch"))
+
+
 def lr_far_too_low():
     """Bug: SGD at lr 1e-7, where nothing trains."""
     setup = build()
@@ -378,6 +398,38 @@ def warmup_cosine_per_batch():
             return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return stepped_per_batch(schedule)
+
+
+# ---------------------------------------------------------------- scikit-learn's digits on a random-init ResNet-18
+
+
+def digits(shuffle_val_labels=False):
+    """Digits (8x8, grey) at 32 px through a timm ResNet-18 without pretrained weights, as an offline user runs it;
+    ``shuffle_val_labels`` permutes the validation labels apart from their images."""
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    data = load_digits()
+    pixels = torch.tensor(data.images, dtype=torch.float32)[:, None].repeat(1, 3, 1, 1) / 16
+    labels = [int(label) for label in data.target]
+    transform = v2.Compose([v2.Resize(32, antialias=True), v2.Normalize(MEAN, STD)])
+    train_set, val_set = ImageSet(pixels[:1200] * 255, labels[:1200], transform), ImageSet(
+        pixels[1200:] * 255, labels[1200:], transform)
+    if shuffle_val_labels:
+        order = torch.randperm(len(val_set.targets), generator=torch.Generator().manual_seed(3)).tolist()
+        val_set.targets = [val_set.targets[index] for index in order]
+    model = timm.create_model("resnet18", num_classes=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
+    return bundle(model, *loaders(train_set, val_set, batch_size=32), optimizer, scheduler, train_epoch)
+
+
+def digits_correct():
+    return digits()
+
+
+def digits_val_labels_shuffled():
+    return digits(shuffle_val_labels=True)
 
 
 def as_tuple():
