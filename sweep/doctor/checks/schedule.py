@@ -19,7 +19,7 @@ from sweep.doctor.training import FewBatches, Snapshot, current_lr, run_epoch
 SIMULATED_BATCHES = 2
 # Stepping a schedule per batch over a whole run takes epochs x batches steps; past this many the rest is not replayed.
 MAX_REPLAYED_STEPS = 20_000
-# A schedule sized for the run keeps the lr above this share of its peak through the first half of the run.
+# Below this share of its peak the lr has ended its course (a decay's end, a cosine's trough).
 COLLAPSED_SHARE = 0.01
 
 
@@ -121,10 +121,10 @@ def check_lr_schedule(setup: Setup) -> CheckResult:
 
 
 def _stepped_per_batch(setup: Setup, steps: int, sample_batches: int, evidence: dict) -> CheckResult:
-    """A scheduler the loop steps more than once an epoch, replayed per batch over the run's real length: sized in
-    batches when its course spans the run; sized in epochs when it runs out before the run ends, when past its peak
-    the lr falls under COLLAPSED_SHARE of it within the first half of the run, or when it restarts more often than
-    once an epoch."""
+    """A scheduler the loop steps more than once an epoch, replayed per batch over the run's real length. Sized in
+    epochs when it runs out, or past its peak falls under COLLAPSED_SHARE of it, within about `epochs` steps (below
+    their geometric mean with the run's epochs x batches: robust to a guessed epoch count), or when it restarts more
+    often than once an epoch; else sized in batches."""
     scheduler, epochs = setup.scheduler, setup.epochs
     name, per_epoch = type(scheduler).__name__, _batches_per_epoch(setup.train_loader)
     total = epochs * per_epoch
@@ -139,9 +139,12 @@ def _stepped_per_batch(setup: Setup, steps: int, sample_batches: int, evidence: 
                      "collapsed_at_step": collapsed, "restarts": restarts})
     stepped = (f"{name} was stepped {steps} times in {epochs} simulated epochs of {sample_batches} batches (per "
                f"batch); replayed per batch over the run's {total} steps ({epochs} epochs of {per_epoch} batches)")
-    if len(lrs) - 1 < replayed_steps:
+    # nearer, on a log scale, to `epochs` steps (sized in epochs) than to the run's epochs x batches (sized in batches)
+    epochs_scale = epochs * math.sqrt(per_epoch)
+    evidence["epochs_sized_below_step"] = round(epochs_scale, 1)
+    if len(lrs) - 1 < replayed_steps and len(lrs) - 1 <= epochs_scale:
         found = f"it runs out after {len(lrs) - 1} steps"
-    elif collapsed is not None and collapsed < total / 2:
+    elif collapsed is not None and collapsed <= epochs_scale:
         found = (f"the lr falls to {lrs[collapsed]:.3g}, under {COLLAPSED_SHARE:.0%} of its peak {lrs[peak]:.3g}, "
                  f"by step {collapsed} (epoch {collapsed / per_epoch:.2g} of {epochs})")
     elif restarts > epochs:
