@@ -15,7 +15,7 @@ from sweep.doctor.probes import cycle, first_items
 from sweep.doctor.setup import Setup
 from sweep.doctor.training import FewBatches, Snapshot, run_epoch
 
-WATCHED_BATCHES = 8  # enough to see a step and the backward after it with gradients accumulated over up to 7 batches
+WATCHED_BATCHES = 6  # enough to see a step and the backward after it with gradients accumulated over up to 5 batches
 # Functions that take the log-softmax of their input: fed probabilities they squash them a second time.
 LOG_SOFTMAX_LOSSES = (nn.functional.cross_entropy, nn.functional.log_softmax, torch.log_softmax,
                       torch.Tensor.log_softmax)
@@ -174,8 +174,9 @@ def check_training_step(setup: Setup, batches: int = WATCHED_BATCHES) -> CheckRe
                          "squashes them twice and its gradient all but vanishes",
                          "give cross_entropy the raw logits: drop the softmax from the model's end or the loop"))
     if watch.stale_backwards:
-        problems.append((f"gradients are never zeroed: {watch.stale_backwards} of {watch.backwards_after_step} "
-                         "backward passes after an optimizer step added to the gradient that step had applied",
+        problems.append((f"gradients are never zeroed: the backward after an optimizer step added to the gradient "
+                         f"that step had applied ({watch.stale_backwards} of {watch.backwards_after_step} parameter "
+                         f"gradients over {watch.steps} steps)",
                          "call optimizer.zero_grad() after each optimizer.step() (accumulating over k batches: "
                          "zero after every k-th step)"))
     elif watch.steps and watch.empty_steps == watch.steps:
