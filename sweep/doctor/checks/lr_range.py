@@ -154,7 +154,8 @@ def _own_lr_finding(setup: Setup, optimizer, own_lr: float, test: dict, steps: i
     """(verdict, text, fix) for the run's own lr outside the suggestion: a second range test measures how far the
     suggestion moves between tests (its spread widens the margin), and a short run at that lr decides the verdict: a
     problem when the loss does not fall there (a warning for a sweep's baseline, since the sweep searches the lr)."""
-    again = _suggestion(setup, optimizer, steps, start_lr, end_lr, None)
+    # half the steps: a shorter test moves more, which only widens the margin, and the repeat costs half as much
+    again = _suggestion(setup, optimizer, max(steps // 2, 5), start_lr, end_lr, None)
     low, high = test["range"]
     if again["range"] is not None:
         spread = max(_ratio(low, again["range"][0]), _ratio(high, again["range"][1]))
