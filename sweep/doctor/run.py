@@ -8,11 +8,14 @@ import torch
 
 from sweep.doctor.checks.evaluation import check_eval_deterministic
 from sweep.doctor.checks.frozen import check_frozen_stages
+from sweep.doctor.checks.input_size import check_input_size
 from sweep.doctor.checks.labels import check_labels
 from sweep.doctor.checks.learnability import check_learnability
 from sweep.doctor.checks.lr_range import check_lr_range
 from sweep.doctor.checks.normalisation import check_normalisation
+from sweep.doctor.checks.order import check_train_order
 from sweep.doctor.checks.schedule import check_lr_schedule
+from sweep.doctor.checks.training_step import check_training_step
 from sweep.doctor.findings import SYMBOLS, CheckResult, worst
 from sweep.doctor.setup import DoctorSetupError, Setup, setup_from_config, setup_from_module
 from sweep.doctor.training import TrainEpochError
@@ -20,13 +23,17 @@ from sweep.doctor.training import TrainEpochError
 CHECKS: dict[str, Callable[..., CheckResult]] = {
     "eval_deterministic": check_eval_deterministic,
     "normalisation": check_normalisation,
+    "input_size": check_input_size,
     "frozen_stages": check_frozen_stages,
+    "training_step": check_training_step,
     "lr_schedule": check_lr_schedule,
     "labels": check_labels,
+    "train_order": check_train_order,
     "learnability": check_learnability,
     "lr_range": check_lr_range,
 }
-QUICK_CHECKS = ("eval_deterministic", "normalisation", "frozen_stages", "lr_schedule", "labels", "learnability")
+QUICK_CHECKS = ("eval_deterministic", "normalisation", "input_size", "frozen_stages", "training_step", "lr_schedule",
+                "labels", "train_order", "learnability")
 ALL_CHECKS = QUICK_CHECKS + ("lr_range",)
 
 

@@ -18,12 +18,15 @@ class TrainEpochError(DoctorSetupError):
 
 
 class Snapshot:
-    """Model, optimizer and scheduler state (and every module's train flag), put back after a check changed them."""
+    """Model, optimizer and scheduler state (every module's train flag and every gradient too), put back after a
+    check changed them."""
 
     def __init__(self, setup: Setup):
         self.setup = setup
         self.model_state = copy.deepcopy(setup.model.state_dict())
         self.modes = {module: module.training for module in setup.model.modules()}
+        # a loop that never zeroes its gradients would otherwise carry one check's into the next
+        self.grads = {p: None if p.grad is None else p.grad.clone() for p in setup.model.parameters()}
         self.optimizer_state = copy.deepcopy(setup.optimizer.state_dict()) if setup.optimizer else None
         scheduler = setup.scheduler
         self.scheduler_state = copy.deepcopy(scheduler.state_dict()) if hasattr(scheduler, "state_dict") else None
@@ -32,6 +35,8 @@ class Snapshot:
         self.setup.model.load_state_dict(self.model_state)
         for module, mode in self.modes.items():
             module.training = mode  # set directly: a module may override train() (frozen BN does)
+        for parameter, grad in self.grads.items():
+            parameter.grad = grad
         if self.optimizer_state is not None:
             self.setup.optimizer.load_state_dict(self.optimizer_state)
         if self.scheduler_state is not None:

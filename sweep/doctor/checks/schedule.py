@@ -17,10 +17,10 @@ from sweep.doctor.setup import Setup, SweepSetup
 from sweep.doctor.training import FewBatches, Snapshot, current_lr, run_epoch
 
 SIMULATED_BATCHES = 2
-# Stepping a schedule per batch over a whole run takes epochs x batches steps; past this many the rest is not shown.
+# Stepping a schedule per batch over a whole run takes epochs x batches steps; past this many the rest is not replayed.
 MAX_REPLAYED_STEPS = 20_000
-# Where torch's schedulers keep the length of their schedule, in steps.
-PERIOD_ATTRIBUTES = ("total_steps", "T_max", "T_0", "total_iters", "total_size", "step_size")
+# Below this share of its peak the lr has ended its course (a decay's end, a cosine's trough).
+COLLAPSED_SHARE = 0.01
 
 
 def _expected_schedule(optimizer, scheduler, epochs: int, losses: list[float] | None = None,
@@ -41,27 +41,6 @@ def _expected_schedule(optimizer, scheduler, epochs: int, losses: list[float] | 
                 break
             lrs.append(current_lr(optimizer))
     return lrs
-
-
-def _period(scheduler) -> int | None:
-    """The length of the scheduler's schedule in steps, where it keeps one."""
-    for name in PERIOD_ATTRIBUTES:
-        value = getattr(scheduler, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    milestones = getattr(scheduler, "milestones", None)
-    return max(milestones) if milestones else None
-
-
-def _ratio(a: float, b: float) -> float:
-    if a == b:
-        return 1.0
-    return math.inf if min(a, b) <= 0 else max(a, b) / min(a, b)
-
-
-def _step_factor(lrs: list[float]) -> float:
-    """The largest change of the lr from one epoch to the next (StepLR's 1/gamma)."""
-    return max((_ratio(a, b) for a, b in zip(lrs, lrs[1:]) if min(a, b) > 0), default=1.0)
 
 
 def _batches_per_epoch(loader) -> int:
@@ -127,7 +106,7 @@ def check_lr_schedule(setup: Setup) -> CheckResult:
             "call scheduler.step() once per epoch (after optimizer.step(); ReduceLROnPlateau: scheduler.step(val_loss))",
         )
     if steps is not None and steps > epochs:
-        return _stepped_per_batch(setup, expected, steps, len(sample), evidence)
+        return _stepped_per_batch(setup, steps, len(sample), evidence)
     if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and not _same_schedule(actual, expected):
         return CheckResult(
             "lr_schedule", "warning",
@@ -141,46 +120,57 @@ def check_lr_schedule(setup: Setup) -> CheckResult:
     )
 
 
-def _stepped_per_batch(setup: Setup, expected: list[float], steps: int, sample_batches: int,
-                       evidence: dict) -> CheckResult:
-    """A scheduler the loop steps more than once an epoch. Fine when its schedule is sized in batches (its period
-    nearer epochs x batches than epochs); a problem when it is sized in epochs, or, with no period to read, when one
-    real epoch of per-batch steps already moves the lr off the per-epoch schedule by the schedule's own step."""
+def _stepped_per_batch(setup: Setup, steps: int, sample_batches: int, evidence: dict) -> CheckResult:
+    """A scheduler the loop steps more than once an epoch, replayed per batch over the run's real length. Sized in
+    epochs when it runs out, or past its peak falls under COLLAPSED_SHARE of it, within about `epochs` steps (below
+    their geometric mean with the run's epochs x batches: robust to a guessed epoch count), or when it restarts more
+    often than once an epoch; else sized in batches."""
     scheduler, epochs = setup.scheduler, setup.epochs
     name, per_epoch = type(scheduler).__name__, _batches_per_epoch(setup.train_loader)
-    period = _period(scheduler)
-    stepped = f"{name} was stepped {steps} times in {epochs} simulated epochs of {sample_batches} batches (per batch)"
-    evidence.update({"batches_per_epoch": per_epoch, "schedule_period": period})
-    if period is not None and period >= epochs * math.sqrt(per_epoch):
+    total = epochs * per_epoch
+    replayed_steps = min(total, MAX_REPLAYED_STEPS)
+    with Snapshot(setup):
+        lrs = _expected_schedule(setup.optimizer, scheduler, replayed_steps)
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    collapsed = next((step for step in range(peak, len(lrs)) if lrs[step] <= COLLAPSED_SHARE * lrs[peak]), None)
+    restarts = _restarts(lrs)
+    evidence.update({"batches_per_epoch": per_epoch, "run_steps": total, "replayed_steps": len(lrs) - 1,
+                     "per_batch_lr": _rounded_lrs(lrs[:: max(1, len(lrs) // 40)]), "peak_step": peak,
+                     "collapsed_at_step": collapsed, "restarts": restarts})
+    stepped = (f"{name} was stepped {steps} times in {epochs} simulated epochs of {sample_batches} batches (per "
+               f"batch); replayed per batch over the run's {total} steps ({epochs} epochs of {per_epoch} batches)")
+    # nearer, on a log scale, to `epochs` steps (sized in epochs) than to the run's epochs x batches (sized in batches)
+    epochs_scale = epochs * math.sqrt(per_epoch)
+    evidence["epochs_sized_below_step"] = round(epochs_scale, 1)
+    if len(lrs) - 1 < replayed_steps and len(lrs) - 1 <= epochs_scale:
+        found = f"it runs out after {len(lrs) - 1} steps"
+    elif collapsed is not None and collapsed <= epochs_scale:
+        found = (f"the lr falls to {lrs[collapsed]:.3g}, under {COLLAPSED_SHARE:.0%} of its peak {lrs[peak]:.3g}, "
+                 f"by step {collapsed} (epoch {collapsed / per_epoch:.2g} of {epochs})")
+    elif restarts > epochs:
+        found = f"the lr restarts {restarts} times, more than once an epoch"
+    else:
         return CheckResult(
             "lr_schedule", "ok",
-            f"{stepped}, and its schedule spans {period} steps, {period / per_epoch:.3g} epochs of {per_epoch} "
-            "batches: sized in batches, as it is stepped", evidence,
-        )
-    with Snapshot(setup):
-        replayed_epochs = min(epochs, max(1, MAX_REPLAYED_STEPS // per_epoch))
-        replayed = _expected_schedule(setup.optimizer, scheduler, replayed_epochs, steps_per_epoch=per_epoch)
-    evidence["per_batch_lr"] = _rounded_lrs(replayed)
-    factor = _step_factor(expected)
-    off = [epoch for epoch in range(1, len(replayed)) if _ratio(replayed[epoch], expected[epoch]) >= factor > 1.0]
-    if len(replayed) < 2 or (off and off[0] == 1) or (period is not None and off):
-        first = off[0] if off else 1
-        run_out = len(replayed) <= first
-        where = (f"the schedule runs out within epoch {first}" if run_out else
-                 f"after epoch {first} the lr is {replayed[first]:.3g} where stepping once per epoch gives "
-                 f"{expected[first]:.3g} ({_ratio(replayed[first], expected[first]):.3g}x off, the schedule's "
-                 f"own step is {factor:.3g}x)")
-        sized = f"its schedule spans {period} steps, sized in epochs" if period else "it is sized in epochs"
-        return CheckResult(
-            "lr_schedule", "problem", f"{stepped}, but {sized}: with {per_epoch} batches an epoch {where}", evidence,
-            "step the scheduler once per epoch (after the batch loop), or size it in batches "
-            "(e.g. T_max=epochs*len(train_loader))",
+            f"{stepped} it runs {_fmt_lrs([lrs[0], lrs[peak], lrs[-1]])} (peak at step {peak}): sized in batches, "
+            "as it is stepped", evidence,
         )
     return CheckResult(
-        "lr_schedule", "warning",
-        f"{stepped}: it ran {_fmt_lrs(replayed[:3])} … {replayed[-1]:.3g} over epochs of {per_epoch} batches", evidence,
-        "step it once per epoch, or size the schedule in batches (T_max=epochs*len(train_loader))",
+        "lr_schedule", "problem", f"{stepped} {found}: it is sized in epochs", evidence,
+        "step the scheduler once per epoch (after the batch loop), or size it in batches "
+        "(e.g. T_max=epochs*len(train_loader))",
     )
+
+
+def _restarts(lrs: list[float]) -> int:
+    """How many times the lr rises again after having fallen."""
+    count, fallen = 0, False
+    for before, after in zip(lrs, lrs[1:]):
+        if after < before * (1 - 1e-9):
+            fallen = True
+        elif after > before * (1 + 1e-9) and fallen:
+            count, fallen = count + 1, False
+    return count
 
 
 def _space_schedulers(sweep: SweepSetup) -> tuple[str, ...]:
