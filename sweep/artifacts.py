@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import optuna
+import sqlalchemy.exc
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy.engine import make_url
 
@@ -160,9 +161,18 @@ def open_study_store(config, storage: optuna.storages.BaseStorage) -> StudyStore
             _opened[location] = StudyStore(location, open_store(location))
         except Exception as error:
             log.warning("artifact store %s cannot be opened (%s): no checkpoints or weights while it cannot",
-                        mask_secrets(location), describe_error(error))
+                        mask_secrets(location), error_line(error))
             return None
     return _opened[location]
+
+
+def error_line(error: BaseException) -> str:
+    """One line for a store's error, any password masked; where the database failed (a record write beside the
+    store's), the database's own reason rather than Optuna's wrapper."""
+    if isinstance(error, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)):
+        return describe_error(error)
+    lines = str(error).strip().splitlines()
+    return mask_secrets(lines[0]) if lines else type(error).__name__
 
 
 def settle_location(config, storage, study_name: str, storage_url: str):
@@ -255,7 +265,7 @@ class KeepBest:
         try:
             self.prune(study)
         except Exception as error:  # bounding the store's size never stops a sweep
-            log.warning("could not remove %s: %s", self._removing, describe_error(error))
+            log.warning("could not remove %s: %s", self._removing, error_line(error))
 
     def prune(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import save_file
 
 from sweep import training_state
-from sweep.artifacts import open_study_store, remove_quietly, state_ids
+from sweep.artifacts import error_line, open_study_store, remove_quietly, state_ids
 from sweep.config import SweepConfig
 from sweep.optuna_internals import study_storage
 from sweep.record import TrialWriter, checkpoint_of
-from sweep.storage import describe_error, mask_secrets
+from sweep.storage import mask_secrets
 from sweep.training_state import BackgroundWrite, changing_state, cpu_copy
 
 log = logging.getLogger("sweep")
@@ -82,7 +82,7 @@ class TrialCheckpoints:
             training_state.load_model(state, built)
         except Exception as error:
             log.warning("trial %d: cannot resume from the checkpoint of trial %s at epoch %s (%s); training from "
-                        "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), describe_error(error))
+                        "epoch 1", self.trial.number, ref.get("trial"), ref.get("epoch"), error_line(error))
             return 0
         training_state.load_training(state, built, scaler)
         self.model = built.model
@@ -196,11 +196,11 @@ class TrialCheckpoints:
         try:
             remove_quietly(self.store, artifact_id)
         except Exception as error:  # a leftover is removed when the sweep ends; never stop a trial for it
-            log.debug("could not remove %s: %s", artifact_id, describe_error(error))
+            log.debug("could not remove %s: %s", artifact_id, error_line(error))
 
     def _give_up(self, error: BaseException, partial: str | None) -> None:
         log.warning("trial %d: checkpoints off for this trial, it trains on without them: cannot write to %s: %s",
-                    self.trial.number, mask_secrets(self.location) or "the artifact store", describe_error(error))
+                    self.trial.number, mask_secrets(self.location) or "the artifact store", error_line(error))
         if partial is not None:
             self._remove(partial)
         self.store = None
