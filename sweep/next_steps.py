@@ -8,6 +8,7 @@ import shlex
 
 from optuna.distributions import CategoricalDistribution
 
+from sweep.analysis.report_confirmation import settle_command
 from sweep.config import FIXED_KEYS, SweepConfig
 from sweep.storage import DEFAULT_STORAGE, STORAGE_ENV, mask_url
 
@@ -69,6 +70,7 @@ def annotate(result: dict, study_name: str, config: SweepConfig, storage_url: st
     settings = result.get("settings") or {}
     missing = max(0, settings.get("min_trials", 0) - result.get("n_judged", 0))
     result["stopped"] = stopped
+    result["settle_command"] = settle_command(result, storage_flag(storage_url))
     result["resume_command"] = start_command(study_name, config, storage_url, lift_stop=stopped is not None,
                                              n_trials=config.n_trials + max(MORE_TRIALS, missing))
     return result

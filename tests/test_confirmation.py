@@ -355,3 +355,17 @@ def test_a_baseline_outside_the_searched_space_is_planned_like_any_other():
     tags = [t.user_attrs["confirmation"] for t in study.trials if "confirmation" in t.user_attrs]
     assert len(tags) == 3 and tags[0]["param"] is None  # 40 % of 8: the control and two changes
     assert due_runs(study, config) == []  # planned once
+
+
+def test_the_settle_command_names_the_storage_the_study_is_in(tmp_path):
+    from sweep.analysis.report import render_text
+    from sweep.next_steps import annotate
+    from sweep.storage import open_storage
+    from sweep.study import analyze_study
+
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    study, config = _simulated_sweep(open_storage(url, heartbeat=False), "sim", 12, seed=1)
+    result = annotate(analyze_study(study, config)[0], "sim", config, url, None)
+    assert [entry for entry in result["not_ruled_out"] if entry["status"] == "open"]  # something to settle
+    assert result["settle_command"].startswith(f"sweep confirm --storage {url} --study sim --value ")
+    assert f"to settle it: {result['settle_command']}" in render_text(result)

@@ -13,15 +13,25 @@ def _value(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def settle_command(result: dict, entries: list[dict]) -> str:
-    """``sweep confirm`` with one ``--value`` per open region: one-change runs from the best plateau-free trial; for a
-    study that `sweep start` did not make, the same runs as ``study.enqueue_trial`` calls."""
-    if result.get("source"):
+def open_entries(result: dict) -> list[dict]:
+    return [entry for entry in result.get("not_ruled_out") or [] if entry["status"] == "open"]
+
+
+def settle_command(result: dict, where: str = "") -> str | None:
+    """``sweep confirm`` with one ``--value`` per open region (one-change runs from the best plateau-free trial);
+    ``where``: the ``--storage`` flag the command needs. The command that read the study stores it in the result
+    (``settle_command``), where it knows the storage."""
+    entries = open_entries(result)
+    if not entries:
+        return None
+    if result.get("settle_command"):
+        return result["settle_command"]
+    if result.get("source"):  # a study `sweep start` did not make: the same runs as enqueued trials
         start = (result.get("best_trial") or result["baseline"])["number"]
         return "; ".join(f"study.enqueue_trial({{**study.trials[{start}].params, {entry['param']!r}: "
                          f"{entry['try_value']!r}}})" for entry in entries) + "; then study.optimize(...)"
     values = " ".join(f"--value {entry['param']}={_value(entry['try_value'])}" for entry in entries)
-    return f"sweep confirm --study {shlex.quote(result['study'])} {values}"
+    return f"sweep confirm{where} --study {shlex.quote(result['study'])} {values}"
 
 
 def confirmation_lines(result: dict) -> list[str]:
@@ -37,10 +47,10 @@ def confirmation_lines(result: dict) -> list[str]:
 
 
 def not_ruled_out_lines(result: dict) -> list[str]:
-    open_entries = [entry for entry in result.get("not_ruled_out") or [] if entry["status"] == "open"]
-    if not open_entries:
+    entries = open_entries(result)
+    if not entries:
         return []
     lines = ["Not ruled out (no judged run there removed the plateau)"]
-    lines += [f"  {entry['label']}: {entry['runs']}" for entry in open_entries]
-    lines.append(f"  to settle it: {settle_command(result, open_entries)}")
+    lines += [f"  {entry['label']}: {entry['runs']}" for entry in entries]
+    lines.append(f"  to settle it: {settle_command(result)}")
     return lines

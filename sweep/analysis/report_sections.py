@@ -244,9 +244,8 @@ def not_ruled_out_section(result: dict) -> str:
         return ""
     rows = [[entry["label"], cell("cause" if entry["status"] == "cause" else "open", f"status-{entry['status']}"),
              entry["n_runs"], entry["n_judged"], entry["runs"]] for entry in entries]
-    open_entries = [entry for entry in entries if entry["status"] == "open"]
-    settle = (f'<p>To settle the open ones: <code>{html.escape(settle_command(result, open_entries))}</code></p>'
-              if open_entries else "")
+    command = settle_command(result)
+    settle = f'<p>To settle the open ones: <code>{html.escape(command)}</code></p>' if command else ""
     return section("not-ruled-out", "Not ruled out",
                     "<p>Values or ranges where no judged run removed the plateau: a cause the analysis names or "
                     "confirms, or open (too few runs there to rule it out).</p>",
