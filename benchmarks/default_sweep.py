@@ -5,7 +5,7 @@ with `sweep analyze --format json` and prints per run: wall time, trials, pruned
 verdict and the analysis's top factor with its evidence. The median wall time is the figure.
 
 Machines of one kind differ ~2.5x in speed, so the same run also times a reference workload (a plain
-ResNet50 training step at 32 px, the one the README's machine notes quote: 53 img/s on the slow machine)
+ResNet50 training step at 32 px, the one docs/configuration.md's default budget quotes: 53 img/s on the slow machine)
 and scales the median to the slow machine: the bound must hold there.
 
     .venv/bin/python benchmarks/default_sweep.py --runs 3

@@ -137,7 +137,7 @@ def test_the_password_comes_from_the_secret_and_is_written_nowhere(rendered):
                 assert {"name": "PGPASSWORD", "valueFrom": secret_ref} in container["env"], f"{where} {name}"
     settings = rendered["ConfigMap", "sweep-settings"]["data"]
     assert re.fullmatch(r"postgresql\+psycopg://sweep@postgres:5432/sweep", settings["SWEEP_STORAGE"])
-    # no Secret object and no literal password in any file: the user creates the Secret (README)
+    # no Secret object and no literal password in any file: the user creates the Secret (docs/distributed.md)
     assert not [key for key in rendered if key[0] == "Secret"]
     for path in DEPLOY.iterdir():
         text = path.read_text()
@@ -342,7 +342,7 @@ def _admitted(rendered, source_labels: dict, source_namespace: dict | None, targ
     return False
 
 
-def test_the_network_policies_admit_what_the_readme_says(rendered):
+def test_the_network_policies_admit_what_the_guide_says(rendered):
     dashboard, postgres = ("Deployment", "sweep-dashboard"), ("StatefulSet", "postgres")
     worker = rendered["Job", "sweep-workers"]["spec"]["template"]["metadata"]["labels"]
     dashboard_pod = rendered[dashboard]["spec"]["template"]["metadata"]["labels"]
@@ -359,5 +359,5 @@ def test_the_network_policies_admit_what_the_readme_says(rendered):
     assert _admitted(rendered, dashboard_pod, None, postgres, 5432)
     assert not _admitted(rendered, {"app": "anything"}, None, postgres, 5432)
     assert not _admitted(rendered, worker, labelled, postgres, 5432)
-    readme = (ROOT / "README.md").read_text()
-    assert "kubectl label namespace" in readme and "plateau-sweep/dashboard-access=true" in readme
+    guide = (ROOT / "docs" / "distributed.md").read_text()
+    assert "kubectl label namespace" in guide and "plateau-sweep/dashboard-access=true" in guide
