@@ -1,5 +1,5 @@
 """A state or weights file changed in the store after it was written (same length, other bytes) is refused by the
-sha256 its reference recorded: a retry trains from epoch 1 on the curve of a clean run."""
+sha256 its reference recorded: a retry trains from epoch 1 on the curve of a clean run, and `sweep export` stops."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
-from sweep.record import CHECKPOINT, RESUMED_FROM
+from sweep.cli import main
+from sweep.record import CHECKPOINT, RESUMED_FROM, WEIGHTS
 from sweep.worker import run_trials
 from test_checkpoints import EPOCHS, StopAt, new_study, tiny_config
 
@@ -96,3 +98,26 @@ def test_a_state_recorded_without_a_digest_is_still_checked_by_its_length(tmp_pa
         run_trials(study, config, torch.device("cpu"), storage=storage)
     assert study.trials[1].user_attrs[RESUMED_FROM] == {"trial": 0, "epoch": 2}
     assert "trial 1 resumes trial 0 after epoch 2" in caplog.text
+
+
+def test_export_of_corrupted_weights_is_one_line_naming_the_trial_and_the_store(tmp_path):
+    config = tiny_config(tmp_path / "artifacts", epochs=2)
+    study, storage = new_study(tmp_path, "weights", config)
+    url = f"sqlite:///{tmp_path / 'weights.db'}"
+    run_trials(study, config, torch.device("cpu"), storage=storage)
+    weights = study.trials[0].user_attrs[WEIGHTS]
+    assert len(weights["sha256"]) == 64
+    export = ["export", "--storage", url, "--study", "weights", "--trial", "0"]
+    good = CliRunner().invoke(main, [*export, "--out", str(tmp_path / "good")])
+    assert good.exit_code == 0, good.output
+
+    stored = tmp_path / "artifacts" / weights["artifact_id"]
+    overwrite(stored, stored.stat().st_size // 2)  # tensor data: safetensors' header is at the start
+    result = CliRunner().invoke(main, [*export, "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(f"Error: the weights of trial 0 in the artifact store {tmp_path / 'artifacts'} are "
+                               f"not the ones written (sha256 ")
+    assert f"where {weights['sha256'][:12]} was written)" in lines[0]
+    assert not (tmp_path / "bad" / "model.safetensors").exists()
