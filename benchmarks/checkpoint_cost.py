@@ -45,21 +45,24 @@ def sweep_seconds(config, device: torch.device, folder: Path, name: str) -> tupl
 
 
 class CallTimer:
-    """Seconds spent inside the checkpoint methods of every trial (state copies, serialisation, store writes)."""
+    """Seconds spent inside the checkpoint methods of every trial (state copies, serialisation, store writes), and
+    seconds spent hashing what is written (states on the writer thread, weights inside ``ended``)."""
 
     def __init__(self):
         self.seconds = 0.0
+        self.hashing = 0.0
         for name in ("resume", "epoch_done", "save", "ended"):
             setattr(sweep.checkpoints.TrialCheckpoints, name, self.timed(getattr(sweep.checkpoints.TrialCheckpoints,
                                                                                   name)))
+        sweep.checkpoints.sha256_of = self.timed(sweep.checkpoints.sha256_of, "hashing")
 
-    def timed(self, method):
+    def timed(self, method, total: str = "seconds"):
         def call(*args, **kwargs):
             started = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                setattr(self, total, getattr(self, total) + time.perf_counter() - started)
         return call
 
 
@@ -98,7 +101,7 @@ def main() -> None:
         for pair in range(1, args.pairs + 1):
             plain, _ = sweep_seconds(dataclasses.replace(base, checkpoints=False), device, tmp, f"off-{pair}")
             store = tmp / f"store-{pair}"
-            timer.seconds = 0.0
+            timer.seconds = timer.hashing = 0.0
             ours, trials = sweep_seconds(dataclasses.replace(base, artifacts=str(store)), device, tmp, f"on-{pair}")
             ratios.append(ours / plain)
             inside.append(ours / (ours - timer.seconds))
@@ -106,7 +109,8 @@ def main() -> None:
             weights += [t.user_attrs[WEIGHTS]["bytes"] for t in trials if WEIGHTS in t.user_attrs]
             kept.append(folder_bytes(store))
             print(f"pair {pair}: without {plain:.2f} s, with checkpoints {ours:.2f} s, ratio {ours / plain:.3f}; "
-                  f"{timer.seconds:.2f} s inside checkpoint calls, ratio {inside[-1]:.3f}")
+                  f"{timer.seconds:.2f} s inside checkpoint calls, ratio {inside[-1]:.3f}; {timer.hashing:.2f} s hashing "
+                  "(sha256 of each state and weights file)")
     mb = 1e6
     print(f"checkpoint cost ratio with/without: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}; target <= 1.03); from the time inside checkpoint calls: "

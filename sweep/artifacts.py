@@ -26,7 +26,7 @@ from sweep import study as study_module
 from sweep.analysis import classify_curve
 from sweep.errors import UsageError
 from sweep.optuna_internals import rdb_backend
-from sweep.record import TrialRecord
+from sweep.record import DIGEST, TrialRecord
 from sweep.storage import describe_error, mask_secrets
 
 log = logging.getLogger("sweep")
@@ -201,6 +201,32 @@ def state_ids(study_name: str, number: int) -> tuple[str, str]:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", study_name)[:40]
     digest = hashlib.sha1(study_name.encode()).hexdigest()[:8]
     return tuple(f"{safe}-{digest}-trial-{number}-state-{slot}" for slot in "ab")
+
+
+class DigestMismatch(ValueError):
+    """An artifact's bytes are not the ones written (same length or not): a disk, a copy or a hand changed them."""
+
+    def __init__(self, artifact_id: str, found: str, written: str):
+        super().__init__(f"{artifact_id}: sha256 {found[:12]} where {written[:12]} was written")
+        self.found = found
+        self.written = written
+
+
+def sha256_of(content: bytes | memoryview | BinaryIO) -> str:
+    """The hex sha256 of bytes or of an open binary file (read in chunks)."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(content).hexdigest()
+    return hashlib.file_digest(content, "sha256").hexdigest()
+
+
+def verify_digest(ref: dict, content: bytes | memoryview | BinaryIO, artifact: str) -> None:
+    """DigestMismatch when ``content`` is not what ``ref`` (a checkpoint or weights record) says was written; a ref
+    recorded without a digest (by an older version) passes."""
+    written = ref.get(DIGEST)
+    if written is not None:
+        found = sha256_of(content)
+        if found != written:
+            raise DigestMismatch(artifact, found, written)
 
 
 def remove_quietly(store, artifact_id: str) -> bool:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import optuna
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from sweep import training_state
-from sweep.artifacts import error_line, open_study_store, remove_quietly, state_ids
+from sweep.artifacts import error_line, open_study_store, remove_quietly, sha256_of, state_ids, verify_digest
 from sweep.config import SweepConfig
 from sweep.optuna_internals import study_storage
 from sweep.record import TrialWriter, checkpoint_of
@@ -47,8 +47,9 @@ class TrialCheckpoints:
     """One trial's checkpoints. ``store`` None: checkpoints are off, and every method does nothing.
 
     A reference to a checkpoint (the trial's ``checkpoint`` user attr) is written only after the store has all of
-    it, so a write cut short is never read back. A write that fails (full disk, bucket away) is logged once and
-    ends checkpoints for this trial only: the trial trains on.
+    it, so a write cut short is never read back; it records the sha256 of the bytes written, and a state whose bytes
+    differ from it (changed in the store since) is not resumed. A write that fails (full disk, bucket away) is
+    logged once and ends checkpoints for this trial only: the trial trains on.
     """
 
     def __init__(self, store, trial: optuna.Trial, record: TrialWriter, location: str = "",
@@ -124,12 +125,14 @@ class TrialCheckpoints:
         try:
             payload = training_state.serialise(state)
             size = payload.tell()
+            with payload.getbuffer() as written:  # hashed on this thread, beside training, as the write is
+                digest = sha256_of(written)
             payload.seek(0)
             self.store.write(target, payload)
         except Exception as error:
             raise _StoreWriteFailed(error, target) from error
-        ref = {"artifact_id": target, "epoch": epoch, "bytes": size, "trial": self.trial.number}
-        self.record.checkpoint(ref)  # what it raises (a trial taken over) reaches the training thread in wait()
+        # what it raises (a trial taken over) reaches the training thread in wait()
+        ref = self.record.checkpoint(target, epoch, size, self.trial.number, digest)
         previous, self.ref = self.ref, ref
         if previous is not None:
             self._drop_states(keep=target)
@@ -162,6 +165,7 @@ class TrialCheckpoints:
             data = reader.read()
         if len(data) != ref["bytes"]:
             raise ValueError(f"{len(data)} bytes where {ref['bytes']} were written")
+        verify_digest(ref, data, f"state {ref['artifact_id']}")  # torch.load reads a changed tensor without a word
         return training_state.deserialise(data)
 
     def _upload_weights(self) -> None:
@@ -172,8 +176,9 @@ class TrialCheckpoints:
         with tempfile.TemporaryDirectory(prefix="sweep-weights-") as folder:
             path = Path(folder) / WEIGHTS_FILE
             try:
-                save_file(weights, str(path), metadata={"epoch": str(best["epoch"]),
-                                                                "trial": str(self.trial.number)})
+                written = safetensors_bytes(weights, metadata={"epoch": str(best["epoch"]),
+                                                               "trial": str(self.trial.number)})
+                path.write_bytes(written)
                 artifact_id = optuna.artifacts.upload_artifact(
                     artifact_store=self.store, file_path=str(path), study_or_trial=self.trial)
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -181,9 +186,7 @@ class TrialCheckpoints:
             except Exception as error:
                 self._give_up(error, None)
                 return
-            size = path.stat().st_size
-        self.record.weights({"artifact_id": artifact_id, "epoch": best["epoch"],
-                                           "val_loss": best["val_loss"], "bytes": size})
+        self.record.weights(artifact_id, best["epoch"], best["val_loss"], len(written), sha256_of(written))
 
     def _drop_states(self, keep: str | None) -> None:
         """Remove the states of this trial and of the trial it took its checkpoint from, except ``keep``."""

@@ -12,7 +12,8 @@ from pathlib import Path
 import optuna
 
 from sweep import study as study_module
-from sweep.artifacts import S3_SCHEME, Kept, location_of, open_study_store, ranked_weights
+from sweep.artifacts import (S3_SCHEME, DigestMismatch, Kept, location_of, open_study_store, ranked_weights,
+                             verify_digest)
 from sweep.errors import SweepFailed, UsageError
 from sweep.record import TrialRecord
 from sweep.storage import mask_secrets, open_storage
@@ -90,8 +91,9 @@ def _candidates(ranked: list[Kept], study: optuna.Study, study_name: str, trial_
 
 
 def _download(store, candidates: list[Kept], folder: Path, kept_numbers: set[int], location: str) -> tuple[Kept, Path]:
-    """The first candidate whose weights are in the store; ``kept_numbers``: the trials the sweep kept, whose weights
-    missing means the store is not the one the sweep wrote."""
+    """The first candidate whose weights are in the store, checked against the sha256 recorded when they were
+    written; ``kept_numbers``: the trials the sweep kept, whose weights missing means the store is not the one the
+    sweep wrote."""
     missing = []
     for kept in candidates:
         path = folder / f"trial-{kept.number}.safetensors"
@@ -101,6 +103,13 @@ def _download(store, candidates: list[Kept], folder: Path, kept_numbers: set[int
         except optuna.artifacts.exceptions.ArtifactNotFound:
             missing.append(kept.number)
             continue
+        try:
+            with open(path, "rb") as handle:
+                verify_digest(kept.weights, handle, f"weights of trial {kept.number}")
+        except DigestMismatch as error:
+            raise SweepFailed(f"the weights of trial {kept.number} in the artifact store {location} are not the ones "
+                              f"written (sha256 {error.found[:12]} where {error.written[:12]} was written): the store "
+                              "changed them since; export another trial with --trial N") from None
         return kept, path
     lost = [number for number in missing if number in kept_numbers]
     if lost:
