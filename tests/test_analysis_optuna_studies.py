@@ -238,11 +238,13 @@ def test_reports_of_a_plain_study_say_how_it_was_read(valid_analysis):
 def test_what_is_left_open_is_settled_by_enqueued_trials_not_by_sweep_confirm():
     from sweep.analysis.report_confirmation import settle_command
 
-    result = {"study": "mine", "source": {"kind": "optuna"}, "best_trial": {"number": 4}, "baseline": {"number": 0}}
-    command = settle_command(result, [{"param": "optimizer", "try_value": "sgd"}])
+    open_lr = {"param": "lr", "try_value": 0.001, "status": "open"}
+    result = {"study": "mine", "source": {"kind": "optuna"}, "best_trial": {"number": 4}, "baseline": {"number": 0},
+              "not_ruled_out": [{"param": "optimizer", "try_value": "sgd", "status": "open"}]}
+    command = settle_command(result)
     assert command == "study.enqueue_trial({**study.trials[4].params, 'optimizer': 'sgd'}); then study.optimize(...)"
-    assert settle_command({"study": "mine"}, [{"param": "lr", "try_value": 0.001}]) == \
-        "sweep confirm --study mine --value lr=0.001"
+    assert settle_command({"study": "mine", "not_ruled_out": [open_lr]}) == "sweep confirm --study mine --value lr=0.001"
+    assert settle_command({"study": "mine", "not_ruled_out": [{**open_lr, "status": "cause"}]}) is None
 
 
 def test_the_defaults_are_the_sweeps():

@@ -4,9 +4,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
 from urllib.parse import urlsplit
 
 import optuna
@@ -15,17 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from browser import chromium, needs_chromium
+from served import free_port, served_dashboard
 from sweep.cli import main
 
 TINY = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
         "--max-train", "32", "--max-val", "16", "--epochs", "2", "--n-trials", "3", "--batch-size", "16",
         "--quiet", "--no-doctor"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -108,22 +100,9 @@ def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_s
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "dashboard", "--study", "t", "--storage", finished_study, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    stack = contextlib.ExitStack()
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "dashboard did not start listening within 60 s"
-                time.sleep(0.3)
+    with contextlib.ExitStack() as stack:
+        served = stack.enter_context(served_dashboard(finished_study, "t"))
+        port = served.port
         assert _listening_addresses(port) == {"127.0.0.1"}
 
         browser = stack.enter_context(chromium(tmp_path, window="1400,1000", log="performance"))
@@ -150,34 +129,7 @@ def test_dashboard_in_headless_chromium_shows_study_and_trial_verdict(finished_s
                 if url.scheme in ("http", "https", "ws", "wss"):
                     hosts.add(url.hostname)
         assert hosts == {"127.0.0.1"}
-    finally:
-        stack.close()
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
-    assert "optuna-dashboard for sqlite:///" in output and "127.0.0.1" in output
-
-
-@contextlib.contextmanager
-def served_dashboard(storage: str, study_name: str, *flags: str):
-    """`sweep dashboard` in its own process on a free port of 127.0.0.1; yields the base URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "dashboard", "--study", study_name, "--storage", storage,
-         "--port", str(port), *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "dashboard did not start listening within 60 s"
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
+    assert "optuna-dashboard for sqlite:///" in served.output and "127.0.0.1" in served.output
 
 
 def http(method: str, url: str, body: bytes | None = None, content_type: str = "application/json"):
@@ -230,14 +182,14 @@ def test_the_dashboard_refuses_every_write_unless_allowed(study_with_weights):
         ("POST", f"/api/studies/{study_id}/rename", json.dumps({"study_name": "other"}).encode()),
         ("POST", "/api/studies", json.dumps({"study_name": "new", "directions": ["minimize"]}).encode()),
     ]
-    with served_dashboard(storage, "kept") as base:
-        status, body = http("GET", f"{base}/api/studies")
+    with served_dashboard(storage, "kept") as served:
+        status, body = http("GET", f"{served.url}/api/studies")
         assert status == 200 and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["kept"]
         # the kept weights can still be downloaded: the dashboard opened the study's store
-        status, body = http("GET", f"{base}/artifacts/{study_id}/{trial_id}/{artifact}")
+        status, body = http("GET", f"{served.url}/artifacts/{study_id}/{trial_id}/{artifact}")
         assert (status, body) == (200, b"weights of trial 0")
         for method, path, payload in writes:
-            status, body = http(method, base + path, payload)
+            status, body = http(method, served.url + path, payload)
             assert status == 403, (method, path, status, body)
             assert "--allow-writes" in json.loads(body)["reason"], (method, path)
     study = optuna.load_study(study_name="kept", storage=storage)
@@ -246,8 +198,8 @@ def test_the_dashboard_refuses_every_write_unless_allowed(study_with_weights):
     assert optuna.study.get_all_study_names(storage) == ["kept"]
     assert weights_file.read_bytes() == b"weights of trial 0"
 
-    with served_dashboard(storage, "kept", "--allow-writes") as base:
+    with served_dashboard(storage, "kept", "--allow-writes") as served:
         # what the read-only default guards against: the study goes, and its kept weights with it
-        assert http("DELETE", f"{base}/api/studies/{study_id}")[0] == 204
+        assert http("DELETE", f"{served.url}/api/studies/{study_id}")[0] == 204
     assert optuna.study.get_all_study_names(storage) == []
     assert not weights_file.exists()

@@ -233,36 +233,22 @@ def test_export_into_an_unwritable_folder_is_one_line(tmp_path):
 
 
 def test_a_dashboard_download_of_weights_keep_best_removed_is_a_404_with_a_sentence_not_a_500(swept):
-    import socket
-    import subprocess
-    import sys
-    import time
     import urllib.error
     import urllib.request
+
+    from served import served_dashboard
 
     tmp_path, url, study, config = swept
     ranked = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)
     kept, dropped = ranked[0], ranked[-1]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "sweep.cli", "dashboard", "--study", "export", "--storage", url,
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/1?after=0", timeout=5) as answer:
-                    listed = json.loads(answer.read())
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the dashboard did not answer"
-                time.sleep(0.3)
+    with served_dashboard(url, "export") as served:
+        with urllib.request.urlopen(f"{served.url}/api/studies/1?after=0", timeout=30) as answer:
+            listed = json.loads(answer.read())
 
         def fetch(number: int, artifact_id: str):
             trial_id = study.trials[number]._trial_id
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/artifacts/1/{trial_id}/{artifact_id}") as answer:
+                with urllib.request.urlopen(f"{served.url}/artifacts/1/{trial_id}/{artifact_id}") as answer:
                     return answer.status, answer.read()
             except urllib.error.HTTPError as error:
                 return error.code, error.read()
@@ -274,6 +260,3 @@ def test_a_dashboard_download_of_weights_keep_best_removed_is_a_404_with_a_sente
         assert status == 404
         assert body.decode() == ("These weights were removed: a sweep keeps only its best 2 trials' weights "
                                  "(--keep-best). Download one of those, or export the best with `sweep export`.\n")
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
