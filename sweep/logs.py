@@ -9,11 +9,23 @@ import sys
 import warnings
 
 
+def interrupted(error: BaseException | None) -> bool:
+    """Whether a stop signal is behind ``error``: a Ctrl-C or SIGTERM that lands inside a database call reaches the log
+    wrapped (Optuna's StorageInternalError around SQLAlchemy's error around the KeyboardInterrupt)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class NoTracebackOnInterrupt(logging.Filter):
     """Optuna and SQLAlchemy log an interrupted call with its traceback; for Ctrl-C the message says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        if record.exc_info and interrupted(record.exc_info[1]):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -26,8 +38,8 @@ class NoInterruptedTrialLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         import optuna
 
-        if record.exc_info and isinstance(record.exc_info[1],
-                                          (KeyboardInterrupt, optuna.exceptions.UpdateFinishedTrialError)):
+        if record.exc_info and (interrupted(record.exc_info[1])
+                                or isinstance(record.exc_info[1], optuna.exceptions.UpdateFinishedTrialError)):
             return False
         # the second of Optuna's two lines about any failed trial: the first names the error, this adds nothing
         return not record.getMessage().endswith("failed with value None.")

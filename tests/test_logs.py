@@ -29,6 +29,22 @@ def test_interrupt_inside_a_library_is_logged_without_traceback():
     assert _logged(KeyboardInterrupt()) == "Exception during reset\n"
 
 
+def test_an_interrupt_wrapped_by_the_storage_is_logged_without_traceback():
+    # a SIGTERM that lands inside a database call reaches the log as Optuna's StorageInternalError around it
+    import optuna
+
+    def wrapped():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from interrupt
+
+    try:
+        wrapped()
+    except optuna.exceptions.StorageInternalError as error:
+        assert _logged(error) == "Exception during reset\n"
+
+
 def test_other_errors_keep_their_traceback():
     assert "Traceback" in _logged(RuntimeError("boom"))
 
