@@ -277,9 +277,13 @@ def doctor(study_name, storage, module_target, output_format, quick, lr_steps, d
     """Find the pipeline bugs that no hyperparameter fixes; exit 1 when one is found.
 
     Checks that evaluation is deterministic, train and validation are normalised alike (and as the
-    pretrained weights expect), frozen stages stay frozen, the LR scheduler is stepped once an epoch,
-    labels are sane with no image in both splits, validation labels are learnable from the images,
-    and runs an LR range test that suggests the lr to search.
+    pretrained weights expect, channel order included) and sized alike, frozen stages stay frozen, your
+    training step trains (the optimizer holds the output layer, train mode, no probabilities fed to a
+    log-softmax loss, gradients zeroed or accumulated on purpose), the LR scheduler is sized for how
+    it is stepped, labels are sane with no image in both splits, the training set is not served sorted
+    by class, validation labels are learnable from the images (where neither the model's features nor
+    the raw images predict held-out training images, it says "cannot tell" and checks nothing), and
+    runs an LR range test that suggests the lr to search.
     """
     from sweep.doctor import render_text
     from sweep.service import doctor_sweep
