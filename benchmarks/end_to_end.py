@@ -35,25 +35,20 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the simulated curves are test fixtures
-from simulated_curves import SimulatedObjective, generator  # noqa: E402
+from simulated_curves import generator, simulated_sweep  # noqa: E402
 
 from sweep.config import CONFIRM_SHARE, SweepConfig  # noqa: E402
-from sweep.study import analyze_study, create_or_resume  # noqa: E402
-from sweep.worker import run_trials  # noqa: E402
+from sweep.sampler import search_sampler  # noqa: E402
+from sweep.study import analyze_study  # noqa: E402
 
 EPOCHS = 6
 SEED_BASE = {"tuning": 0, "held-out": 5_000_000}  # held-out seeds: never run while the defaults were chosen
 
 
 def run_sweep(config: SweepConfig, gen, seed: int, plain_tpe: bool = False) -> optuna.Study:
-    storage = optuna.storages.InMemoryStorage()
-    study, _ = create_or_resume(storage, "simulated", config)
-    if plain_tpe:  # the reference: what a user gets from Optuna's TPE alone
-        study.sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                                   n_startup_trials=min(10, max(3, config.n_trials // 3)))
-    run_trials(study, config, None, storage=storage, objective=SimulatedObjective(gen, config, seed),
-               until_done=False, poll_seconds=1.0)
-    return study
+    # plain_tpe: the reference, what a user gets from Optuna's TPE alone
+    return simulated_sweep(optuna.storages.InMemoryStorage(), "simulated", config, gen, seed,
+                           sampler=search_sampler(config, seed) if plain_tpe else None)
 
 
 def epochs_spent(study: optuna.Study) -> int:

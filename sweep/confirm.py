@@ -11,7 +11,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from sweep.analysis.confirmation import changed_params, control_outcome, plan_runs, reference_of
+from sweep.analysis.confirmation import changed_params, control_outcome, plan_runs, plateau_free, reference_of
 from sweep.analysis.judged import judge, observational
 from sweep.analysis.open_regions import in_region, regions_of
 from sweep.analysis.inputs import records_and_space_from_trials
@@ -60,11 +60,7 @@ def _tried_references(trials: list[dict]) -> dict[int, str | None]:
 def plateau_free_trials(study: optuna.Study, config) -> list[int]:
     """The search runs a plan may start from, the best first: trained to the end and still improving."""
     records, _ = records_and_space_from_trials(study.get_trials(deepcopy=False))
-    trials = judge(records, patience=config.patience, min_delta=config.min_delta)
-    ranked = []
-    while (reference := reference_of([t for t in trials if t["number"] not in ranked])) is not None:
-        ranked.append(reference["number"])
-    return ranked
+    return [t["number"] for t in plateau_free(judge(records, patience=config.patience, min_delta=config.min_delta))]
 
 
 def due_runs(study: optuna.Study, config, *, reference_number: int | None = None,
@@ -76,6 +72,9 @@ def due_runs(study: optuna.Study, config, *, reference_number: int | None = None
     (default: each varied parameter back to the baseline's value); a control only where that reference has none."""
     frozen = study.get_trials(deepcopy=False)
     asked = reference_number is not None or changes is not None or slots is not None
+    room = config.n_trials - sum(1 for t in frozen if t.state != TrialState.FAIL)
+    if not asked and room > int(CONFIRM_SHARE * config.n_trials):
+        return []  # the search goes first; nothing is read or judged before the room left is the share
     records, distributions = records_and_space_from_trials(frozen)
     trials = judge(records, patience=config.patience, min_delta=config.min_delta)
     tried = _tried_references(trials)
@@ -90,12 +89,11 @@ def due_runs(study: optuna.Study, config, *, reference_number: int | None = None
         return []
     if changes is None:
         changed = _most_suspect_first(changed_params(reference["params"], baseline, distributions), baseline, trials,
-                                  distributions)
+                                      distributions)
         changes = [(param, baseline[param]) for param in changed]
     control = reference["number"] not in tried
     size, each = confirmation_size(config.n_trials, len(changes) + control)
     if slots is None:  # the sweep's own plans share CONFIRM_SHARE of the budget, a second plan what the first left
-        room = config.n_trials - sum(1 for t in frozen if t.state != TrialState.FAIL)
         if room > size:
             return []  # the search goes first: a later plan starts from a better run and knows what to test first
         spent = sum(1 for t in trials if t.get("confirmation"))

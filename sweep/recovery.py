@@ -38,13 +38,18 @@ class RetryStaleTrial:
         storage = study_storage(study)
         age = heartbeat_ages(storage, study.study_name).get(trial.number)
         backend = rdb_backend(storage)
-        grace = backend.grace_period or 2 * backend.heartbeat_interval  # Optuna's own default
+        grace = grace_of(backend)
         # Measured now, the age can be shorter than what got the trial failed: its worker may have beaten again since.
         silent = (f"no heartbeat for {age:.0f}s" if age is not None and age > grace else
                   f"no heartbeat for over {grace:.0f}s") + f" (grace period {grace:.0f}s)"
         queued = queued_retries(study, trial.number)
         again = f"queued again as trial {queued[-1]}" if queued else "retried too often, not queued again"
         log.warning("trial %d of worker %s failed: %s; %s", trial.number, whose, silent, again)
+
+
+def grace_of(backend: optuna.storages.RDBStorage) -> float:
+    """The storage's grace period: Optuna's own default of two heartbeat intervals where none was set."""
+    return backend.grace_period or 2 * backend.get_heartbeat_interval()
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -62,22 +67,22 @@ def _fail_never_beaten(study: optuna.Study) -> None:
     backend = rdb_backend(storage)
     if not isinstance(backend, optuna.storages.RDBStorage) or backend.get_heartbeat_interval() is None:
         return
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not running:
-        return
+    too_old, now = 2 * grace_of(backend), datetime.now()
+    old = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+           if trial.datetime_start is not None and (now - trial.datetime_start).total_seconds() >= too_old]
+    if not old:
+        return  # the heartbeat table is read only when a trial is old enough to be stale
     beaten = heartbeat_ages(storage, study.study_name)
-    too_old = 2 * (backend.grace_period or 2 * backend.get_heartbeat_interval())  # Optuna's default grace: 2 beats
-    now = datetime.now()
-    for trial in running:
-        started = trial.datetime_start
-        if trial.number in beaten or started is None or (now - started).total_seconds() < too_old:
+    for trial in old:
+        if trial.number in beaten:
             continue
         try:
             if not storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
-        log.warning("trial %d never sent a heartbeat in %.0fs: failed", trial.number, (now - started).total_seconds())
+        log.warning("trial %d never sent a heartbeat in %.0fs: failed", trial.number,
+                    (now - trial.datetime_start).total_seconds())
         callback = backend.get_heartbeat_stale_trial_callback()
         if callback is not None:
             callback(study, storage.get_trial(trial_id(trial)))

@@ -52,6 +52,12 @@ class ExploringSampler(optuna.samplers.BaseSampler):
         self.explore.reseed_rng()
 
 
+def search_sampler(config, seed: int) -> optuna.samplers.TPESampler:
+    """The TPE that proposes the search trials (alone: what a user gets from Optuna's TPE)."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, config.n_trials // 3)),
+                                      multivariate=True, constant_liar=True)
+
+
 def create_sampler(config, worker: str = "", trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
     """TPE seeded from the sweep's seed, the trials already in the study and the worker, with a Sobol share.
 
@@ -60,13 +66,7 @@ def create_sampler(config, worker: str = "", trials_so_far: int = 0) -> optuna.s
     One process on a new study draws the same as any other with the same seed. The Sobol sequence is
     the study's, shared by every worker (its position is stored in the study), so its seed is the sweep's.
     """
-    seed = zlib.crc32(f"{config.seed}:{trials_so_far}:{worker}".encode())
-    search = optuna.samplers.TPESampler(
-        seed=seed,
-        n_startup_trials=min(10, max(3, config.n_trials // 3)),
-        multivariate=True,
-        constant_liar=True,
-    )
+    search = search_sampler(config, zlib.crc32(f"{config.seed}:{trials_so_far}:{worker}".encode()))
     with warnings.catch_warnings():  # stable for years; the "experimental" notice only alarms users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         explore = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=config.seed,

@@ -110,3 +110,17 @@ class SimulatedObjective:
         for row in curve(self.gen, started.params, self.config.epochs, rng):
             end_of_epoch(trial, started, row, self.config.epochs)
         return min(row["val_loss"] for row in started.record.history)
+
+
+def simulated_sweep(storage, name: str, config, gen: Generator, seed: int, sampler=None) -> optuna.Study:
+    """A real sweep (``create_or_resume``, the worker loop, the trial steps) with drawn curves in place of training;
+    ``sampler`` replaces the sweep's own."""
+    from sweep.study import create_or_resume
+    from sweep.worker import run_trials
+
+    study, _ = create_or_resume(storage, name, config)
+    if sampler is not None:
+        study.sampler = sampler
+    run_trials(study, config, None, storage=storage, objective=SimulatedObjective(gen, config, seed),
+               until_done=False, poll_seconds=1.0)
+    return study

@@ -193,17 +193,11 @@ def test_the_simulated_causes_plateau_from_their_onset():
 
 def _simulated_sweep(storage, name: str, n_trials: int, seed: int, gen=None, confirm: bool = True):
     """A real sweep (study, sampler, pruner, worker loop, trial steps) with simulated curves in place of training."""
-    from simulated_curves import SimulatedObjective
+    from simulated_curves import simulated_sweep
     from sweep.config import SweepConfig
-    from sweep.study import create_or_resume
-    from sweep.worker import run_trials
 
-    gen = gen or generator("tuning", 2, "late")
     config = SweepConfig(n_trials=n_trials, epochs=6, seed=seed, checkpoints=False, confirm=confirm)
-    study, _ = create_or_resume(storage, name, config)
-    run_trials(study, config, None, storage=storage, objective=SimulatedObjective(gen, config, seed),
-               until_done=False, poll_seconds=1.0)
-    return study, config
+    return simulated_sweep(storage, name, config, gen or generator("tuning", 2, "late"), seed), config
 
 
 def test_a_one_change_run_is_never_pruned_and_never_taken_for_a_repeat():
@@ -338,20 +332,16 @@ def test_the_html_report_shows_the_proof_and_what_is_open_in_chromium(tmp_path, 
 
 
 def test_a_baseline_outside_the_searched_space_is_planned_like_any_other():
-    from simulated_curves import SimulatedObjective
+    from simulated_curves import simulated_sweep
     from sweep.config import SweepConfig
     from sweep.confirm import due_runs
     from sweep.space import parse_param
-    from sweep.study import create_or_resume
-    from sweep.worker import run_trials
 
     # The baseline's lr (1e-4) lies below the searched range: no search run is near it, and the plan goes on.
     config = SweepConfig(n_trials=8, epochs=6, seed=0, checkpoints=False,
                          space={**SweepConfig().space, "lr": parse_param("lr", "1e-3:1e-1")},
                          baseline={**SweepConfig().baseline, "lr": 1e-4})
-    study, _ = create_or_resume(optuna.storages.InMemoryStorage(), "outside", config)
-    run_trials(study, config, None, objective=SimulatedObjective(generator("tuning", 1), config, 0), until_done=False,
-               poll_seconds=1.0)
+    study = simulated_sweep(optuna.storages.InMemoryStorage(), "outside", config, generator("tuning", 1), 0)
     tags = [t.user_attrs["confirmation"] for t in study.trials if "confirmation" in t.user_attrs]
     assert len(tags) == 3 and tags[0]["param"] is None  # 40 % of 8: the control and two changes
     assert due_runs(study, config) == []  # planned once

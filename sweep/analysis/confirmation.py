@@ -18,14 +18,20 @@ from sweep.analysis.baseline import changed_from
 OUTCOMES = ("confirmed", "ruled_out", "inconclusive", "pending")
 
 
-def reference_of(trials: list[dict]) -> dict | None:
-    """The plateau-free run to start from: a search run trained to the end and still improving, the lowest loss.
+def plateau_free(trials: list[dict]) -> list[dict]:
+    """The runs a plan may start from, the lowest loss first: search runs trained to the end and still improving.
 
     Overfitting runs are no reference: their validation loss stalled too, only for another reason.
     """
     candidates = [t for t in trials if t["judged"] and t["state"] == "COMPLETE" and t["verdict"] == "improving"
                   and not t.get("confirmation") and t["best_val_loss"] is not None]
-    return min(candidates, key=lambda t: (t["best_val_loss"], t["number"])) if candidates else None
+    return sorted(candidates, key=lambda t: (t["best_val_loss"], t["number"]))
+
+
+def reference_of(trials: list[dict]) -> dict | None:
+    """The plateau-free run to start from: the first of ``plateau_free``."""
+    ranked = plateau_free(trials)
+    return ranked[0] if ranked else None
 
 
 def changed_params(reference: dict[str, Any], baseline: dict[str, Any],
