@@ -359,3 +359,33 @@ def test_the_settle_command_names_the_storage_the_study_is_in(tmp_path):
     assert [entry for entry in result["not_ruled_out"] if entry["status"] == "open"]  # something to settle
     assert result["settle_command"].startswith(f"sweep confirm --storage {url} --study sim --value ")
     assert f"to settle it: {result['settle_command']}" in render_text(result)
+
+
+@pytest.mark.slow
+def test_a_one_change_run_trains_every_epoch_with_timm_where_the_pruner_cuts_the_same_params(tmp_path):
+    # Real parts: timm training through the Objective, the plateau pruner, the worker loop on SQLite. The baseline at
+    # chance level stalls from epoch 1, so the pruner cuts it; the same params queued as a one-change run (a control)
+    # train to the end and are not taken for a repeat of the baseline.
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+    from sweep.confirm import queue_runs
+    from sweep.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'real.db'}"
+    setup = ["--model", "resnet18", "--weights", "none", "--data", "synthetic:64", "--image-size", "32",
+             "--max-train", "32", "--max-val", "16", "--epochs", "3", "--n-trials", "2", "--batch-size", "16",
+             "--pruner", "plateau", "--patience", "1", "--min-delta", "0.5", "--no-checkpoints", "--quiet"]
+    created = CliRunner().invoke(main, ["start", "--study", "real", "--storage", url, "--workers", "0",
+                                        "--no-doctor", *setup])
+    assert created.exit_code == 0, created.output
+    study = optuna.load_study(study_name="real", storage=open_storage(url, heartbeat=False))
+    baseline = study.trials[0].params or dict(study.user_attrs["sweep_config"]["baseline"])
+    queue_runs(study, [{"params": baseline, "confirmation": {"reference": 0, "param": None, "value": None,
+                                                             "replicate": 1}}])
+    ran = CliRunner().invoke(main, ["worker", "--study", "real", "--storage", url, "--device", "cpu", "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    first, control = optuna.load_study(study_name="real", storage=url).trials
+    assert first.state.name == "PRUNED" and first.user_attrs["pruned_at"] < 3  # the pruner cut the baseline
+    assert control.state.name == "COMPLETE" and len(control.user_attrs["history"]) == 3
+    assert "duplicate_of" not in control.user_attrs and control.params == first.params
