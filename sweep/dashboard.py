@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass
 
 import optuna
+from optuna.artifacts.exceptions import ArtifactNotFound
 import optuna_dashboard
 import plotly.graph_objects as go
 
@@ -22,7 +23,7 @@ from sweep.config import SweepConfig
 from sweep.errors import UsageError
 from sweep.optuna_internals import study_storage, trial_id
 from sweep.record import FINISHED_STATES, TrialRecord
-from sweep.storage import mask_url, open_storage
+from sweep.storage import describe_error, mask_url, open_storage
 from sweep.study_record import dashboard_figures, doctor_summary
 
 log = logging.getLogger("sweep")
@@ -126,8 +127,6 @@ class TrialNotes:
         try:
             write_trial(study, trial, patience=self.patience, min_delta=self.min_delta)
         except Exception as error:  # a note is a convenience: it never stops a sweep
-            from sweep.storage import describe_error
-
             log.warning("could not write the dashboard note of trial %d: %s", trial.number, describe_error(error))
 
 
@@ -216,8 +215,6 @@ class RemovedWeights:
         self.app, self.store, self.keep_best = app, store, keep_best
 
     def _stored(self, artifact_id: str) -> bool:
-        from optuna.artifacts.exceptions import ArtifactNotFound
-
         try:
             self.store.open_reader(artifact_id).close()
             return True

@@ -269,8 +269,6 @@ def analyze_optuna_study(study: optuna.Study, *, output_format: str = "text", pa
                          train_loss_attr: str | None = None) -> str:
     """``sweep analyze`` on a study that `sweep start` did not make, through the public ``sweep.analysis`` API; the
     plateau rule's defaults are the sweep's."""
-    from sweep import analysis
-
     flags = {"baseline": f"--baseline-trial {baseline_trial}",
              "train_loss_attr": f"--train-loss-attr {train_loss_attr}"}
     try:
