@@ -23,26 +23,29 @@ def checkpoint_epoch(storage_url: str, name: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
-def test_a_cut_trial_is_resumed_by_another_worker_on_the_uninterrupted_curve(pg_url, signum):
+def test_a_cut_trial_is_resumed_by_another_worker_on_the_uninterrupted_curve(pg_url):
     create_study(pg_url, "whole", *FLAGS)
     reference = start_worker(pg_url, "whole", "--quiet")
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     whole = trials(pg_url, "whole")[0].user_attrs["history"]
+    for signum in (signal.SIGKILL, signal.SIGTERM):  # killed, or stopped: both against the one uninterrupted curve
+        cut_and_resumed(pg_url, f"cut-{signum.name}", signum, whole)
 
-    create_study(pg_url, "cut", *FLAGS)
-    first = start_worker(pg_url, "cut", "--quiet")
-    wait_for(lambda: checkpoint_epoch(pg_url, "cut") >= 2, 300, "a checkpoint after epoch 2")
+
+def cut_and_resumed(pg_url: str, name: str, signum: signal.Signals, whole: list[dict]) -> None:
+    create_study(pg_url, name, *FLAGS)
+    first = start_worker(pg_url, name, "--quiet")
+    wait_for(lambda: checkpoint_epoch(pg_url, name) >= 2, 300, "a checkpoint after epoch 2")
     first.send_signal(signum)
     first.communicate(timeout=60)
-    cut = trials(pg_url, "cut")[0]
+    cut = trials(pg_url, name)[0]
     done = cut.user_attrs[CHECKPOINT]["epoch"]
     assert 2 <= done < EPOCHS, "the trial ended before the signal: give it more images"
 
-    second = start_worker(pg_url, "cut", "--until-done", "--quiet")
+    second = start_worker(pg_url, name, "--until-done", "--quiet")
     _, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
-    states = trials(pg_url, "cut")
+    states = trials(pg_url, name)
     assert [trial.state.name for trial in states] == ["FAIL", "COMPLETE"], err
     retry = by_state(states, "COMPLETE")[0]
     assert retry.system_attrs["failed_trial"] == cut.number

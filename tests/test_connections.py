@@ -20,7 +20,7 @@ def _database(storage_url: str) -> str:
 
 @pytest.mark.slow
 def test_thirty_workers_finish_the_budget_within_two_connections_each(pg_url, tmp_path):
-    n_workers, n_trials = 30, 60
+    n_workers, n_trials = 30, 40
     create_study(pg_url, "tiny", n_trials)
     with ConnectionWatch(PG_ADMIN_DSN, _database(pg_url)) as watch:
         results = run_tiny_workers(pg_url, "tiny", n_workers, tmp_path)
