@@ -54,7 +54,7 @@ class CallTimer:
         for name in ("resume", "epoch_done", "save", "ended"):
             setattr(sweep.checkpoints.TrialCheckpoints, name, self.timed(getattr(sweep.checkpoints.TrialCheckpoints,
                                                                                   name)))
-        sweep.checkpoints.sha256_of = self.timed(sweep.checkpoints.sha256_of, "hashing")
+        sweep.checkpoints.digest_of = self.timed(sweep.checkpoints.digest_of, "hashing")
 
     def timed(self, method, total: str = "seconds"):
         def call(*args, **kwargs):
@@ -110,7 +110,7 @@ def main() -> None:
             kept.append(folder_bytes(store))
             print(f"pair {pair}: without {plain:.2f} s, with checkpoints {ours:.2f} s, ratio {ours / plain:.3f}; "
                   f"{timer.seconds:.2f} s inside checkpoint calls, ratio {inside[-1]:.3f}; {timer.hashing:.2f} s hashing "
-                  "(sha256 of each state and weights file)")
+                  "(the digest of each state and weights file)")
     mb = 1e6
     print(f"checkpoint cost ratio with/without: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}; target <= 1.03); from the time inside checkpoint calls: "

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import optuna
 import sqlalchemy.exc
+import xxhash
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sqlalchemy.engine import make_url
 
@@ -203,30 +204,41 @@ def state_ids(study_name: str, number: int) -> tuple[str, str]:
     return tuple(f"{safe}-{digest}-trial-{number}-state-{slot}" for slot in "ab")
 
 
+# How a ref's digest was made, by its key: the one written now (``DIGEST``, xxh3-128: 25 GB/s on one core, 15x
+# sha256's speed, so hashing a 283 MB state beside training costs about 11 ms) and the older one, still checked.
+# A digest tells bytes changed by a disk, a torn copy or a hand; it is not a signature.
+DIGEST_ALGORITHMS = {"xxh3_128": xxhash.xxh3_128, "sha256": hashlib.sha256}
+
+
 class DigestMismatch(ValueError):
     """An artifact's bytes are not the ones written (same length or not): a disk, a copy or a hand changed them."""
 
-    def __init__(self, artifact_id: str, found: str, written: str):
-        super().__init__(f"{artifact_id}: sha256 {found[:12]} where {written[:12]} was written")
+    def __init__(self, artifact_id: str, algorithm: str, found: str, written: str):
+        super().__init__(f"{artifact_id}: {algorithm} {found[:12]} where {written[:12]} was written")
+        self.algorithm = algorithm
         self.found = found
         self.written = written
 
 
-def sha256_of(content: bytes | memoryview | BinaryIO) -> str:
-    """The hex sha256 of bytes or of an open binary file (read in chunks)."""
+def digest_of(content: bytes | memoryview | BinaryIO, algorithm: str = DIGEST) -> str:
+    """The hex digest of bytes or of an open binary file (read in chunks)."""
+    hasher = DIGEST_ALGORITHMS[algorithm]()
     if isinstance(content, (bytes, bytearray, memoryview)):
-        return hashlib.sha256(content).hexdigest()
-    return hashlib.file_digest(content, "sha256").hexdigest()
+        hasher.update(content)
+    else:
+        for chunk in iter(lambda: content.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def verify_digest(ref: dict, content: bytes | memoryview | BinaryIO, artifact: str) -> None:
     """DigestMismatch when ``content`` is not what ``ref`` (a checkpoint or weights record) says was written; a ref
     recorded without a digest (by an older version) passes."""
-    written = ref.get(DIGEST)
-    if written is not None:
-        found = sha256_of(content)
-        if found != written:
-            raise DigestMismatch(artifact, found, written)
+    algorithm = next((key for key in DIGEST_ALGORITHMS if key in ref), None)
+    if algorithm is not None:
+        found = digest_of(content, algorithm)
+        if found != ref[algorithm]:
+            raise DigestMismatch(artifact, algorithm, found, ref[algorithm])
 
 
 def remove_quietly(store, artifact_id: str) -> bool:

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from sweep import training_state
-from sweep.artifacts import error_line, open_study_store, remove_quietly, sha256_of, state_ids, verify_digest
+from sweep.artifacts import error_line, open_study_store, remove_quietly, digest_of, state_ids, verify_digest
 from sweep.config import SweepConfig
 from sweep.optuna_internals import study_storage
 from sweep.record import TrialWriter, checkpoint_of
@@ -47,7 +47,7 @@ class TrialCheckpoints:
     """One trial's checkpoints. ``store`` None: checkpoints are off, and every method does nothing.
 
     A reference to a checkpoint (the trial's ``checkpoint`` user attr) is written only after the store has all of
-    it, so a write cut short is never read back; it records the sha256 of the bytes written, and a state whose bytes
+    it, so a write cut short is never read back; it records the digest of the bytes written, and a state whose bytes
     differ from it (changed in the store since) is not resumed. A write that fails (full disk, bucket away) is
     logged once and ends checkpoints for this trial only: the trial trains on.
     """
@@ -126,7 +126,7 @@ class TrialCheckpoints:
             payload = training_state.serialise(state)
             size = payload.tell()
             with payload.getbuffer() as written:  # hashed on this thread, beside training, as the write is
-                digest = sha256_of(written)
+                digest = digest_of(written)
             payload.seek(0)
             self.store.write(target, payload)
         except Exception as error:
@@ -186,7 +186,7 @@ class TrialCheckpoints:
             except Exception as error:
                 self._give_up(error, None)
                 return
-        self.record.weights(artifact_id, best["epoch"], best["val_loss"], len(written), sha256_of(written))
+        self.record.weights(artifact_id, best["epoch"], best["val_loss"], len(written), digest_of(written))
 
     def _drop_states(self, keep: str | None) -> None:
         """Remove the states of this trial and of the trial it took its checkpoint from, except ``keep``."""

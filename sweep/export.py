@@ -91,7 +91,7 @@ def _candidates(ranked: list[Kept], study: optuna.Study, study_name: str, trial_
 
 
 def _download(store, candidates: list[Kept], folder: Path, kept_numbers: set[int], location: str) -> tuple[Kept, Path]:
-    """The first candidate whose weights are in the store, checked against the sha256 recorded when they were
+    """The first candidate whose weights are in the store, checked against the digest recorded when they were
     written; ``kept_numbers``: the trials the sweep kept, whose weights missing means the store is not the one the
     sweep wrote."""
     missing = []
@@ -108,7 +108,7 @@ def _download(store, candidates: list[Kept], folder: Path, kept_numbers: set[int
                 verify_digest(kept.weights, handle, f"weights of trial {kept.number}")
         except DigestMismatch as error:
             raise SweepFailed(f"the weights of trial {kept.number} in the artifact store {location} are not the ones "
-                              f"written (sha256 {error.found[:12]} where {error.written[:12]} was written): the store "
+                              f"written ({error.algorithm} {error.found[:12]} where {error.written[:12]} was written): the store "
                               "changed them since; export another trial with --trial N") from None
         return kept, path
     lost = [number for number in missing if number in kept_numbers]

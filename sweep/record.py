@@ -26,10 +26,10 @@ WORKER = "worker"  # {host, pid, device}
 COMPILE_SECONDS = "compile_seconds"
 BASELINE = "baseline"  # set on the enqueued baseline trial
 DUPLICATE_OF = "duplicate_of"  # a proposal identical to this earlier trial's params: ended untrained
-# {artifact_id, epoch, bytes, trial, sha256}: the last complete training state in the artifact store
+# {artifact_id, epoch, bytes, trial, xxh3_128}: the last complete training state in the artifact store
 CHECKPOINT = "checkpoint"
-WEIGHTS = "weights"  # {artifact_id, epoch, val_loss, bytes, sha256}: the best epoch's weights (safetensors)
-DIGEST = "sha256"  # key of a CHECKPOINT or WEIGHTS ref: the hex sha256 of the bytes written, checked before use
+WEIGHTS = "weights"  # {artifact_id, epoch, val_loss, bytes, xxh3_128}: the best epoch's weights (safetensors)
+DIGEST = "xxh3_128"  # key of a CHECKPOINT or WEIGHTS ref: the digest of the bytes written (artifacts.DIGEST_ALGORITHMS)
 RESUMED_FROM = "resumed_from"  # {trial, epoch}: the trial and epoch a retry continued from
 # {reference, param, value, replicate}: a one-change run, set on the enqueued trial (never pruned, never deduplicated)
 CONFIRMATION = "confirmation"
@@ -161,16 +161,16 @@ class TrialWriter:
     def duplicate(self, number: int) -> None:
         self.trial.set_user_attr(DUPLICATE_OF, int(number))
 
-    def checkpoint(self, artifact_id: str, epoch: int, size: int, trial: int, sha256: str) -> dict:
+    def checkpoint(self, artifact_id: str, epoch: int, size: int, trial: int, digest: str) -> dict:
         """Record the trial's last complete state; returns the ref (what a retry resumes from)."""
         ref = {"artifact_id": artifact_id, "epoch": int(epoch), "bytes": int(size), "trial": int(trial),
-               DIGEST: sha256}
+               DIGEST: digest}
         self.trial.set_user_attr(CHECKPOINT, ref)
         return ref
 
-    def weights(self, artifact_id: str, epoch: int, val_loss: float, size: int, sha256: str) -> None:
+    def weights(self, artifact_id: str, epoch: int, val_loss: float, size: int, digest: str) -> None:
         self.trial.set_user_attr(WEIGHTS, {"artifact_id": artifact_id, "epoch": int(epoch),
-                                           "val_loss": float(val_loss), "bytes": int(size), DIGEST: sha256})
+                                           "val_loss": float(val_loss), "bytes": int(size), DIGEST: digest})
 
     def resumed(self, trial: int, epoch: int) -> None:
         self.trial.set_user_attr(RESUMED_FROM, {"trial": int(trial), "epoch": int(epoch)})

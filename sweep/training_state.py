@@ -118,7 +118,7 @@ def load_training(state: dict, built, scaler) -> None:
 
 def serialise(state: dict) -> io.BytesIO:
     """``torch.save`` without the zip CRC32 of every tensor (a quarter of the time of a save): a state that is cut
-    short is never read back (its reference is written after it), and a read checks the length and sha256 that the
+    short is never read back (its reference is written after it), and a read checks the length and digest that the
     reference recorded."""
     payload = io.BytesIO()
     before, serialization_config.save.compute_crc32 = serialization_config.save.compute_crc32, False

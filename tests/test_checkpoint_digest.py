@@ -1,8 +1,10 @@
 """A state or weights file changed in the store after it was written (same length, other bytes) is refused by the
-sha256 its reference recorded: a retry trains from epoch 1 on the curve of a clean run, and `sweep export` stops."""
+digest its reference recorded: a retry trains from epoch 1 on the curve of a clean run, and `sweep export` stops."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import struct
 import zipfile
@@ -13,7 +15,8 @@ import torch
 from click.testing import CliRunner
 
 from sweep.cli import main
-from sweep.record import CHECKPOINT, RESUMED_FROM, WEIGHTS
+from sweep.artifacts import DigestMismatch, verify_digest
+from sweep.record import CHECKPOINT, DIGEST, RESUMED_FROM, WEIGHTS, TrialWriter
 from sweep.worker import run_trials
 from test_checkpoints import EPOCHS, StopAt, new_study, tiny_config
 
@@ -55,7 +58,7 @@ def test_a_state_corrupted_in_the_store_is_refused_and_the_retry_trains_the_clea
     with pytest.raises(KeyboardInterrupt):  # during epoch 3's report: epoch 2 is the last complete checkpoint
         run_trials(study, config, torch.device("cpu"), storage=storage, progress=StopAt(3))
     ref = study.trials[0].user_attrs[CHECKPOINT]
-    assert ref["epoch"] == 2 and len(ref["sha256"]) == 64
+    assert ref["epoch"] == 2 and len(ref[DIGEST]) == 32
     state = tmp_path / "artifacts" / ref["artifact_id"]
     overwrite(state, tensor_middle(state))
     assert state.stat().st_size == ref["bytes"]  # the length check alone would pass it
@@ -66,8 +69,8 @@ def test_a_state_corrupted_in_the_store_is_refused_and_the_retry_trains_the_clea
     assert retry.state.name == "COMPLETE" and RESUMED_FROM not in retry.user_attrs
     lines = [record.getMessage() for record in caplog.records if ref["artifact_id"] in record.getMessage()]
     assert len(lines) == 1 and lines[0].startswith(
-        f"trial 1: cannot resume from the checkpoint of trial 0 at epoch 2 (state {ref['artifact_id']}: sha256 ")
-    assert f"where {ref['sha256'][:12]} was written); training from epoch 1" in lines[0]
+        f"trial 1: cannot resume from the checkpoint of trial 0 at epoch 2 (state {ref['artifact_id']}: {DIGEST} ")
+    assert f"where {ref[DIGEST][:12]} was written); training from epoch 1" in lines[0]
     assert not any("resumes trial" in record.getMessage() for record in caplog.records)
     # the same params and seed, trained from epoch 1: the curve of the run that was never cut or corrupted
     assert [row[0] for row in curve(retry)] == list(range(1, EPOCHS + 1))
@@ -76,8 +79,6 @@ def test_a_state_corrupted_in_the_store_is_refused_and_the_retry_trains_the_clea
 
 
 def test_a_state_recorded_without_a_digest_is_still_checked_by_its_length(tmp_path, monkeypatch, caplog):
-    from sweep.record import DIGEST, TrialWriter
-
     config = tiny_config(tmp_path / "artifacts")
     study, storage = new_study(tmp_path, "older", config)
     recording = TrialWriter.checkpoint
@@ -106,7 +107,7 @@ def test_export_of_corrupted_weights_is_one_line_naming_the_trial_and_the_store(
     url = f"sqlite:///{tmp_path / 'weights.db'}"
     run_trials(study, config, torch.device("cpu"), storage=storage)
     weights = study.trials[0].user_attrs[WEIGHTS]
-    assert len(weights["sha256"]) == 64
+    assert len(weights[DIGEST]) == 32
     export = ["export", "--storage", url, "--study", "weights", "--trial", "0"]
     good = CliRunner().invoke(main, [*export, "--out", str(tmp_path / "good")])
     assert good.exit_code == 0, good.output
@@ -118,6 +119,16 @@ def test_export_of_corrupted_weights_is_one_line_naming_the_trial_and_the_store(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     assert lines[0].startswith(f"Error: the weights of trial 0 in the artifact store {tmp_path / 'artifacts'} are "
-                               f"not the ones written (sha256 ")
-    assert f"where {weights['sha256'][:12]} was written)" in lines[0]
+                               f"not the ones written ({DIGEST} ")
+    assert f"where {weights[DIGEST][:12]} was written)" in lines[0]
     assert not (tmp_path / "bad" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_a_ref_with_the_older_sha256_digest_is_checked_by_it(as_file):
+    written = bytes(range(256)) * 4096
+    ref = {"artifact_id": "a", "sha256": hashlib.sha256(written).hexdigest()}
+    verify_digest(ref, io.BytesIO(written) if as_file else written, "state a")  # the same bytes pass
+    changed = written[:1000] + b"\0" * 4096 + written[5096:]
+    with pytest.raises(DigestMismatch, match=r"^state a: sha256 [0-9a-f]{12} where [0-9a-f]{12} was written$"):
+        verify_digest(ref, io.BytesIO(changed) if as_file else changed, "state a")
