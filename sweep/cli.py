@@ -77,7 +77,7 @@ Examples:
 @space_options
 @options(*(setting_option(name) for name in ("val_fraction", "epochs", "n_trials", "seed", "optimizer", "pruner",
                                           "patience", "min_delta", "compile", "skip_bad_images", "checkpoints",
-                                          "keep_best", "stop_when", "stop_after", "confirm")))
+                                          "checkpoint_every", "keep_best", "stop_when", "stop_after", "confirm")))
 @setting_option("artifacts", Checked("DIR|s3://BUCKET/PREFIX", check_location))
 @device_option
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,

@@ -14,7 +14,7 @@ EPOCHS = 6
 # One point that trains hard, on enough images that an epoch takes a moment: the kill lands mid-trial.
 FLAGS = ["--epochs", str(EPOCHS), "--n-trials", "1", "--data", "synthetic:256", "--max-train", "128",
          "--max-val", "32", "--lr", "0.05", "--frozen-stages", "0", "--scheduler", "cosine", "--dropout", "0.2",
-         "--weight-decay", "0.0001"]
+         "--weight-decay", "0.0001", "--checkpoint-every", "0"]
 
 
 def checkpoint_epoch(storage_url: str, name: str) -> int:

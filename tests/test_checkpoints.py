@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import sweep.checkpoints
 from sweep import space
 from sweep import study as study_module
 from sweep.artifacts import state_ids
@@ -24,7 +25,7 @@ EPOCHS = 4
 
 def tiny_config(artifacts: Path | str, **overrides):
     fixed = {"model": "resnet18", "weights": "none", "data": "synthetic:64", "image_size": 32, "max_train": 32,
-             "max_val": 16, "epochs": EPOCHS, "n_trials": 1, "artifacts": str(artifacts)}
+             "max_val": 16, "epochs": EPOCHS, "n_trials": 1, "artifacts": str(artifacts), "checkpoint_every": 0}
     # a single point that trains hard (no frozen stage, cosine schedule, dropout): a lost state would show
     space_values = {"batch_size": "16", "dropout": "0.2", "lr": "0.05", "frozen_stages": "0", "scheduler": "cosine",
                     "weight_decay": "0.0001", **overrides.pop("space", {})}
@@ -150,3 +151,50 @@ def test_a_half_written_state_is_never_read_back(tmp_path, caplog):
     assert [row["epoch"] for row in retry.user_attrs["history"]] == [1, 2, 3, 4]
     assert (f"cannot resume from the checkpoint of trial 0 at epoch 2 ({ref['bytes'] // 2} bytes where {ref['bytes']} "
             "were written); training from epoch 1") in caplog.text
+
+
+class EpochClock(StopAt):
+    """A clock for the checkpoints that moves ``seconds`` per finished epoch (an epoch's report comes before its
+    state is written); stops like StopAt."""
+
+    def __init__(self, seconds: float, stop_at: int | None, monkeypatch):
+        super().__init__(stop_at)
+        self.now = 0.0
+        self.seconds = seconds
+        self.states: list[int] = []
+        monkeypatch.setattr("sweep.checkpoints.time.monotonic", lambda: self.now)
+
+    def epoch_done(self, number, record, epochs):
+        self.now += self.seconds
+        super().epoch_done(number, record, epochs)
+
+
+def test_a_state_is_written_once_the_interval_has_passed_and_the_retry_resumes_from_the_last_one(tmp_path,
+                                                                                                  monkeypatch):
+    config = tiny_config(tmp_path / "artifacts", checkpoint_every=15, epochs=6)
+    study, storage = new_study(tmp_path, "every", config)
+    writes = []
+    saving = sweep.checkpoints.TrialCheckpoints._write
+    monkeypatch.setattr(sweep.checkpoints.TrialCheckpoints, "_write",
+                        lambda self, target, state, epoch: (writes.append(epoch), saving(self, target, state, epoch)))
+    clock = EpochClock(10.0, 6, monkeypatch)  # epochs end at 10, 20, ... s: 20 - 0 and 40 - 20 pass 15 s
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, config, torch.device("cpu"), storage=storage, progress=clock)
+    assert writes == [2, 4] and study.trials[0].user_attrs[CHECKPOINT]["epoch"] == 4
+
+    monkeypatch.undo()
+    run_trials(study, config, torch.device("cpu"), storage=storage)
+    retry = study.trials[1]
+    assert retry.state.name == "COMPLETE" and retry.user_attrs[RESUMED_FROM] == {"trial": 0, "epoch": 4}
+
+
+def test_a_trial_shorter_than_the_interval_writes_no_state_but_keeps_its_best_weights(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path / "artifacts", checkpoint_every=3600)
+    study, storage = new_study(tmp_path, "long-interval", config)
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, config, torch.device("cpu"), storage=storage, progress=StopAt(3))
+    assert CHECKPOINT not in study.trials[0].user_attrs
+    run_trials(study, config, torch.device("cpu"), storage=storage)
+    retry = study.trials[1]
+    assert RESUMED_FROM not in retry.user_attrs and [row["epoch"] for row in retry.user_attrs["history"]] == [1, 2, 3, 4]
+    assert stored_files(tmp_path / "artifacts") == [retry.user_attrs[WEIGHTS]["artifact_id"]]

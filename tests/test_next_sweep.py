@@ -16,7 +16,7 @@ from synthetic_studies import SPACE, store_study, synthetic_records
 FIRST = SweepConfig(
     model="resnet18", weights="none", data="synthetic:64", image_size=48, max_train=40, max_val=None,
     val_fraction=0.3, epochs=4, n_trials=12, seed=7, optimizer="adamw", pruner="median", patience=3, min_delta=0.05,
-    compile=True, skip_bad_images=True, checkpoints=False, keep_best=2, artifacts="/elsewhere/first.artifacts",
+    compile=True, skip_bad_images=True, checkpoints=False, checkpoint_every=30.0, keep_best=2, artifacts="/elsewhere/first.artifacts",
     stop_when="stalled", stop_after=4, confirm=False,
 )
 
