@@ -45,24 +45,32 @@ def sweep_seconds(config, device: torch.device, folder: Path, name: str) -> tupl
 
 
 class CallTimer:
-    """Seconds spent inside the checkpoint methods of every trial (state copies, serialisation, store writes), and
-    seconds spent hashing what is written (states on the writer thread, weights inside ``ended``)."""
+    """Seconds spent inside the checkpoint methods of every trial (state copies, serialisation, store writes), per
+    method too, and seconds spent hashing what is written (states on the writer thread, weights inside ``ended``)."""
+
+    METHODS = ("resume", "epoch_done", "save", "ended")
 
     def __init__(self):
-        self.seconds = 0.0
-        self.hashing = 0.0
-        for name in ("resume", "epoch_done", "save", "ended"):
+        self.reset()
+        for name in self.METHODS:
             setattr(sweep.checkpoints.TrialCheckpoints, name, self.timed(getattr(sweep.checkpoints.TrialCheckpoints,
-                                                                                  name)))
+                                                                                  name), name))
         sweep.checkpoints.digest_of = self.timed(sweep.checkpoints.digest_of, "hashing")
 
-    def timed(self, method, total: str = "seconds"):
+    def reset(self) -> None:
+        self.by_name = dict.fromkeys((*self.METHODS, "hashing"), 0.0)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.by_name[name] for name in self.METHODS)
+
+    def timed(self, method, name: str):
         def call(*args, **kwargs):
             started = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                setattr(self, total, getattr(self, total) + time.perf_counter() - started)
+                self.by_name[name] += time.perf_counter() - started
         return call
 
 
@@ -101,7 +109,7 @@ def main() -> None:
         for pair in range(1, args.pairs + 1):
             plain, _ = sweep_seconds(dataclasses.replace(base, checkpoints=False), device, tmp, f"off-{pair}")
             store = tmp / f"store-{pair}"
-            timer.seconds = timer.hashing = 0.0
+            timer.reset()
             ours, trials = sweep_seconds(dataclasses.replace(base, artifacts=str(store)), device, tmp, f"on-{pair}")
             ratios.append(ours / plain)
             inside.append(ours / (ours - timer.seconds))
@@ -109,15 +117,18 @@ def main() -> None:
             weights += [t.user_attrs[WEIGHTS]["bytes"] for t in trials if WEIGHTS in t.user_attrs]
             kept.append(folder_bytes(store))
             print(f"pair {pair}: without {plain:.2f} s, with checkpoints {ours:.2f} s, ratio {ours / plain:.3f}; "
-                  f"{timer.seconds:.2f} s inside checkpoint calls, ratio {inside[-1]:.3f}; {timer.hashing:.2f} s hashing "
-                  "(the digest of each state and weights file)")
+                  f"{timer.seconds:.2f} s inside checkpoint calls, ratio {inside[-1]:.3f} ("
+                  + ", ".join(f"{name} {timer.by_name[name]:.2f} s" for name in timer.METHODS)
+                  + f"); {timer.by_name['hashing']:.2f} s hashing (the digest of each state and weights file); "
+                  f"{sum(CHECKPOINT in t.user_attrs for t in trials)} of {len(trials)} trials wrote a state")
     mb = 1e6
     print(f"checkpoint cost ratio with/without: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}; target <= 1.03); from the time inside checkpoint calls: "
           f"median {statistics.median(inside):.3f}")
-    print(f"bytes per trial: last state {max(states) / mb:.1f} MB while it runs (best weights inside when not the "
-          f"last epoch's), best weights {max(weights) / mb:.1f} MB once it ends; kept per sweep after it ends: "
-          f"{statistics.median(kept) / mb:.1f} MB ({min(base.keep_best, base.n_trials)} trials' weights)")
+    state = (f"last state {max(states) / mb:.1f} MB while it runs (best weights inside when not the last epoch's)"
+             if states else f"no state (every trial trained less than checkpoint_every = {base.checkpoint_every:g} s)")
+    print(f"bytes per trial: {state}, best weights {max(weights) / mb:.1f} MB once it ends; kept per sweep after it "
+          f"ends: {statistics.median(kept) / mb:.1f} MB ({min(base.keep_best, base.n_trials)} trials' weights)")
 
 if __name__ == "__main__":
     main()

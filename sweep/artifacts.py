@@ -279,7 +279,21 @@ def ranked_weights(trials: list[optuna.trial.FrozenTrial], *, patience: int, min
             continue
         verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
         kept.append(Kept(trial.number, record.state, verdict.verdict, float(weights["val_loss"]), weights))
-    return sorted(kept, key=lambda item: (not item.wanted, item.best_val_loss, item.number))
+    return sorted(kept, key=_rank)
+
+
+def _rank(kept: Kept) -> tuple:
+    return not kept.wanted, kept.best_val_loss, kept.number
+
+
+def ranks_within(trials: list[optuna.trial.FrozenTrial], candidate: Kept, keep_best: int, *, patience: int,
+                 min_delta: float) -> bool:
+    """Whether ``candidate``, a trial ending now, ranks among the best ``keep_best`` of ``trials``' weights. Where
+    ``keep_best`` finished trials rank before it, it ranks after them in any later study too: its weights would
+    be removed as soon as they were written."""
+    ahead = [kept for kept in ranked_weights(trials, patience=patience, min_delta=min_delta)
+             if kept.number != candidate.number and _rank(kept) < _rank(candidate)]
+    return len(ahead) < keep_best
 
 
 class KeepBest:

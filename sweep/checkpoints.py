@@ -13,7 +13,9 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from sweep import training_state
-from sweep.artifacts import error_line, open_study_store, remove_quietly, digest_of, state_ids, verify_digest
+from sweep.analysis.curves import classify_curve
+from sweep.artifacts import (Kept, digest_of, error_line, open_study_store, ranks_within, remove_quietly, state_ids,
+                             verify_digest)
 from sweep.config import SweepConfig
 from sweep.optuna_internals import study_storage
 from sweep.record import TrialWriter, checkpoint_of
@@ -41,7 +43,7 @@ def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWrite
     opened = open_study_store(config, study_storage(trial.study))
     if opened is None:
         return TrialCheckpoints(None, trial, record)
-    return TrialCheckpoints(opened.store, trial, record, opened.location, retries, every=config.checkpoint_every)
+    return TrialCheckpoints(opened.store, trial, record, opened.location, retries, config)
 
 
 class TrialCheckpoints:
@@ -52,15 +54,16 @@ class TrialCheckpoints:
     differ from it (changed in the store since) is not resumed. A write that fails (full disk, bucket away) is
     logged once and ends checkpoints for this trial only: the trial trains on.
 
-    A state is written after the first epoch that ends ``every`` seconds or more after the trial started or its last
-    state was written: on a GPU, where an epoch takes minutes, after every epoch; on a CPU with epochs of seconds,
-    writing 283 MB after each would take the cores that training needs.
+    A state is written after the first epoch that ends ``checkpoint_every`` seconds or more after the trial started
+    or its last state was written: on a GPU, where an epoch takes minutes, after every epoch; on a CPU with epochs of
+    seconds, writing 283 MB after each would take the cores that training needs. The best weights are written when
+    the trial ends, unless ``keep_best`` finished trials already rank before it (they would be removed at once).
     """
 
     def __init__(self, store, trial: optuna.Trial, record: TrialWriter, location: str = "",
-                 retries: int | None = None, every: float = 0.0):
+                 retries: int | None = None, config: SweepConfig | None = None):
         self.store = store
-        self.every = every
+        self.config = config or SweepConfig(checkpoint_every=0)
         self._last_state = time.monotonic()
         self.retries = retries
         self.trial = trial
@@ -115,7 +118,7 @@ class TrialCheckpoints:
         reference to it, then the previous state goes. The state's tensors are copied here; serialising and
         writing them runs beside the next epoch's training."""
         self.wait()
-        if not self.enabled or time.monotonic() - self._last_state < self.every:
+        if not self.enabled or time.monotonic() - self._last_state < self.config.checkpoint_every:
             return
         self._last_state = time.monotonic()
         target = self.ids[1] if self.ref and self.ref["artifact_id"] == self.ids[0] else self.ids[0]
@@ -158,15 +161,31 @@ class TrialCheckpoints:
         """A trial cut short: its last state is recorded before Optuna marks it failed, so the retry finds it."""
         self._writer.join()
 
-    def ended(self) -> None:
-        """The trial ended (complete or pruned): its best weights go to the store, its states are removed."""
+    def ended(self, state: str) -> None:
+        """The trial ended, ``state`` "COMPLETE" or "PRUNED": its best weights go to the store where they may be kept,
+        its states are removed."""
         if not self.enabled:
             return
         self.wait()
-        if self.enabled and self.best is not None:
+        if self.enabled and self.best is not None and self._may_be_kept(state):
             self._upload_weights()
         if self.store is not None and self.ref is not None:
             self._drop_states(keep=None)
+
+    def _may_be_kept(self, state: str) -> bool:
+        config = self.config
+        verdict = classify_curve(self.record.history, patience=config.patience, min_delta=config.min_delta).verdict
+        candidate = Kept(self.trial.number, state, verdict, float(self.best["val_loss"]), {})
+        try:
+            trials = self.trial.study.get_trials(deepcopy=False)
+        except Exception as error:  # the ranking unread: the weights are written, and KeepBest decides later
+            log.debug("trial %d: cannot rank its weights: %s", self.trial.number, error_line(error))
+            return True
+        if ranks_within(trials, candidate, config.keep_best, patience=config.patience, min_delta=config.min_delta):
+            return True
+        log.info("trial %d: its best weights are not written: the best %d finished trials rank before it "
+                 "(--keep-best)", self.trial.number, config.keep_best)
+        return False
 
     def _read(self, ref: dict) -> dict:
         with self.store.open_reader(ref["artifact_id"]) as reader:

@@ -80,8 +80,9 @@ def _candidates(ranked: list[Kept], study: optuna.Study, study_name: str, trial_
             if trial_number not in numbers:
                 raise UsageError(f"--trial {trial_number}: study {study_name!r} has no such trial "
                                  f"(its trials are {_span(numbers)})")
-            raise SweepFailed(f"trial {trial_number} of study {study_name!r} has no weights (it did not finish, or "
-                              f"trained no epoch): trials with weights are {_span([k.number for k in ranked])}")
+            raise SweepFailed(f"trial {trial_number} of study {study_name!r} has no weights (it did not finish, "
+                              "trained no epoch, or ranked below the best --keep-best when it ended): trials with "
+                              f"weights are {_span([k.number for k in ranked])}")
         return chosen
     wanted = [kept for kept in ranked if kept.wanted]
     if not wanted:

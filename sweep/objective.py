@@ -75,16 +75,16 @@ class Objective:
                 device=self.device, on_epoch=on_epoch, acceleration=acceleration, first_epoch=done + 1, scaler=scaler,
             )
         except optuna.TrialPruned:
-            checkpoints.ended()
+            checkpoints.ended("PRUNED")
             raise
         except DivergedLoss as error:
             record.stopped(error.epoch, error.failure)
-            checkpoints.ended()
+            checkpoints.ended("PRUNED")
             raise optuna.TrialPruned(str(error)) from None
         except torch.cuda.OutOfMemoryError:
             # Out of memory says this batch size does not fit, not that the sweep is broken: go on.
             record.stopped(len(record.history), "oom")
-            checkpoints.ended()
+            checkpoints.ended("PRUNED")
             raise optuna.TrialPruned(f"out of GPU memory with batch_size={params['batch_size']}") from None
         finally:
             checkpoints.close()
@@ -92,5 +92,5 @@ class Objective:
             if self.device.type == "cuda":
                 gc.collect()
                 torch.cuda.empty_cache()
-        checkpoints.ended()
+        checkpoints.ended("COMPLETE")
         return min(row["val_loss"] for row in record.history)

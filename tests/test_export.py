@@ -13,7 +13,8 @@ from safetensors.torch import load as load_bytes
 import models
 from sweep import space
 from sweep import study as study_module
-from sweep.artifacts import open_store, ranked_weights
+from sweep.analysis.curves import classify_curve
+from sweep.artifacts import UNWANTED_VERDICTS, open_store, ranked_weights
 from sweep.record import WEIGHTS
 from sweep.cli import main
 from sweep.config import build_config
@@ -48,9 +49,43 @@ def export(url: str, *args: str):
 def test_only_the_best_trials_keep_their_weights_and_no_state_is_left(swept):
     tmp_path, url, study, config = swept
     ranked = ranked_weights(study.get_trials(), patience=config.patience, min_delta=config.min_delta)
-    assert len(ranked) == 4
+    assert len(ranked) >= 2
     kept = {kept.weights["artifact_id"] for kept in ranked[:2]}
     assert {path.name for path in (tmp_path / "artifacts").iterdir()} == kept
+    # a trial without weights never had them written: two earlier trials ranked before it when it ended
+    for trial in study.trials:
+        if WEIGHTS not in trial.user_attrs:
+            mine = (not _wanted(trial, config), min(row["val_loss"] for row in trial.user_attrs["history"]))
+            ahead = [k for k in ranked if k.number < trial.number and (not k.wanted, k.best_val_loss) < mine]
+            assert len(ahead) >= 2, trial.number
+
+
+def _wanted(trial, config) -> bool:
+    verdict = classify_curve(trial.user_attrs["history"], patience=config.patience, min_delta=config.min_delta)
+    return trial.state.name == "COMPLETE" and verdict.verdict not in UNWANTED_VERDICTS
+
+
+def test_a_trial_that_ends_behind_the_best_keep_best_writes_no_weights(tmp_path, caplog):
+    fixed = {"model": "resnet18", "weights": "none", "data": "synthetic:64", "image_size": 32, "max_train": 32,
+             "max_val": 16, "epochs": 3, "n_trials": 2, "keep_best": 1, "artifacts": str(tmp_path / "artifacts"),
+             "pruner": "none", "confirm": False}
+    fixed["space"] = {name: space.parse_param(name, text) for name, text in
+                      {"batch_size": "16", "lr": "1e-7:1e-1", "frozen_stages": "0"}.items()}
+    config = build_config(None, fixed)
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweep.db'}")
+    study, _ = study_module.create_or_resume(storage, "behind", config)
+    study.enqueue_trial({"lr": 1e-7})  # learns nothing in 3 epochs: behind the baseline when it ends
+    with caplog.at_level("INFO", logger="sweep"):
+        run_trials(study, config, torch.device("cpu"), storage=storage)
+    first, second = study.trials
+    assert min(r["val_loss"] for r in first.user_attrs["history"]) < min(r["val_loss"] for r in
+                                                                          second.user_attrs["history"])
+    assert WEIGHTS in first.user_attrs and WEIGHTS not in second.user_attrs
+    assert "trial 1: its best weights are not written: the best 1 finished trials rank before it" in caplog.text
+    assert [path.name for path in (tmp_path / "artifacts").iterdir()] == [first.user_attrs[WEIGHTS]["artifact_id"]]
+    result = export(f"sqlite:///{tmp_path / 'sweep.db'}", "--study", "behind", "--trial", "1", "--out",
+                    str(tmp_path / "model"))
+    assert result.exit_code == 1 and "ranked below the best --keep-best when it ended" in result.output
 
 
 def test_export_writes_the_best_trial_as_a_timm_model_that_timm_and_the_next_sweep_read_back(swept):
