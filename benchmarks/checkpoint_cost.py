@@ -1,9 +1,9 @@
-"""Cost of checkpoints: the same small sweep with and without them (each trial's state after every epoch and its best
-weights in a folder artifact store), time ratio and bytes kept. Target: <= 1.03x.
+"""Cost of checkpoints: the same small sweep with and without them (each trial's states, one per --checkpoint-every
+seconds of training, and its best weights in a folder artifact store), time ratio and bytes kept. Target: <= 1.03x.
 
     .venv/bin/python benchmarks/checkpoint_cost.py                       # resnet18, 4 trials x 3 epochs
     .venv/bin/python benchmarks/checkpoint_cost.py --model resnet50 --epochs 6 --max-train 512 --max-val 128 \\
-        --n-trials 2 --pairs 2 --frozen-stages 0                         # trials of the default sweep's size
+        --n-trials 2 --pairs 2 --frozen-stages 0 --checkpoint-every 0    # a state after every epoch
     .venv/bin/python benchmarks/checkpoint_cost.py --default-sweep --pairs 1   # the default sweep itself
 
 Runs the sweep without and with checkpoints in turn (A B A B ...) in one process, each on a new SQLite study
@@ -83,6 +83,8 @@ def main() -> None:
     add_size_flags(parser)
     parser.add_argument("--n-trials", type=int, default=4)
     parser.add_argument("--keep-best", type=int, default=3)
+    parser.add_argument("--checkpoint-every", type=float, default=SweepConfig.checkpoint_every,
+                        help="seconds of training between two states of a trial (0: after every epoch)")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--default-sweep", action="store_true",
                         help="pair the default sweep itself (size flags, --n-trials and --frozen-stages ignored)")
@@ -94,10 +96,11 @@ def main() -> None:
         # every trial the baseline's params with --frozen-stages: the state a checkpoint holds depends on it
         point = trial_params(args)
         base = config_from(args, n_trials=args.n_trials, keep_best=args.keep_best, pruner="none",
+                           checkpoint_every=args.checkpoint_every,
                            space={name: space.parse_param(name, str(value)) for name, value in point.items()},
                            baseline=point)
         if args.default_sweep:  # the README's sweep itself: its space, baseline, pruner and budget
-            base = SweepConfig(weights=args.weights, seed=args.seed)
+            base = SweepConfig(weights=args.weights, seed=args.seed, checkpoint_every=args.checkpoint_every)
         print(machine())
         print(f"{base.model}, {base.n_trials} trials x {base.epochs} epochs, {base.max_train}/{base.max_val} images, "
               f"{base.image_size}px, " + ("the default sweep's space and pruner" if args.default_sweep else

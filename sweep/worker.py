@@ -26,6 +26,7 @@ from sweep.artifacts import keep_best_for, open_study_store
 from sweep.config import SweepConfig
 from sweep.confirm import schedule_confirmations
 from sweep.dashboard import TrialNotes
+from sweep.logs import interrupted
 from sweep.optuna_internals import study_storage
 from sweep.progress import SweepProgress, waiting_line
 from sweep.recovery import StaleTrialWatcher, fail_stale_trials
@@ -277,6 +278,12 @@ def step(loop: TrialLoop) -> Step:
         interrupt.trial = _requeue_interrupted(loop.study, admitted.number)
         raise
     except Exception as error:
+        if interrupted(error):
+            # A stop signal inside a database call reaches here as the error of the call that found the connection
+            # cut (Optuna's tell of the interrupted trial): a stop, not an outage to wait out.
+            interrupt = KeyboardInterrupt()
+            interrupt.trial = _requeue_interrupted(loop.study, admitted.number)
+            raise interrupt from error
         handled = _after_error(loop, admitted, error)
         if handled is None:
             raise

@@ -55,3 +55,23 @@ def test_a_trial_another_worker_took_over_is_dropped_and_the_loop_goes_on(study)
 
     done = step(loop_for(study, storage, taken))
     assert (done.outcome, done.ran) == (Outcome.TAKEN_OVER, 0)
+
+
+def test_a_stop_signal_that_surfaces_as_a_database_error_stops_the_step_and_queues_its_trial_again(study):
+    """SIGTERM inside a database call: the call that next finds the connection cut raises a database error whose
+    context is the KeyboardInterrupt. That is a stop, not an outage to wait out and go on from."""
+    import sqlalchemy.exc
+
+    study, storage = study
+
+    def cut(trial):
+        try:
+            raise KeyboardInterrupt  # the stop handler, inside the driver
+        except KeyboardInterrupt:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("can't change 'autocommit' now"))
+
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        step(loop_for(study, storage, cut))
+    assert stopped.value.trial == 0
+    states = [trial.state.name for trial in study.get_trials()]
+    assert states == ["FAIL", "WAITING"]  # the baseline failed and queued again for the next worker
