@@ -207,7 +207,7 @@ def state_ids(study_name: str, number: int) -> tuple[str, str]:
 # How a ref's digest was made, by its key: the one written now (``DIGEST``, xxh3-128: 25 GB/s on one core, 15x
 # sha256's speed, so hashing a 283 MB state beside training costs about 11 ms) and the older one, still checked.
 # A digest tells bytes changed by a disk, a torn copy or a hand; it is not a signature.
-DIGEST_ALGORITHMS = {"xxh3_128": xxhash.xxh3_128, "sha256": hashlib.sha256}
+DIGEST_ALGORITHMS = {DIGEST: xxhash.xxh3_128, "sha256": hashlib.sha256}
 
 
 class DigestMismatch(ValueError):
@@ -292,7 +292,7 @@ def ranks_within(trials: list[optuna.trial.FrozenTrial], candidate: Kept, keep_b
     ``keep_best`` finished trials rank before it, it ranks after them in any later study too: its weights would
     be removed as soon as they were written."""
     ahead = [kept for kept in ranked_weights(trials, patience=patience, min_delta=min_delta)
-             if kept.number != candidate.number and _rank(kept) < _rank(candidate)]
+             if _rank(kept) < _rank(candidate)]
     return len(ahead) < keep_best
 
 

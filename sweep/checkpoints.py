@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from pathlib import Path
+from time import monotonic
 
 import optuna
 import torch
@@ -42,8 +42,8 @@ def checkpoints_for(config: SweepConfig, trial: optuna.Trial, record: TrialWrite
     (the trial trains on). ``retries``: the trial this one retries, if any."""
     opened = open_study_store(config, study_storage(trial.study))
     if opened is None:
-        return TrialCheckpoints(None, trial, record)
-    return TrialCheckpoints(opened.store, trial, record, opened.location, retries, config)
+        return TrialCheckpoints(None, trial, record, config)
+    return TrialCheckpoints(opened.store, trial, record, config, opened.location, retries)
 
 
 class TrialCheckpoints:
@@ -60,11 +60,11 @@ class TrialCheckpoints:
     the trial ends, unless ``keep_best`` finished trials already rank before it (they would be removed at once).
     """
 
-    def __init__(self, store, trial: optuna.Trial, record: TrialWriter, location: str = "",
-                 retries: int | None = None, config: SweepConfig | None = None):
+    def __init__(self, store, trial: optuna.Trial, record: TrialWriter, config: SweepConfig, location: str = "",
+                 retries: int | None = None):
         self.store = store
-        self.config = config or SweepConfig(checkpoint_every=0)
-        self._last_state = time.monotonic()
+        self.config = config
+        self._last_state = monotonic()
         self.retries = retries
         self.trial = trial
         self.record = record
@@ -118,9 +118,10 @@ class TrialCheckpoints:
         reference to it, then the previous state goes. The state's tensors are copied here; serialising and
         writing them runs beside the next epoch's training."""
         self.wait()
-        if not self.enabled or time.monotonic() - self._last_state < self.config.checkpoint_every:
+        now = monotonic()
+        if not self.enabled or now - self._last_state < self.config.checkpoint_every:
             return
-        self._last_state = time.monotonic()
+        self._last_state = now
         target = self.ids[1] if self.ref and self.ref["artifact_id"] == self.ids[0] else self.ids[0]
         best = self.best or {"epoch": epoch, "val_loss": float("inf"), "model": None}
         state = training_state.capture(epoch, built, scaler, self.record.history, {

@@ -162,7 +162,7 @@ class EpochClock(StopAt):
         self.now = 0.0
         self.seconds = seconds
         self.states: list[int] = []
-        monkeypatch.setattr("sweep.checkpoints.time.monotonic", lambda: self.now)
+        monkeypatch.setattr("sweep.checkpoints.monotonic", lambda: self.now)
 
     def epoch_done(self, number, record, epochs):
         self.now += self.seconds
