@@ -123,7 +123,8 @@ def main() -> None:
                   f"{timer.seconds:.2f} s inside checkpoint calls, ratio {inside[-1]:.3f} ("
                   + ", ".join(f"{name} {timer.by_name[name]:.2f} s" for name in timer.METHODS)
                   + f"); {timer.by_name['hashing']:.2f} s hashing (the digest of each state and weights file); "
-                  f"{sum(CHECKPOINT in t.user_attrs for t in trials)} of {len(trials)} trials wrote a state")
+                  f"of {len(trials)} trials {sum(CHECKPOINT in t.user_attrs for t in trials)} wrote a state, "
+                  f"{sum(WEIGHTS in t.user_attrs for t in trials)} their best weights")
     mb = 1e6
     print(f"checkpoint cost ratio with/without: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}; target <= 1.03); from the time inside checkpoint calls: "

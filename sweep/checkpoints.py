@@ -10,7 +10,7 @@ from time import monotonic
 
 import optuna
 import torch
-from safetensors.torch import save as safetensors_bytes
+from safetensors.torch import save_file as save_safetensors
 
 from sweep import training_state
 from sweep.analysis.curves import classify_curve
@@ -20,7 +20,7 @@ from sweep.config import SweepConfig
 from sweep.optuna_internals import study_storage
 from sweep.record import TrialWriter, checkpoint_of
 from sweep.storage import mask_secrets
-from sweep.training_state import BackgroundWrite, changing_state, cpu_copy
+from sweep.training_state import BackgroundWrite, changing_state, cpu_copy, on_cpu
 
 log = logging.getLogger("sweep")
 
@@ -198,15 +198,17 @@ class TrialCheckpoints:
 
     def _upload_weights(self) -> None:
         best = self.best
-        # the frozen stages are the same at every epoch: the model at its end has them
+        # the frozen stages are the same at every epoch: the model at its end has them, written without a copy;
+        # the file is serialised straight to disk and hashed from there (page cache, a few ms)
         frozen = {name: tensor for name, tensor in self.model.state_dict().items() if name not in best["model"]}
-        weights = {**cpu_copy(frozen), **best["model"]}
+        weights = {**on_cpu(frozen), **best["model"]}
         with tempfile.TemporaryDirectory(prefix="sweep-weights-") as folder:
             path = Path(folder) / WEIGHTS_FILE
             try:
-                written = safetensors_bytes(weights, metadata={"epoch": str(best["epoch"]),
-                                                               "trial": str(self.trial.number)})
-                path.write_bytes(written)
+                save_safetensors(weights, path, metadata={"epoch": str(best["epoch"]),
+                                                          "trial": str(self.trial.number)})
+                with path.open("rb") as written:
+                    digest, size = digest_of(written), written.tell()
                 artifact_id = optuna.artifacts.upload_artifact(
                     artifact_store=self.store, file_path=str(path), study_or_trial=self.trial)
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -214,7 +216,7 @@ class TrialCheckpoints:
             except Exception as error:
                 self._give_up(error, None)
                 return
-        self.record.weights(artifact_id, best["epoch"], best["val_loss"], len(written), digest_of(written))
+        self.record.weights(artifact_id, best["epoch"], best["val_loss"], size, digest)
 
     def _drop_states(self, keep: str | None) -> None:
         """Remove the states of this trial and of the trial it took its checkpoint from, except ``keep``."""

@@ -48,6 +48,20 @@ def cpu_copy(state_dict: dict) -> dict:
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in state_dict.items()}
 
 
+def on_cpu(state_dict: dict) -> dict:
+    """The tensors on the CPU, copied only where they are elsewhere, not contiguous, or share memory with one
+    before them (safetensors refuses shared tensors): for tensors that no longer change, such as frozen stages."""
+    seen: set[int] = set()
+    result = {}
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if tensor.untyped_storage().data_ptr() in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        result[name] = tensor
+    return result
+
+
 def copied(value):
     """``value`` with every tensor in it copied, so that training may go on while it is written."""
     if isinstance(value, torch.Tensor):

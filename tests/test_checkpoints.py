@@ -198,3 +198,18 @@ def test_a_trial_shorter_than_the_interval_writes_no_state_but_keeps_its_best_we
     retry = study.trials[1]
     assert RESUMED_FROM not in retry.user_attrs and [row["epoch"] for row in retry.user_attrs["history"]] == [1, 2, 3, 4]
     assert stored_files(tmp_path / "artifacts") == [retry.user_attrs[WEIGHTS]["artifact_id"]]
+
+
+def test_weights_are_written_from_the_tensors_themselves_except_shared_ones(tmp_path):
+    from safetensors.torch import save_file
+
+    from sweep.training_state import on_cpu
+
+    head = torch.nn.Linear(4, 4)
+    state = {"a.weight": head.weight, "b.weight": head.weight, "a.bias": head.bias, "view": torch.ones(4, 4).t()}
+    tensors = on_cpu(state)
+    # nothing copied but the second name for the same memory and the view that is not contiguous
+    assert tensors["a.weight"].data_ptr() == head.weight.data_ptr() and tensors["a.bias"].data_ptr() == head.bias.data_ptr()
+    assert tensors["b.weight"].data_ptr() != head.weight.data_ptr() and tensors["view"].is_contiguous()
+    save_file(tensors, tmp_path / "w.safetensors")  # safetensors refuses tensors that share memory
+    assert torch.equal(load_file(tmp_path / "w.safetensors")["b.weight"], head.weight.detach())
