@@ -243,8 +243,12 @@ def test_what_is_left_open_is_settled_by_enqueued_trials_not_by_sweep_confirm():
               "not_ruled_out": [{"param": "optimizer", "try_value": "sgd", "status": "open"}]}
     command = settle_command(result)
     assert command == "study.enqueue_trial({**study.trials[4].params, 'optimizer': 'sgd'}); then study.optimize(...)"
-    assert settle_command({"study": "mine", "not_ruled_out": [open_lr]}) == "sweep confirm --study mine --value lr=0.001"
-    assert settle_command({"study": "mine", "not_ruled_out": [{**open_lr, "status": "cause"}]}) is None
+    free = {"number": 3, "judged": True, "state": "COMPLETE", "verdict": "improving", "best_val_loss": 0.4}
+    ours = {"study": "mine", "trials": [free], "not_ruled_out": [open_lr]}
+    assert settle_command(ours) == "sweep confirm --study mine --value lr=0.001"
+    assert settle_command({**ours, "not_ruled_out": [{**open_lr, "status": "cause"}]}) is None
+    # a sweep's own study without a plateau-free run to start from: `sweep confirm` would refuse
+    assert settle_command({**ours, "trials": [{**free, "verdict": "plateau"}]}) is None
 
 
 def test_the_defaults_are_the_sweeps():

@@ -396,3 +396,37 @@ def test_a_one_change_run_trains_every_epoch_with_timm_where_the_pruner_cuts_the
     assert first.state.name == "PRUNED" and first.user_attrs["pruned_at"] < 3  # the pruner cut the baseline
     assert control.state.name == "COMPLETE" and len(control.user_attrs["history"]) == 3
     assert "duplicate_of" not in control.user_attrs and control.params == first.params
+
+
+def test_no_confirm_command_is_offered_before_a_plateau_free_run_exists(tmp_path):
+    from click.testing import CliRunner
+
+    from simulated_curves import Cause, Generator, simulated_sweep
+    from sweep.analysis import render_html
+    from sweep.analysis.report import render_text
+    from sweep.cli import main
+    from sweep.config import SweepConfig
+    from sweep.next_steps import annotate
+    from sweep.storage import open_storage
+    from sweep.study import analyze_study
+
+    url = f"sqlite:///{tmp_path / 'stalled.db'}"
+    every_run_stalls = Generator("stalled", (Cause("lr", lambda value: True, 2, "any lr"),))
+    for name, epochs in (("stalled", 6), ("short", 2)):  # judged runs, all with a plateau; no run judged at all
+        config = SweepConfig(n_trials=8, epochs=epochs, seed=0, checkpoints=False)
+        study = simulated_sweep(open_storage(url, heartbeat=False), name, config, every_run_stalls, 0)
+        result, records, distributions = analyze_study(study, config)
+        result = annotate(result, name, config, url, None)
+        text = render_text(result)
+        page = render_html(result, records, distributions)
+        assert result["settle_command"] is None and "sweep confirm" not in text and "sweep confirm" not in page
+        # the command `sweep confirm` refuses, as the report says
+        refused = CliRunner().invoke(main, ["confirm", "--storage", url, "--study", name, "--value", "lr=0.001"])
+        assert refused.exit_code == 2 and "no plateau-free run" in refused.output
+        if name == "stalled":
+            assert result["n_judged"] > 0 and "Not ruled out (no judged run there removed the plateau)" in text
+            assert "to settle it: one-change runs start from a plateau-free run trained to the end: run more trials " \
+                   "first" in text
+        else:  # every value is open: one line, not a list of them all
+            assert result["n_judged"] == 0 and "lr in [" not in text and "not-ruled-out-table" not in page
+            assert "Not ruled out: any value yet (no run could be judged, so none has removed the plateau)" in text

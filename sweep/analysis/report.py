@@ -394,5 +394,5 @@ def render_text(result: dict) -> str:
         lines.append("Usual suspects")
         lines += [f"  {suspect['name']}: {suspect['sentence']}" for suspect in suspects]
     unsettled = not_ruled_out_lines(result)
-    lines += ["", *unsettled] if unsettled else []
+    lines += [*([""] if lines[-1] else []), *unsettled] if unsettled else []
     return "\n".join(lines).rstrip() + "\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shlex
 
+from sweep.analysis.confirmation import plateau_free
+
 OUTCOME_WORDS = {"confirmed": "confirmed cause", "ruled_out": "ruled out", "inconclusive": "inconclusive",
                  "pending": "pending"}
 
@@ -24,6 +26,8 @@ def settle_command(result: dict, where: str = "") -> str | None:
     entries = open_entries(result)
     if not entries:
         return None
+    if not result.get("source") and not plateau_free(result.get("trials") or []):
+        return None  # `sweep confirm` starts from a plateau-free run trained to the end, and refuses without one
     if result.get("settle_command"):
         return result["settle_command"]
     if result.get("source"):  # a study `sweep start` did not make: the same runs as enqueued trials
@@ -46,11 +50,29 @@ def confirmation_lines(result: dict) -> list[str]:
     return lines
 
 
+def nothing_ruled_out(result: dict) -> str | None:
+    """The one line that stands for the whole list when no run could be judged: then every value is open."""
+    if result.get("n_judged") or not open_entries(result):
+        return None
+    return "Not ruled out: any value yet (no run could be judged, so none has removed the plateau)"
+
+
+def settle_text(result: dict) -> str:
+    """How to settle the open values: the command, or what it waits for."""
+    command = settle_command(result)
+    if command:
+        return command
+    return "one-change runs start from a plateau-free run trained to the end: run more trials first"
+
+
 def not_ruled_out_lines(result: dict) -> list[str]:
     entries = open_entries(result)
     if not entries:
         return []
+    nothing = nothing_ruled_out(result)
+    if nothing:
+        return [nothing]
     lines = ["Not ruled out (no judged run there removed the plateau)"]
     lines += [f"  {entry['label']}: {entry['runs']}" for entry in entries]
-    lines.append(f"  to settle it: {settle_command(result)}")
+    lines.append(f"  to settle it: {settle_text(result)}")
     return lines
