@@ -3,6 +3,7 @@ after a sweep the report, the dashboard and the export. No torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 
@@ -10,6 +11,7 @@ from optuna.distributions import CategoricalDistribution
 
 from sweep.analysis.report_confirmation import settle_command
 from sweep.config import FIXED_KEYS, SweepConfig
+from sweep.plateau import epochs_to_judge
 from sweep.storage import DEFAULT_STORAGE, STORAGE_ENV, mask_url
 
 MORE_TRIALS = 8  # trials a "run more" command adds at least
@@ -64,15 +66,42 @@ def start_command(study_name: str, config: SweepConfig, storage_url: str, *, n_t
     return "sweep start" + storage_flag(storage_url) + " " + " ".join(flags)
 
 
+def short_runs(config: SweepConfig) -> dict | None:
+    """``{"epochs", "epochs_to_judge"}`` where the study's trials train too few epochs for any verdict (every run
+    ends ``too_short``, whatever the budget), else None."""
+    needed = epochs_to_judge(config.patience)
+    return {"epochs": config.epochs, "epochs_to_judge": needed} if config.epochs < needed else None
+
+
+def short_runs_warning(config: SweepConfig) -> str | None:
+    """The line ``sweep start`` logs for a study whose runs can never be judged."""
+    short = short_runs(config)
+    if short is None:
+        return None
+    return (f"--epochs {config.epochs} is too short to judge a plateau: with --patience {config.patience} a run needs "
+            f"{short['epochs_to_judge']} epochs for a verdict, so every trial ends too_short and the analysis cannot "
+            f"say what removes the plateau; use --epochs {short['epochs_to_judge']} or more")
+
+
 def annotate(result: dict, study_name: str, config: SweepConfig, storage_url: str, stopped: dict | None) -> dict:
     """The result with why the sweep stopped early (``stopped``) and the command that runs more trials
-    (``resume_command``): enough for the judged runs the analysis asks for, at least ``MORE_TRIALS``."""
+    (``resume_command``): enough for the judged runs the analysis asks for, at least ``MORE_TRIALS``. Where the
+    study's epochs are too few to judge any run (``short_runs``), more of its trials would not help: the command
+    starts a new study with the default epochs (or the fewest that judge a run, if more) and the same budget."""
     settings = result.get("settings") or {}
     missing = max(0, settings.get("min_trials", 0) - result.get("n_judged", 0))
+    n_trials = config.n_trials + max(MORE_TRIALS, missing)
+    short = short_runs(config)
     result["stopped"] = stopped
+    result["short_runs"] = short
     result["settle_command"] = settle_command(result, storage_flag(storage_url))
-    result["resume_command"] = start_command(study_name, config, storage_url, lift_stop=stopped is not None,
-                                             n_trials=config.n_trials + max(MORE_TRIALS, missing))
+    if short:
+        epochs = max(SweepConfig().epochs, short["epochs_to_judge"])
+        result["resume_command"] = start_command(f"{study_name}-{epochs}-epochs", dataclasses.replace(config, epochs=epochs),
+                                                 storage_url, lift_stop=False, n_trials=n_trials)
+    else:
+        result["resume_command"] = start_command(study_name, config, storage_url, lift_stop=stopped is not None,
+                                                 n_trials=n_trials)
     return result
 
 

@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 
+def epochs_to_judge(patience: int) -> int:
+    """The fewest epochs a run needs for a verdict: one to set a best, ``patience`` more to see it stall or not."""
+    return patience + 1
+
+
 def improves(new_best: float, best: float, min_delta: float) -> bool:
     # ReduceLROnPlateau(mode="min", threshold_mode="rel"): better means below best * (1 - threshold).
     return new_best < best - abs(best) * min_delta
@@ -37,10 +42,10 @@ def stall_start(stalled: list[bool]) -> int:
 def plateau_epoch(val_losses: list[float], *, patience: int, min_delta: float) -> int | None:
     """Epoch (1-based position in ``val_losses``) from which the curve is still stalled at its end, or None.
 
-    None while the curve is too short to judge (fewer than ``patience + 1`` values) or still improving.
+    None while the curve is too short to judge (fewer than ``epochs_to_judge`` values) or still improving.
     """
     val = [float(value) for value in val_losses]
-    if len(val) < patience + 1:
+    if len(val) < epochs_to_judge(patience):
         return None
     stalled = stalled_windows(val, patience, min_delta)
     return stall_start(stalled) + 1 if stalled[-1] else None

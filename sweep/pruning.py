@@ -12,7 +12,7 @@ from typing import Callable
 
 import optuna
 
-from sweep.plateau import plateau_epoch
+from sweep.plateau import epochs_to_judge, plateau_epoch
 from sweep.record import hold_until
 
 # Finished runs a pruner waits for before it cuts any: with fewer, a percentile or a rung says little.
@@ -25,13 +25,13 @@ LARGE_MOVE = 0.2
 def warmup_epochs(patience: int, epochs: int, init: str | None) -> int:
     """Epochs a run trains before its rank says much, by its initial weights.
 
-    Fine-tuned from pretrained weights a run's rank settles within a few epochs; ``patience + 1`` is the
+    Fine-tuned from pretrained weights a run's rank settles within a few epochs; ``epochs_to_judge`` is the
     least that gives a pruned run its plateau verdict. From a random init the runs that end best (high
     learning rates) are often the worst early on, so they get a third of the epochs. Unknown: the longer.
     """
     if init == "pretrained":
-        return min(epochs, patience + 1)
-    return min(epochs, max(patience + 1, epochs // 3))
+        return min(epochs, epochs_to_judge(patience))
+    return min(epochs, max(epochs_to_judge(patience), epochs // 3))
 
 
 def moved_a_lot(trial: optuna.trial.FrozenTrial, within: int) -> bool:
@@ -115,14 +115,14 @@ def _patient(config) -> optuna.pruners.BasePruner:
         return optuna.pruners.PatientPruner(_settled(50.0)(config), patience=config.patience)
 
 
-# First rung of the halving pruners: patience + 1 epochs, so that every pruned run has a verdict.
+# First rung of the halving pruners: epochs_to_judge, so that every pruned run has a verdict.
 PRUNERS: dict[str, Callable] = {
     "quartile": _settled(25.0),  # the default: cut a settled run outside the best quarter of the finished ones
     "median": _settled(50.0),
     "asha": lambda config: StartupPruner(optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=config.patience + 1, reduction_factor=3, min_early_stopping_rate=0)),
+        min_resource=epochs_to_judge(config.patience), reduction_factor=3, min_early_stopping_rate=0)),
     "hyperband": lambda config: StartupPruner(optuna.pruners.HyperbandPruner(
-        min_resource=min(config.epochs, config.patience + 1), max_resource=config.epochs, reduction_factor=3)),
+        min_resource=min(config.epochs, epochs_to_judge(config.patience)), max_resource=config.epochs, reduction_factor=3)),
     "patient": _patient,
     "plateau": lambda config: PlateauPruner(config.patience, config.min_delta),
     "none": lambda config: optuna.pruners.NopPruner(),

@@ -21,7 +21,7 @@ from sweep.confirm import due_runs, plateau_free_trials, queue_runs
 from sweep.dashboard import write_study_note as write_dashboard_note
 from sweep.errors import SweepFailed, UsageError
 from sweep.export import export_model
-from sweep.next_steps import after_sweep_lines, annotate, start_command
+from sweep.next_steps import after_sweep_lines, annotate, short_runs_warning, start_command
 from sweep.launcher import run_local_workers
 from sweep.storage import describe_error, mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
@@ -47,6 +47,9 @@ def start_sweep(study_name: str, storage_url: str, config: SweepConfig, *, devic
     """
     for problem in space.check_baseline(config.baseline, config.space):
         log.warning("baseline %s: it runs as given, but the sweep won't sample there", problem)
+    short = short_runs_warning(config)
+    if short:
+        log.warning(short)
     report = check_before_start(config, device, quiet) if doctor else check_data_and_weights(config)
     storage = open_storage(storage_url)
     config = settle_location(config, storage, study_name, storage_url)

@@ -5,6 +5,7 @@ report, dashboard and export commands."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shlex
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from sweep import space
 from sweep.cli import main
+from sweep.next_steps import start_command
 from sweep.study import stored_config
 from synthetic_studies import SPACE, store_study, synthetic_records
 from test_next_sweep import FIRST
@@ -84,3 +86,28 @@ def test_the_end_of_a_sweep_names_the_report_dashboard_and_export_commands(tmp_p
     assert lines[1:] == ["  sweep analyze --storage sqlite:///elsewhere.db --study s --format html --out s-report.html",
                          "  sweep dashboard --storage sqlite:///elsewhere.db --study s",
                          "  sweep export --storage sqlite:///elsewhere.db --study s --out s-model"]
+
+
+def test_a_study_whose_epochs_cannot_judge_a_run_is_told_to_start_a_new_one_with_enough(tmp_path, caplog):
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    # patience 3: a verdict needs 4 epochs, and these trials train 2
+    short = dataclasses.replace(MINE, epochs=2, artifacts=os.environ["SWEEP_ARTIFACTS"])
+    records, _ = synthetic_records(8, seed=0, epochs=2)
+    store_study(records, SPACE, storage, "short", short)
+    result = CliRunner().invoke(main, ["analyze", "--study", "short", "--storage", storage, "--format", "json"])
+    assert json.loads(result.output)["short_runs"] == {"epochs": 2, "epochs_to_judge": 4}
+    lines = invoke("analyze", "--study", "short", storage=storage).output.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("No run of this study can be judged"))
+    assert "train 2 epoch(s) and a verdict needs 4 (patience 3 + 1)" in lines[head]
+    assert not any(line.startswith("Run more trials") for line in lines)
+    command = lines[head + 1].strip()
+    assert command.startswith(f"sweep start --storage {storage} --study short-6-epochs ")  # the default's 6 epochs
+    with caplog.at_level("WARNING", logger="sweep"):
+        resume(command, storage)
+    made = stored_config(optuna.load_study(study_name="short-6-epochs", storage=storage))
+    assert made == dataclasses.replace(short, epochs=6, n_trials=short.n_trials + 8)
+    assert "too short to judge" not in caplog.text  # the new study can judge its runs
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sweep"):
+        resume(start_command("short", short, storage, n_trials=short.n_trials, lift_stop=False), storage)
+    assert "--epochs 2 is too short to judge a plateau: with --patience 3 a run needs 4 epochs" in caplog.text

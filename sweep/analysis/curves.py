@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.plateau import best_so_far, stall_start, stalled_windows
+from sweep.plateau import best_so_far, epochs_to_judge, stall_start, stalled_windows
 
 VERDICTS = ("improving", "plateau", "overfitting", "oscillating", "diverged", "too_short")
 
@@ -162,9 +162,9 @@ def classify_curve(
     if skipped:
         evidence["skipped_epochs"] = list(skipped)
     val = [point.val_loss for point in points]
-    if len(points) < patience + 1:
+    if len(points) < epochs_to_judge(patience):
         evidence["reason"] = (
-            f"{len(points)} epoch(s) with a validation loss; judging a plateau needs {patience + 1}"
+            f"{len(points)} epoch(s) with a validation loss; judging a plateau needs {epochs_to_judge(patience)}"
         )
         return CurveVerdict("too_short", None, evidence)
 

@@ -292,8 +292,12 @@ def more_trials_lines(result: dict) -> list[str]:
     evidence = result.get("evidence")
     if not (evidence == "insufficient" or (evidence == "ok" and not result["factors"])):
         return []
-    command, stopped = result.get("resume_command"), result.get("stopped")
-    if stopped:
+    command, stopped, short = result.get("resume_command"), result.get("stopped"), result.get("short_runs")
+    if short:
+        head = (f"No run of this study can be judged, however many it trains: its trials train {short['epochs']} "
+                f"epoch(s) and a verdict needs {short['epochs_to_judge']} (patience "
+                f"{result['settings']['patience']} + 1). Start a new study with more epochs" + (":" if command else "."))
+    elif stopped:
         head = (f"The sweep stopped itself (--stop-when {stopped['rule']}) before the evidence was enough: to name the "
                 "settings anyway, resume it with a larger budget and no stop rule" + (":" if command else "."))
     else:
