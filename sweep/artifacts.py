@@ -282,6 +282,12 @@ def ranked_weights(trials: list[optuna.trial.FrozenTrial], *, patience: int, min
     return sorted(kept, key=_rank)
 
 
+def exportable(trials: list[optuna.trial.FrozenTrial], *, patience: int, min_delta: float) -> bool:
+    """Whether ``sweep export`` without ``--trial`` finds a trial to write: a complete run without a plateau or
+    divergence whose weights were recorded."""
+    return any(kept.wanted for kept in ranked_weights(trials, patience=patience, min_delta=min_delta))
+
+
 def _rank(kept: Kept) -> tuple:
     return not kept.wanted, kept.best_val_loss, kept.number
 

@@ -105,12 +105,13 @@ def annotate(result: dict, study_name: str, config: SweepConfig, storage_url: st
     return result
 
 
-def after_sweep_lines(study_name: str, config: SweepConfig, storage_url: str) -> list[str]:
-    """The commands a user runs once a sweep is done: the HTML report, the dashboard, and the best model's export."""
+def after_sweep_lines(study_name: str, storage_url: str, *, export: bool) -> list[str]:
+    """The commands a user runs once a sweep is done: the HTML report, the dashboard, and, where ``export`` (a trial
+    that `sweep export` picks by itself has weights: ``artifacts.exportable``), the best model's export."""
     where, study = storage_flag(storage_url), shlex.quote(study_name)
     lines = ["Next",
              f"  sweep analyze{where} --study {study} --format html --out {shlex.quote(study_name + '-report.html')}",
              f"  sweep dashboard{where} --study {study}"]
-    if config.checkpoints:
+    if export:
         lines.append(f"  sweep export{where} --study {study} --out {shlex.quote(study_name + '-model')}")
     return lines

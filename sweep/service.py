@@ -15,7 +15,7 @@ import optuna
 
 from sweep import analysis, space
 from sweep import study as study_module
-from sweep.artifacts import settle_location
+from sweep.artifacts import exportable, settle_location
 from sweep.config import SweepConfig, build_config
 from sweep.confirm import due_runs, plateau_free_trials, queue_runs
 from sweep.dashboard import write_study_note as write_dashboard_note
@@ -110,7 +110,10 @@ def finish(study, config: SweepConfig, storage_url: str) -> str:
     result, _, _ = study_module.analyze_study(study, config)
     annotate(result, study.study_name, config, storage_url, stop_reason(study))
     write_study_note(study, config, result)
-    return analysis.render_text(result) + "\n" + "\n".join(after_sweep_lines(study.study_name, config, storage_url))
+    export = config.checkpoints and exportable(study.get_trials(deepcopy=False), patience=config.patience,
+                                               min_delta=config.min_delta)
+    return analysis.render_text(result) + "\n" + "\n".join(after_sweep_lines(study.study_name, storage_url,
+                                                                               export=export))
 
 
 def check_data_and_weights(config: SweepConfig) -> None:

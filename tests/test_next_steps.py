@@ -79,13 +79,44 @@ def test_the_end_of_a_sweep_names_the_report_dashboard_and_export_commands(tmp_p
     from sweep.next_steps import after_sweep_lines
 
     monkeypatch.setenv("SWEEP_STORAGE", "postgresql+psycopg://sweep:secret@db/sweep")
-    assert after_sweep_lines("my study", FIRST, "postgresql+psycopg://sweep:secret@db/sweep") == [
+    assert after_sweep_lines("my study", "postgresql+psycopg://sweep:secret@db/sweep", export=False) == [
         "Next", "  sweep analyze --study 'my study' --format html --out 'my study-report.html'",
-        "  sweep dashboard --study 'my study'"]  # FIRST keeps no checkpoints: nothing to export
-    lines = after_sweep_lines("s", dataclasses.replace(FIRST, checkpoints=True), "sqlite:///elsewhere.db")
+        "  sweep dashboard --study 'my study'"]
+    lines = after_sweep_lines("s", "sqlite:///elsewhere.db", export=True)
     assert lines[1:] == ["  sweep analyze --storage sqlite:///elsewhere.db --study s --format html --out s-report.html",
                          "  sweep dashboard --storage sqlite:///elsewhere.db --study s",
                          "  sweep export --storage sqlite:///elsewhere.db --study s --out s-model"]
+
+
+class WeightsRecorded:
+    """A sweep's objective that records weights for every trial (an id, not a file: only the choice is tested)."""
+
+    def __init__(self, objective):
+        self.objective = objective
+
+    def __call__(self, trial):
+        from sweep.record import TrialWriter
+
+        value = self.objective(trial)
+        TrialWriter(trial).weights(f"weights-{trial.number}", 1, value, 1, "0" * 32)
+        return value
+
+
+def test_export_is_named_only_where_a_trial_without_a_plateau_has_weights(tmp_path, monkeypatch):
+    from sweep.service import finish
+    from test_analysis_stopping import SyntheticObjective, run_here, sweep_study
+
+    monkeypatch.setattr("test_analysis_stopping.plateau_rule", lambda params: True)  # every run keeps the plateau
+    url, storage, study, config = sweep_study(tmp_path, n_trials=3)
+    run_here(study, config, storage, WeightsRecorded(SyntheticObjective(config)))
+    config = dataclasses.replace(config, checkpoints=True)
+    text = finish(study, config, url)
+    assert "sweep export" not in text  # it would refuse: no complete trial ended without a plateau
+    monkeypatch.setattr("test_analysis_stopping.plateau_rule", lambda params: False)  # no run keeps it
+    (tmp_path / "free").mkdir()
+    url, storage, study, _ = sweep_study(tmp_path / "free", n_trials=3)
+    run_here(study, config, storage, WeightsRecorded(SyntheticObjective(config)))
+    assert f"  sweep export --storage {url} --study stop --out stop-model" in finish(study, config, url)
 
 
 def test_a_study_whose_epochs_cannot_judge_a_run_is_told_to_start_a_new_one_with_enough(tmp_path, caplog):
