@@ -295,7 +295,7 @@ def _run_one(loop: TrialLoop, admitted: _Admitted, running_before: set[int]) -> 
         loop.study.optimize(admitted, n_trials=1, callbacks=[admitted.count, *loop.callbacks], gc_after_trial=False)
     except KeyboardInterrupt:
         if admitted.number is None:  # between Optuna's ask and our objective: the gate is still ours
-            _fail_unadmitted(loop.study, loop.storage, running_before)
+            admitted.number = _fail_unadmitted(loop.study, loop.storage, running_before)  # the step queues it again
         raise
 
 
@@ -330,21 +330,24 @@ def _room(study: optuna.Study) -> tuple[int, set[int]]:
 
 
 def _fail_unadmitted(study: optuna.Study, storage: optuna.storages.BaseStorage | None,
-                     running_before: set[int]) -> None:
-    """Fail the trial a Ctrl-C caught after Optuna made it RUNNING but before our objective ran.
+                     running_before: set[int]) -> int | None:
+    """Fail the trial a Ctrl-C caught after Optuna made it RUNNING but before our objective ran; its number.
 
-    Optuna fails a trial interrupted inside the objective; one interrupted in between has neither a
-    heartbeat (so no worker would ever fail it as stale) nor params. While this worker holds the
-    budget gate no other worker creates or starts a trial, so every trial RUNNING now that was not
-    before is this worker's.
+    Optuna fails a trial interrupted inside the objective; one interrupted in between has neither a heartbeat (so no
+    worker would ever fail it as stale) nor params, but it may hold a queued run (the baseline, a retry, a one-change
+    run: its fixed params), which the step queues again. While this worker holds the budget gate no other worker
+    creates or starts a trial, so every trial RUNNING now that was not before is this worker's.
     """
     storage = study_storage(study) if storage is None else storage
     study_id = storage.get_study_id_from_name(study.study_name)
+    failed = None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.number not in running_before:
             storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
                                            TrialState.FAIL)
             log.warning("trial %d interrupted before it started: marked failed", trial.number)
+            failed = trial.number
+    return failed
 
 
 def _requeue_interrupted(study: optuna.Study, number: int | None) -> int | None:

@@ -75,3 +75,36 @@ def test_a_stop_signal_that_surfaces_as_a_database_error_stops_the_step_and_queu
     assert stopped.value.trial == 0
     states = [trial.state.name for trial in study.get_trials()]
     assert states == ["FAIL", "WAITING"]  # the baseline failed and queued again for the next worker
+
+
+class StopWhileAsking(optuna.samplers.BaseSampler):
+    """The sweep's sampler, with a stop signal landing in Optuna's ask: the trial is RUNNING, the objective not yet."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def before_trial(self, study, trial):
+        raise KeyboardInterrupt
+
+    def infer_relative_search_space(self, study, trial):
+        return self.sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.sampler.sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_a_queued_run_a_stop_signal_catches_before_its_objective_stays_queued(study):
+    """Between Optuna's ask (the queued trial popped, RUNNING) and the objective: the trial is failed, and the run
+    it held (here the baseline; a retry or a one-change run alike) is queued again, not lost."""
+    study, storage = study
+    baseline = study.get_trials()[0].system_attrs["fixed_params"]
+    loop = loop_for(study, storage)
+    loop.study.sampler = StopWhileAsking(loop.study.sampler)
+    with pytest.raises(KeyboardInterrupt):
+        step(loop)
+    trials = study.get_trials()
+    assert [trial.state.name for trial in trials] == ["FAIL", "WAITING"]
+    assert trials[1].system_attrs["fixed_params"] == baseline and trials[1].system_attrs["failed_trial"] == 0

@@ -144,7 +144,7 @@ def test_interrupting_start_with_workers_leaves_nothing_running(pg_url, how):
     failed = by_state(done, "FAIL")
     assert len(failed) == 2
     queued = by_state(done, "WAITING")
-    assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(t.number for t in failed)
+    assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(t.number for t in failed), err
     assert {tuple(sorted(t.params.items())) for t in queued} == {tuple(sorted(t.params.items())) for t in failed}
 
 
