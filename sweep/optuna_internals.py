@@ -21,3 +21,8 @@ def rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseSto
 def trial_id(trial: optuna.trial.FrozenTrial) -> int:
     """The storage's id of a trial, which optuna_dashboard's notes are keyed by."""
     return trial._trial_id  # Optuna 5.0.0: FrozenTrial keeps its storage id private
+
+
+def holds_queued_run(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial was popped from the queue (``enqueue_trial``: the baseline, a retry, a one-change run)."""
+    return "fixed_params" in trial.system_attrs  # Optuna 5.0.0: enqueue_trial keeps the params in this system attr

@@ -27,7 +27,7 @@ from sweep.config import SweepConfig
 from sweep.confirm import schedule_confirmations
 from sweep.dashboard import TrialNotes
 from sweep.logs import interrupted
-from sweep.optuna_internals import study_storage
+from sweep.optuna_internals import holds_queued_run, study_storage
 from sweep.progress import SweepProgress, waiting_line
 from sweep.recovery import StaleTrialWatcher, fail_stale_trials
 from sweep.stopping import stop_callbacks
@@ -331,12 +331,12 @@ def _room(study: optuna.Study) -> tuple[int, set[int]]:
 
 def _fail_unadmitted(study: optuna.Study, storage: optuna.storages.BaseStorage | None,
                      running_before: set[int]) -> int | None:
-    """Fail the trial a Ctrl-C caught after Optuna made it RUNNING but before our objective ran; its number.
+    """Fail the trial a Ctrl-C caught after Optuna made it RUNNING but before our objective ran; its number where it
+    held a queued run (the baseline, a retry, a one-change run: fixed params), which the step queues again.
 
     Optuna fails a trial interrupted inside the objective; one interrupted in between has neither a heartbeat (so no
-    worker would ever fail it as stale) nor params, but it may hold a queued run (the baseline, a retry, a one-change
-    run: its fixed params), which the step queues again. While this worker holds the budget gate no other worker
-    creates or starts a trial, so every trial RUNNING now that was not before is this worker's.
+    worker would ever fail it as stale) nor params of its own. While this worker holds the budget gate no other
+    worker creates or starts a trial, so every trial RUNNING now that was not before is this worker's.
     """
     storage = study_storage(study) if storage is None else storage
     study_id = storage.get_study_id_from_name(study.study_name)
@@ -346,7 +346,8 @@ def _fail_unadmitted(study: optuna.Study, storage: optuna.storages.BaseStorage |
             storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
                                            TrialState.FAIL)
             log.warning("trial %d interrupted before it started: marked failed", trial.number)
-            failed = trial.number
+            if holds_queued_run(trial):
+                failed = trial.number
     return failed
 
 

@@ -100,7 +100,7 @@ def test_a_queued_run_a_stop_signal_catches_before_its_objective_stays_queued(st
     """Between Optuna's ask (the queued trial popped, RUNNING) and the objective: the trial is failed, and the run
     it held (here the baseline; a retry or a one-change run alike) is queued again, not lost."""
     study, storage = study
-    baseline = study.get_trials()[0].system_attrs["fixed_params"]
+    baseline = study.get_trials()[0].system_attrs["fixed_params"]  # Optuna keeps a queued run's params there
     loop = loop_for(study, storage)
     loop.study.sampler = StopWhileAsking(loop.study.sampler)
     with pytest.raises(KeyboardInterrupt):

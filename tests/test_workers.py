@@ -143,6 +143,8 @@ def test_interrupting_start_with_workers_leaves_nothing_running(pg_url, how):
     assert by_state(done, "RUNNING") == []
     failed = by_state(done, "FAIL")
     assert len(failed) == 2
+    # every run is queued again; a trial the signal caught in Optuna's ask, before it had params, held none
+    failed = [t for t in failed if t.params or "fixed_params" in t.system_attrs]
     queued = by_state(done, "WAITING")
     assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(t.number for t in failed), err
     assert {tuple(sorted(t.params.items())) for t in queued} == {tuple(sorted(t.params.items())) for t in failed}
