@@ -432,3 +432,31 @@ def test_the_readme_example_runs_inside_a_users_script(valid_analysis):
     namespace = {"study": plain_study(optuna.samplers.RandomSampler(seed=13), n_trials=12)}
     exec(example, namespace)
     assert valid_analysis(namespace["result"])["factors"][0]["param"] == "learning_rate"
+
+
+def test_a_conditional_parameter_is_settled_from_a_trial_where_it_exists(valid_analysis):
+    """lr_sgd exists only where the optimizer is sgd, lr_adam only for adam: a one-change run of lr_adam set on an sgd
+    trial would never be read by the objective, so it starts from the best adam trial."""
+    from sweep.analysis.report_confirmation import settle_command
+
+    def objective(trial: optuna.Trial) -> float:
+        optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        lr = trial.suggest_float(f"lr_{optimizer}", 1e-4, 1e-1, log=True)
+        loss = 1.0
+        for step in range(8):
+            loss *= 0.7 if lr > 1e-3 else 0.999  # a low learning rate stalls, whichever optimizer has it
+            trial.report(loss, step)
+        return loss
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=16)
+    result = valid_analysis(analyze_study(study))
+    opened = {entry["param"] for entry in result["not_ruled_out"] if entry["status"] == "open"}
+    assert opened == {"lr_sgd", "lr_adam"}  # the low ranges of both kept the plateau, too few runs to name them
+    runs = settle_command(result).split("; ")[:-1]
+    for run in runs:
+        start = int(run.split("study.trials[")[1].split("]")[0])
+        param = run.split(".params, '")[1].split("'")[0]
+        assert param in study.trials[start].params, run  # the trial the run starts from has the parameter
+        assert study.trials[start].params["optimizer"] == param.removeprefix("lr_")
+        assert next(t for t in result["trials"] if t["number"] == start)["verdict"] == "improving"

@@ -31,11 +31,21 @@ def settle_command(result: dict, where: str = "") -> str | None:
     if result.get("settle_command"):
         return result["settle_command"]
     if result.get("source"):  # a study `sweep start` did not make: the same runs as enqueued trials
-        start = (result.get("best_trial") or result["baseline"])["number"]
-        return "; ".join(f"study.enqueue_trial({{**study.trials[{start}].params, {entry['param']!r}: "
-                         f"{entry['try_value']!r}}})" for entry in entries) + "; then study.optimize(...)"
+        runs = [f"study.enqueue_trial({{**study.trials[{_start_for(result, entry['param'])}].params, "
+                f"{entry['param']!r}: {entry['try_value']!r}}})" for entry in entries]
+        return "; ".join(runs) + "; then study.optimize(...)"
     values = " ".join(f"--value {entry['param']}={_value(entry['try_value'])}" for entry in entries)
     return f"sweep confirm{where} --study {shlex.quote(result['study'])} {values}"
+
+
+def _start_for(result: dict, param: str) -> int:
+    """The trial a one-change run of ``param`` starts from: the best plateau-free trial where the parameter exists (in
+    a conditional space, ``lr_adam`` only where the optimizer is adam: set on another trial, the objective would
+    never read it), else the lowest loss among those, else the best trial or the baseline."""
+    having = [t for t in result.get("trials") or [] if param in t["params"]]
+    ranked = plateau_free(having) or sorted((t for t in having if t.get("best_val_loss") is not None),
+                                            key=lambda t: (t["best_val_loss"], t["number"]))
+    return ranked[0]["number"] if ranked else (result.get("best_trial") or result["baseline"])["number"]
 
 
 def confirmation_lines(result: dict) -> list[str]:
