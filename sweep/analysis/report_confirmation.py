@@ -61,10 +61,10 @@ def confirmation_lines(result: dict) -> list[str]:
 
 
 def nothing_ruled_out(result: dict) -> str | None:
-    """The one line that stands for the whole list when no run could be judged: then every value is open."""
+    """What stands for the whole list when no run could be judged: then every value is open."""
     if result.get("n_judged") or not open_entries(result):
         return None
-    return "Not ruled out: any value yet (no run could be judged, so none has removed the plateau)"
+    return "any value yet (no run could be judged, so none has removed the plateau)"
 
 
 def settle_text(result: dict) -> str:
@@ -81,7 +81,7 @@ def not_ruled_out_lines(result: dict) -> list[str]:
         return []
     nothing = nothing_ruled_out(result)
     if nothing:
-        return [nothing]
+        return [f"Not ruled out: {nothing}"]
     lines = ["Not ruled out (no judged run there removed the plateau)"]
     lines += [f"  {entry['label']}: {entry['runs']}" for entry in entries]
     lines.append(f"  to settle it: {settle_text(result)}")

@@ -245,7 +245,7 @@ def not_ruled_out_section(result: dict) -> str:
         return ""
     nothing = nothing_ruled_out(result)
     if nothing:
-        return section("not-ruled-out", "Not ruled out", f"<p>{html.escape(nothing)}.</p>")
+        return section("not-ruled-out", "Not ruled out", f"<p>{html.escape(nothing.capitalize())}.</p>")
     rows = [[entry["label"], cell("cause" if entry["status"] == "cause" else "open", f"status-{entry['status']}"),
              entry["n_runs"], entry["n_judged"], entry["runs"]] for entry in entries]
     command = settle_command(result)
