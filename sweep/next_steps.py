@@ -85,24 +85,29 @@ def short_runs_warning(config: SweepConfig) -> str | None:
 
 def annotate(result: dict, study_name: str, config: SweepConfig, storage_url: str, stopped: dict | None) -> dict:
     """The result with why the sweep stopped early (``stopped``) and the command that runs more trials
-    (``resume_command``): enough for the judged runs the analysis asks for, at least ``MORE_TRIALS``. Where the
-    study's epochs are too few to judge any run (``short_runs``), more of its trials would not help: the command
-    starts a new study with the default epochs (or the fewest that judge a run, if more) and the same budget."""
+    (``resume_command``, ``more_trials_command``): enough for the judged runs the analysis asks for, at least
+    ``MORE_TRIALS``."""
     settings = result.get("settings") or {}
     missing = max(0, settings.get("min_trials", 0) - result.get("n_judged", 0))
-    n_trials = config.n_trials + max(MORE_TRIALS, missing)
-    short = short_runs(config)
     result["stopped"] = stopped
-    result["short_runs"] = short
+    result["short_runs"] = short_runs(config)
     result["settle_command"] = settle_command(result, storage_flag(storage_url))
-    if short:
-        epochs = max(SweepConfig().epochs, short["epochs_to_judge"])
-        result["resume_command"] = start_command(f"{study_name}-{epochs}-epochs", dataclasses.replace(config, epochs=epochs),
-                                                 storage_url, lift_stop=False, n_trials=n_trials)
-    else:
-        result["resume_command"] = start_command(study_name, config, storage_url, lift_stop=stopped is not None,
-                                                 n_trials=n_trials)
+    result["resume_command"] = more_trials_command(study_name, config, storage_url, lift_stop=stopped is not None,
+                                                   n_trials=config.n_trials + max(MORE_TRIALS, missing))
     return result
+
+
+def more_trials_command(study_name: str, config: SweepConfig, storage_url: str, *, n_trials: int,
+                        lift_stop: bool) -> str:
+    """The `sweep start` that runs more trials: this study with ``n_trials`` in its budget, or, where its epochs are
+    too few to judge any run (``short_runs``), a new study with the default epochs (or the fewest that judge a run,
+    if more) and the same budget."""
+    short = short_runs(config)
+    if short is None:
+        return start_command(study_name, config, storage_url, n_trials=n_trials, lift_stop=lift_stop)
+    epochs = max(SweepConfig().epochs, short["epochs_to_judge"])
+    return start_command(f"{study_name}-{epochs}-epochs", dataclasses.replace(config, epochs=epochs), storage_url,
+                         n_trials=n_trials, lift_stop=False)
 
 
 def after_sweep_lines(study_name: str, storage_url: str, *, export: bool) -> list[str]:

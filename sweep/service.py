@@ -21,7 +21,8 @@ from sweep.confirm import due_runs, plateau_free_trials, queue_runs
 from sweep.dashboard import write_study_note as write_dashboard_note
 from sweep.errors import SweepFailed, UsageError
 from sweep.export import export_model
-from sweep.next_steps import after_sweep_lines, annotate, short_runs_warning, start_command
+from sweep.next_steps import (MORE_TRIALS, after_sweep_lines, annotate, more_trials_command, short_runs,
+                              short_runs_warning)
 from sweep.launcher import run_local_workers
 from sweep.storage import describe_error, mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
@@ -84,9 +85,12 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
         raise UsageError(f"--trial {reference}: not a plateau-free run of study {study_name!r} trained to the end; "
                          f"choose one of {', '.join(map(str, candidates)) or 'none yet: run more trials first'}")
     if not candidates:
-        more = start_command(study_name, config, storage_url, n_trials=config.n_trials + 8, lift_stop=True)
-        raise UsageError(f"study {study_name!r} has no plateau-free run trained to the end to start from: run more "
-                         f"trials first ({more})")
+        more = more_trials_command(study_name, config, storage_url, n_trials=config.n_trials + MORE_TRIALS,
+                                   lift_stop=True)
+        first = ("its trials train too few epochs for any verdict: start a new study first" if short_runs(config)
+                 else "run more trials first")
+        raise UsageError(f"study {study_name!r} has no plateau-free run trained to the end to start from: {first} "
+                         f"({more})")
     start = reference if reference is not None else candidates[0]
     runs = due_runs(study, config, reference_number=start, changes=changes, replicates=seeds, slots=10_000)
     if not runs:

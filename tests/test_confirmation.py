@@ -423,6 +423,9 @@ def test_no_confirm_command_is_offered_before_a_plateau_free_run_exists(tmp_path
         # the command `sweep confirm` refuses, as the report says
         refused = CliRunner().invoke(main, ["confirm", "--storage", url, "--study", name, "--value", "lr=0.001"])
         assert refused.exit_code == 2 and "no plateau-free run" in refused.output
+        # and what it says to do runs more trials that can be judged: this study's, or a new one with enough epochs
+        assert (f"run more trials first (sweep start --storage {url} --study stalled " if name == "stalled" else
+                f"start a new study first (sweep start --storage {url} --study short-6-epochs ") in refused.output
         if name == "stalled":
             assert result["n_judged"] > 0 and "Not ruled out (no judged run there removed the plateau)" in text
             assert "to settle it: one-change runs start from a plateau-free run trained to the end: run more trials " \
