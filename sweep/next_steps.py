@@ -101,7 +101,7 @@ def more_trials_command(study_name: str, config: SweepConfig, storage_url: str, 
                         lift_stop: bool) -> str:
     """The `sweep start` that runs more trials: this study with ``n_trials`` in its budget, or, where its epochs are
     too few to judge any run (``short_runs``), a new study with the default epochs (or the fewest that judge a run,
-    if more) and the same budget."""
+    if more) and that budget."""
     short = short_runs(config)
     if short is None:
         return start_command(study_name, config, storage_url, n_trials=n_trials, lift_stop=lift_stop)
