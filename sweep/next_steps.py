@@ -102,12 +102,18 @@ def more_trials_command(study_name: str, config: SweepConfig, storage_url: str, 
     """The `sweep start` that runs more trials: this study with ``n_trials`` in its budget, or, where its epochs are
     too few to judge any run (``short_runs``), a new study with the default epochs (or the fewest that judge a run,
     if more) and that budget."""
-    short = short_runs(config)
-    if short is None:
+    epochs = next_epochs(config)
+    if epochs == config.epochs:
         return start_command(study_name, config, storage_url, n_trials=n_trials, lift_stop=lift_stop)
-    epochs = max(SweepConfig().epochs, short["epochs_to_judge"])
     return start_command(f"{study_name}-{epochs}-epochs", dataclasses.replace(config, epochs=epochs), storage_url,
                          n_trials=n_trials, lift_stop=False)
+
+
+def next_epochs(config: SweepConfig) -> int:
+    """The epochs of a next sweep: the study's, unless too few to judge any run (``short_runs``); then the default
+    epochs, or the fewest that judge a run if more."""
+    short = short_runs(config)
+    return config.epochs if short is None else max(SweepConfig().epochs, short["epochs_to_judge"])
 
 
 def after_sweep_lines(study_name: str, storage_url: str, *, export: bool) -> list[str]:

@@ -21,8 +21,8 @@ from sweep.confirm import due_runs, plateau_free_trials, queue_runs
 from sweep.dashboard import write_study_note as write_dashboard_note
 from sweep.errors import SweepFailed, UsageError
 from sweep.export import export_model
-from sweep.next_steps import (MORE_TRIALS, after_sweep_lines, annotate, more_trials_command, short_runs,
-                              short_runs_warning)
+from sweep.next_steps import (MORE_TRIALS, after_sweep_lines, annotate, more_trials_command, next_epochs,
+                              short_runs, short_runs_warning)
 from sweep.launcher import run_local_workers
 from sweep.storage import describe_error, mask_secrets, mask_url, open_storage
 from sweep.study import finished_count
@@ -249,6 +249,10 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
     if emit_config is not None:
         fixed = analysis.carried_settings(config.to_dict())
         note = f"Fixed settings: study {study_name!r}'s; flags given to `sweep start` override them."
+        if next_epochs(config) != config.epochs:
+            fixed["epochs"] = next_epochs(config)
+            note += (f"\n# epochs: {fixed['epochs']}, not the study's {config.epochs}: a verdict needs at least "
+                     f"{short_runs(config)['epochs_to_judge']} (patience {config.patience} + 1).")
         if warm_start:
             folder = emit_config.with_name(emit_config.stem + ".model")
             try:

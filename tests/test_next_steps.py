@@ -138,6 +138,13 @@ def test_a_study_whose_epochs_cannot_judge_a_run_is_told_to_start_a_new_one_with
     made = stored_config(optuna.load_study(study_name="short-6-epochs", storage=storage))
     assert made == dataclasses.replace(short, epochs=6, n_trials=short.n_trials + 8)
     assert "too short to judge" not in caplog.text  # the new study can judge its runs
+    # the next sweep's config carries epochs that can judge a run too, and says why they differ
+    invoke("analyze", "--study", "short", "--emit-config", str(tmp_path / "next.toml"), storage=storage)
+    toml = (tmp_path / "next.toml").read_text()
+    assert "\nepochs = 6\n" in toml and "# epochs: 6, not the study's 2: a verdict needs at least 4" in toml
+    invoke("start", "--study", "next", "--config", str(tmp_path / "next.toml"), "--workers", "0", "--no-doctor",
+           storage=storage)
+    assert stored_config(optuna.load_study(study_name="next", storage=storage)).epochs == 6
     caplog.clear()
     with caplog.at_level("WARNING", logger="sweep"):
         resume(start_command("short", short, storage, n_trials=short.n_trials, lift_stop=False), storage)
