@@ -271,21 +271,25 @@ def ranked_weights(trials: list[optuna.trial.FrozenTrial], *, patience: int, min
     """Finished trials that recorded weights, best first: complete runs without a plateau or divergence by
     validation loss, then the rest by validation loss. ``sweep export`` picks the first wanted one; the sweep
     keeps the first ``keep_best``."""
+    return ranked_records([TrialRecord.from_trial(trial) for trial in trials], patience=patience, min_delta=min_delta)
+
+
+def ranked_records(records: list[TrialRecord], *, patience: int, min_delta: float) -> list[Kept]:
+    """``ranked_weights`` of trials already read."""
     kept = []
-    for trial in trials:
-        record = TrialRecord.from_trial(trial)
+    for record in records:
         weights = record.weights
         if not weights or record.state not in ("COMPLETE", "PRUNED"):
             continue
         verdict = classify_curve(record.history, patience=patience, min_delta=min_delta, failure=record.failure)
-        kept.append(Kept(trial.number, record.state, verdict.verdict, float(weights["val_loss"]), weights))
+        kept.append(Kept(record.number, record.state, verdict.verdict, float(weights["val_loss"]), weights))
     return sorted(kept, key=_rank)
 
 
-def exportable(trials: list[optuna.trial.FrozenTrial], *, patience: int, min_delta: float) -> bool:
+def exportable(records: list[TrialRecord], *, patience: int, min_delta: float) -> bool:
     """Whether ``sweep export`` without ``--trial`` finds a trial to write: a complete run without a plateau or
     divergence whose weights were recorded."""
-    return any(kept.wanted for kept in ranked_weights(trials, patience=patience, min_delta=min_delta))
+    return any(kept.wanted for kept in ranked_records(records, patience=patience, min_delta=min_delta))
 
 
 def _rank(kept: Kept) -> tuple:

@@ -122,7 +122,8 @@ PRUNERS: dict[str, Callable] = {
     "asha": lambda config: StartupPruner(optuna.pruners.SuccessiveHalvingPruner(
         min_resource=epochs_to_judge(config.patience), reduction_factor=3, min_early_stopping_rate=0)),
     "hyperband": lambda config: StartupPruner(optuna.pruners.HyperbandPruner(
-        min_resource=min(config.epochs, epochs_to_judge(config.patience)), max_resource=config.epochs, reduction_factor=3)),
+        min_resource=min(config.epochs, epochs_to_judge(config.patience)), max_resource=config.epochs,
+        reduction_factor=3)),
     "patient": _patient,
     "plateau": lambda config: PlateauPruner(config.patience, config.min_delta),
     "none": lambda config: optuna.pruners.NopPruner(),

@@ -111,11 +111,10 @@ def confirm_sweep(study_name: str, storage_url: str, *, reference: int | None = 
 
 def finish(study, config: SweepConfig, storage_url: str) -> str:
     """The analysis as text, also written to the study's dashboard note, and the commands to run next."""
-    result, _, _ = study_module.analyze_study(study, config)
+    result, records, _ = study_module.analyze_study(study, config)
     annotate(result, study.study_name, config, storage_url, stop_reason(study))
     write_study_note(study, config, result)
-    export = config.checkpoints and exportable(study.get_trials(deepcopy=False), patience=config.patience,
-                                               min_delta=config.min_delta)
+    export = config.checkpoints and exportable(records, patience=config.patience, min_delta=config.min_delta)
     return analysis.render_text(result) + "\n" + "\n".join(after_sweep_lines(study.study_name, storage_url,
                                                                                export=export))
 
@@ -249,10 +248,11 @@ def analyze_sweep(*, storage_url: str, study_name: str, output_format: str = "te
     if emit_config is not None:
         fixed = analysis.carried_settings(config.to_dict())
         note = f"Fixed settings: study {study_name!r}'s; flags given to `sweep start` override them."
-        if next_epochs(config) != config.epochs:
+        short = short_runs(config)
+        if short:
             fixed["epochs"] = next_epochs(config)
             note += (f"\n# epochs: {fixed['epochs']}, not the study's {config.epochs}: a verdict needs at least "
-                     f"{short_runs(config)['epochs_to_judge']} (patience {config.patience} + 1).")
+                     f"{short['epochs_to_judge']} (patience {config.patience} + 1).")
         if warm_start:
             folder = emit_config.with_name(emit_config.stem + ".model")
             try:

@@ -340,15 +340,15 @@ def _fail_unadmitted(study: optuna.Study, storage: optuna.storages.BaseStorage |
     """
     storage = study_storage(study) if storage is None else storage
     study_id = storage.get_study_id_from_name(study.study_name)
-    failed = None
+    queued = None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.number not in running_before:
             storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
                                            TrialState.FAIL)
             log.warning("trial %d interrupted before it started: marked failed", trial.number)
             if holds_queued_run(trial):
-                failed = trial.number
-    return failed
+                queued = trial.number
+    return queued
 
 
 def _requeue_interrupted(study: optuna.Study, number: int | None) -> int | None:

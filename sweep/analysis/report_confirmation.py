@@ -67,12 +67,8 @@ def nothing_ruled_out(result: dict) -> str | None:
     return "any value yet (no run could be judged, so none has removed the plateau)"
 
 
-def settle_text(result: dict) -> str:
-    """How to settle the open values: the command, or what it waits for."""
-    command = settle_command(result)
-    if command:
-        return command
-    return "one-change runs start from a plateau-free run trained to the end: run more trials first"
+# Where open values have no settle command yet: what it waits for.
+NO_REFERENCE_YET = "one-change runs start from a plateau-free run trained to the end: run more trials first"
 
 
 def not_ruled_out_lines(result: dict) -> list[str]:
@@ -84,5 +80,5 @@ def not_ruled_out_lines(result: dict) -> list[str]:
         return [f"Not ruled out: {nothing}"]
     lines = ["Not ruled out (no judged run there removed the plateau)"]
     lines += [f"  {entry['label']}: {entry['runs']}" for entry in entries]
-    lines.append(f"  to settle it: {settle_text(result)}")
+    lines.append(f"  to settle it: {settle_command(result) or NO_REFERENCE_YET}")
     return lines

@@ -11,8 +11,8 @@ from sweep.analysis.report import (
     fragile_text, more_trials_lines, not_named_reason, other_lines, overfit_text, overfitting_line, params_text,
     region_text, scope_text, setting_text, source_line, stopped_line, summary_line,
 )
-from sweep.analysis.report_confirmation import (OUTCOME_WORDS, nothing_ruled_out, open_entries, settle_command,
-                                                   settle_text)
+from sweep.analysis.report_confirmation import (NO_REFERENCE_YET, OUTCOME_WORDS, nothing_ruled_out, open_entries,
+                                                   settle_command)
 from sweep.analysis.transitions import LEFT_FOR
 
 
@@ -250,7 +250,7 @@ def not_ruled_out_section(result: dict) -> str:
              entry["n_runs"], entry["n_judged"], entry["runs"]] for entry in entries]
     command = settle_command(result)
     settle = (f'<p>To settle the open ones: <code>{html.escape(command)}</code></p>' if command else
-              f'<p>To settle the open ones: {html.escape(settle_text(result))}.</p>' if open_entries(result) else "")
+              f'<p>To settle the open ones: {html.escape(NO_REFERENCE_YET)}.</p>' if open_entries(result) else "")
     return section("not-ruled-out", "Not ruled out",
                     "<p>Values or ranges where no judged run removed the plateau: a cause the analysis names or "
                     "confirms, or open (too few runs there to rule it out).</p>",
