@@ -16,7 +16,7 @@ import torch
 
 from sweep import study as study_module
 from sweep.record import CHECKPOINT, RESUMED_FROM, WEIGHTS
-from sweep.artifacts import check_location, default_location, settle_location
+from sweep.artifacts import DigestMismatch, check_location, default_location, settle_location, verify_digest
 from sweep.config import build_config
 from sweep.errors import UsageError
 from sweep.storage import open_storage
@@ -63,6 +63,9 @@ def test_an_s3_store_holds_the_states_a_retry_resumes_from_and_keeps_only_the_we
     assert keys(s3_bucket) == ["team/resnet/" + retry.user_attrs[WEIGHTS]["artifact_id"]]
     body = s3_bucket.get_object(Bucket="sweeps", Key=keys(s3_bucket)[0])["Body"].read()
     assert len(body) == retry.user_attrs[WEIGHTS]["bytes"]
+    verify_digest(retry.user_attrs[WEIGHTS], body, "weights")  # the digest recorded is the bucket's bytes'
+    with pytest.raises(DigestMismatch):
+        verify_digest(retry.user_attrs[WEIGHTS], body[:-1] + bytes([body[-1] ^ 1]), "weights")
 
 
 class FullDisk(optuna.artifacts.FileSystemArtifactStore):
